@@ -1,0 +1,426 @@
+"""The model design shared by the REML and Bayesian paths.
+
+A linear mixed model ``y = Xβ + Zb + ε`` with ``b ~ N(0, Σ)`` and ``ε ~ N(0, σ² I)``.
+Z is the column-wise concatenation of one block per random-effect term; term ``i``
+is ``(r | f)`` with raw model matrix ``X_i`` (n x k_i) and grouping factor ``f``
+(ℓ_i levels).  Its block ``Z_i`` is the transposed Khatri-Rao product of the level
+indicators and ``X_i``: the coefficients are *level-major* (level 1's k_i
+coefficients, then level 2's, ...), exactly as lme4's ``reTrms``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import formulaic
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse as sp
+
+from .errors import DataError, DataWarning, FormulaError
+from .formula import parse_formula
+
+
+@dataclass(frozen=True, eq=False)
+class ReTerm:
+    """One random-effect term ``(cnames | factor)`` of the model.
+
+    Attributes
+    ----------
+    group:   lme4's ``VarCorr`` group label ("Subject", "Subject.1" for a second
+             term on the same factor, "cask:batch").
+    factor:  grouping factor name ("Subject", "cask:batch").
+    levels:  level labels (strings) in R's order.
+    codes:   int array (n,): the level index of each row.
+    cnames:  column names of ``X`` ("(Intercept)", "Days").
+    X:       the term's raw model matrix, float (n, k).
+    """
+
+    group: str
+    factor: str
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    cnames: tuple[str, ...]
+    X: np.ndarray
+
+    @property
+    def nl(self) -> int:
+        """Number of levels ℓ."""
+        return len(self.levels)
+
+    @property
+    def nc(self) -> int:
+        """Number of columns k (random coefficients per level)."""
+        return len(self.cnames)
+
+    @property
+    def q(self) -> int:
+        """Number of random effects ℓ·k."""
+        return self.nl * self.nc
+
+    @property
+    def ntheta(self) -> int:
+        """Length of this term's θ block: the lower triangle of a k x k factor."""
+        return self.nc * (self.nc + 1) // 2
+
+    @property
+    def theta_names(self) -> list[str]:
+        """lme4's θ names, column-wise lower triangle: ``g.a``, ``g.b.a``, ``g.b``."""
+        names = []
+        for j in range(self.nc):
+            for i in range(j, self.nc):
+                if i == j:
+                    names.append(f"{self.factor}.{self.cnames[i]}")
+                else:
+                    names.append(f"{self.factor}.{self.cnames[i]}.{self.cnames[j]}")
+        return names
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """Lower bounds of this term's θ: 0 on the diagonal, -inf below it."""
+        return np.array(
+            [0.0 if i == j else -np.inf for j in range(self.nc) for i in range(j, self.nc)]
+        )
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        """lme4's default start: 1 on the diagonal, 0 below it."""
+        return np.array([1.0 if i == j else 0.0 for j in range(self.nc) for i in range(j, self.nc)])
+
+    def Z(self) -> sp.csc_matrix:
+        """Sparse n x (ℓ·k) block ``Z_i`` with level-major columns."""
+        n, k = self.X.shape
+        rows = np.repeat(np.arange(n), k)
+        cols = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
+        return sp.csc_matrix((self.X.ravel(), (rows, cols)), shape=(n, self.q))
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Everything both estimation paths read: y, X, and the random-effect terms.
+
+    ``terms`` are in lme4's order (sorted by number of levels, largest first, with
+    lme4's tie rule), so θ, ``varcorr`` and ``ranef`` line up with lme4.
+    """
+
+    formula: str
+    response: str
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: tuple[str, ...]
+    terms: tuple[ReTerm, ...]
+    frame: pd.DataFrame
+    n_dropped: int = 0
+    dropped_columns: tuple[str, ...] = field(default=())
+
+    @property
+    def nobs(self) -> int:
+        return len(self.y)
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns (after dropping aliased ones)."""
+        return self.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        """Total number of random effects."""
+        return sum(t.q for t in self.terms)
+
+    @property
+    def group_factors(self) -> list[str]:
+        """Distinct grouping factors in term order (lme4's ``names(flist)``)."""
+        return list(dict.fromkeys(t.factor for t in self.terms))
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor (lme4's ``ngrps``)."""
+        return {t.factor: t.nl for t in self.terms}
+
+    @property
+    def theta_names(self) -> list[str]:
+        return [name for t in self.terms for name in t.theta_names]
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        return np.concatenate([t.theta_lower for t in self.terms])
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([t.theta_start for t in self.terms])
+
+    @property
+    def theta_slices(self) -> list[slice]:
+        """Slice of θ belonging to each term."""
+        out, start = [], 0
+        for t in self.terms:
+            out.append(slice(start, start + t.ntheta))
+            start += t.ntheta
+        return out
+
+    def Z(self) -> sp.csc_matrix:
+        """Sparse n x q random-effects model matrix ``[Z_1 ... Z_k]``."""
+        return sp.hstack([t.Z() for t in self.terms], format="csc")
+
+
+# --------------------------------------------------------------------------------------
+# Building the design from a formula and a DataFrame (lme4's lFormula)
+# --------------------------------------------------------------------------------------
+
+_CONTEXT = {
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+}
+
+
+def build_design(formula: str, data: pd.DataFrame) -> Design:
+    """Compile an lme4 formula and a DataFrame into a :class:`Design` (lme4's ``lFormula``).
+
+    The caller's DataFrame is never modified.  Rows with a missing value in any
+    column the formula uses are dropped (counted in ``n_dropped``, with a warning).
+    """
+    parsed = parse_formula(formula)
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+
+    columns = [str(c) for c in data.columns]
+    alias = _Aliases(columns)
+    response = alias.encode(parsed.response)
+    fixed = alias.encode(parsed.fixed)
+    bars = [(alias.encode(b.lhs), b) for b in parsed.bars]
+
+    used: list[str] = []
+    for expr, where in [(response, "the response"), (fixed, "the fixed effects")] + [
+        (lhs, str(b)) for lhs, b in bars
+    ]:
+        used += alias.required(expr, where)
+    for _, b in bars:
+        for name in b.factors:
+            if name not in alias.code:
+                raise DataError(f"grouping factor '{name}' in {b} is not a column of data")
+            used.append(name)
+    used = list(dict.fromkeys(used))
+
+    frame = data.loc[:, [c for c in data.columns if str(c) in used]].copy()
+    frame.columns = [str(c) for c in frame.columns]
+    missing = frame.isna().any(axis=1).to_numpy()
+    n_dropped = int(missing.sum())
+    if n_dropped:
+        bad = [c for c in used if frame[c].isna().any()]
+        frame = frame.loc[~missing]
+        warnings.warn(
+            f"dropped {n_dropped} of {len(missing)} rows with missing values "
+            f"in {', '.join(repr(c) for c in bad)}",
+            DataWarning,
+            stacklevel=3,
+        )
+    if len(frame) == 0:
+        raise DataError("no rows left after dropping rows with missing values")
+    frame = frame.reset_index(drop=True)
+    for col in frame.columns:
+        s = frame[col]
+        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if numeric and not np.isfinite(s.to_numpy(dtype=float)).all():
+            raise DataError(f"column '{col}' has infinite values")
+
+    work = pd.DataFrame({alias.code[c]: _as_model_column(frame[c]) for c in frame.columns})
+
+    y = _response(parsed.response, response, work, frame, alias)
+    X, names = _model_matrix(fixed, work, alias, "the fixed effects")
+    X, names, aliased = _drop_aliased(X, names)
+    if aliased:
+        warnings.warn(
+            "fixed-effect model matrix is rank deficient so dropping "
+            f"{len(aliased)} column{'s' if len(aliased) > 1 else ''}: {', '.join(aliased)}",
+            DataWarning,
+            stacklevel=3,
+        )
+
+    n = len(y)
+    terms = []
+    for lhs, bar in bars:
+        Xi, cnames = _model_matrix(lhs, work, alias, str(bar))
+        if Xi.shape[1] == 0:
+            raise FormulaError(f"random-effect term {bar} has no columns")
+        levels, codes = _grouping_factor(frame, bar.factors)
+        if len(levels) < 2:
+            raise DataError(
+                f"grouping factor '{bar.factor}' in {bar} has a single level "
+                f"({levels[0]!r}); a random effect needs at least two"
+            )
+        if len(levels) >= n:
+            raise DataError(
+                f"grouping factor '{bar.factor}' has {len(levels)} levels for {n} observations: "
+                "the number of levels must be smaller than the number of observations "
+                "(the random effect and the residual are not identifiable)"
+            )
+        if len(levels) * len(cnames) >= n:
+            raise DataError(
+                f"term {bar} has {len(levels) * len(cnames)} random effects for {n} "
+                "observations: the random-effect parameters and the residual variance "
+                "are unidentifiable"
+            )
+        terms.append((bar.factor, tuple(levels), codes, tuple(cnames), Xi))
+
+    # lme4 (mkReTrms): sort by number of levels, decreasing, only when some later
+    # term has more levels; rev(order(nl)) puts tied terms in reverse formula order.
+    nl = [len(t[1]) for t in terms]
+    if any(b > a for a, b in itertools.pairwise(nl)):
+        order = sorted(range(len(terms)), key=lambda i: nl[i])[::-1]
+        terms = [terms[i] for i in order]
+    seen: dict[str, int] = {}
+    reterms = []
+    for factor, levels, codes, cnames, Xi in terms:
+        k = seen.get(factor, 0)
+        seen[factor] = k + 1
+        group = factor if k == 0 else f"{factor}.{k}"
+        reterms.append(ReTerm(group, factor, levels, codes, cnames, Xi))
+
+    return Design(
+        formula=parsed.formula,
+        response=parsed.response,
+        y=y,
+        X=X,
+        fixef_names=tuple(names),
+        terms=tuple(reterms),
+        frame=frame,
+        n_dropped=n_dropped,
+        dropped_columns=tuple(aliased),
+    )
+
+
+class _Aliases:
+    """Rename data columns to safe identifiers so any column name works in formulaic."""
+
+    def __init__(self, columns: list[str]):
+        self.code = {c: f"_v{i}_" for i, c in enumerate(columns)}
+        self.name = {v: k for k, v in self.code.items()}
+        # longest first so 'Sepal.Length' wins over a column called 'Sepal'
+        ordered = sorted(columns, key=len, reverse=True)
+        self._pattern = re.compile(
+            "|".join(
+                [r"`([^`]+)`"] + [r"(?<![\w.`])" + re.escape(c) + r"(?![\w.`(])" for c in ordered]
+            )
+        )
+
+    def encode(self, expr: str) -> str:
+        def sub(m: re.Match) -> str:
+            if m.group(1) is not None:  # `backticked name`
+                if m.group(1) not in self.code:
+                    raise DataError(f"column '{m.group(1)}' not found in data")
+                return self.code[m.group(1)]
+            return self.code[m.group(0)]
+
+        return self._pattern.sub(sub, expr)
+
+    def decode(self, text: str) -> str:
+        return re.sub(r"_v\d+_", lambda m: self.name[m.group(0)], text)
+
+    def required(self, expr: str, where: str) -> list[str]:
+        try:
+            variables = formulaic.Formula(expr).required_variables
+        except Exception as exc:
+            raise FormulaError(f"cannot parse {self.decode(expr)!r} in {where}: {exc}") from None
+        unknown = sorted(v for v in variables if v not in self.name and v not in _CONTEXT)
+        if unknown:
+            raise DataError(
+                f"column{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unknown)} in {where} not found in data"
+            )
+        return [self.name[v] for v in variables if v in self.name]
+
+
+def _as_model_column(s: pd.Series) -> pd.Series:
+    """Strings and bools become factors with R's level order; numbers stay numeric."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.remove_unused_categories()
+    if pd.api.types.is_bool_dtype(s):
+        return pd.Categorical(np.where(s, "TRUE", "FALSE"), categories=["FALSE", "TRUE"])
+    if pd.api.types.is_numeric_dtype(s):
+        return s.astype(float)
+    labels = s.astype(str)
+    return pd.Categorical(labels, categories=sorted(labels.unique()))
+
+
+def _r_name(column: str, alias: _Aliases) -> str:
+    """formulaic's column name -> R's: 'Intercept' -> '(Intercept)', 'f[T.b]' -> 'fb'."""
+    if column == "Intercept":
+        return "(Intercept)"
+    column = re.sub(r"\[(?:T\.)?(.*?)\]", r"\1", column)
+    return alias.decode(column)
+
+
+def _model_matrix(expr: str, work: pd.DataFrame, alias: _Aliases, where: str):
+    try:
+        mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")
+    except Exception as exc:
+        msg = alias.decode(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise FormulaError(f"cannot build {where} from {alias.decode(expr)!r}: {msg}") from None
+    X = np.asarray(mm, dtype=float).reshape(len(work), -1)
+    names = [_r_name(c, alias) for c in mm.columns]
+    if not np.isfinite(X).all():
+        col = names[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
+        raise DataError(f"column '{col}' of {where} has non-finite values (e.g. log of 0)")
+    return X, names
+
+
+def _drop_aliased(X: np.ndarray, names: list[str]):
+    """Drop linearly dependent columns as lme4 does (pivoted QR, keep the first rank)."""
+    if X.shape[1] == 0:
+        return X, names, []
+    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    rank = int((d > 1e-7 * d[0]).sum()) if d[0] > 0 else 0
+    if rank == X.shape[1]:
+        return X, names, []
+    keep = np.sort(piv[:rank])
+    dropped = [names[i] for i in sorted(piv[rank:])]
+    return X[:, keep], [names[i] for i in keep], dropped
+
+
+def _response(text: str, expr: str, work: pd.DataFrame, frame: pd.DataFrame, alias: _Aliases):
+    if text in frame.columns:
+        s = frame[text]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            raise DataError(f"response '{text}' must be numeric, got dtype {s.dtype}")
+    Y, _ = _model_matrix(f"0 + {expr}", work, alias, "the response")
+    if Y.shape[1] != 1:
+        raise DataError(f"response '{text}' must be one numeric column")
+    return Y[:, 0].copy()
+
+
+def _factor_levels(s: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Level labels in R's order and the integer code of each row."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.cat.remove_unused_categories()
+        return [str(c) for c in s.cat.categories], s.cat.codes.to_numpy().astype(np.intp)
+    if pd.api.types.is_bool_dtype(s):
+        s = s.map({False: "FALSE", True: "TRUE"})
+    values, codes = np.unique(s.to_numpy(), return_inverse=True)
+    if pd.api.types.is_numeric_dtype(s):
+        labels = [str(int(v)) if float(v).is_integer() else str(v) for v in values]
+    else:
+        labels = [str(v) for v in values]
+    return labels, codes.astype(np.intp)
+
+
+def _grouping_factor(frame: pd.DataFrame, factors: tuple[str, ...]):
+    """Levels and codes of ``a:b:...``: observed combinations, the first factor slowest."""
+    labels, codes = _factor_levels(frame[factors[0]])
+    for name in factors[1:]:
+        lab2, codes2 = _factor_levels(frame[name])
+        combined = codes * len(lab2) + codes2
+        used, codes = np.unique(combined, return_inverse=True)
+        labels = [f"{labels[u // len(lab2)]}:{lab2[u % len(lab2)]}" for u in used]
+    return labels, codes.astype(np.intp)
