@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import formulaic
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.sparse as sp
 
 from .errors import DataError, DataWarning, FormulaError
@@ -338,7 +337,9 @@ class _Aliases:
                 f"column{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(repr(u) for u in unknown)} in {where} not found in data"
             )
-        return [self.name[v] for v in variables if v in self.name]
+        # formulaic does not report the arguments of stateful transforms (center(x)):
+        # every alias in the encoded expression is a column it uses
+        return [self.name[v] for v in dict.fromkeys(re.findall(r"_v\d+_", expr))]
 
 
 def _as_model_column(s: pd.Series) -> pd.Series:
@@ -347,6 +348,8 @@ def _as_model_column(s: pd.Series) -> pd.Series:
         return s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(s):
         return pd.Categorical(np.where(s, "TRUE", "FALSE"), categories=["FALSE", "TRUE"])
+    if pd.api.types.is_integer_dtype(s):
+        return s.astype(np.int64)  # C(g) levels print as R does: 'C(g)2', not 'C(g)2.0'
     if pd.api.types.is_numeric_dtype(s):
         return s.astype(float)
     labels = s.astype(str)
@@ -366,6 +369,9 @@ def _model_matrix(expr: str, work: pd.DataFrame, alias: _Aliases, where: str):
         mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")
     except Exception as exc:
         msg = alias.decode(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        unknown = re.search(r"name '([^']+)' is not defined", msg)
+        if unknown:
+            raise DataError(f"column '{unknown.group(1)}' in {where} not found in data") from None
         raise FormulaError(f"cannot build {where} from {alias.decode(expr)!r}: {msg}") from None
     X = np.asarray(mm, dtype=float).reshape(len(work), -1)
     names = [_r_name(c, alias) for c in mm.columns]
@@ -375,18 +381,25 @@ def _model_matrix(expr: str, work: pd.DataFrame, alias: _Aliases, where: str):
     return X, names
 
 
-def _drop_aliased(X: np.ndarray, names: list[str]):
-    """Drop linearly dependent columns as lme4 does (pivoted QR, keep the first rank)."""
-    if X.shape[1] == 0:
-        return X, names, []
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int((d > 1e-7 * d[0]).sum()) if d[0] > 0 else 0
-    if rank == X.shape[1]:
-        return X, names, []
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in sorted(piv[rank:])]
-    return X[:, keep], [names[i] for i in keep], dropped
+def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7):
+    """Drop columns that are linear combinations of earlier ones, as lme4 does.
+
+    Column j is aliased when its residual after projection on the kept columns is
+    below ``tol`` times its norm (R's QR keeps the first columns of full rank).
+    """
+    keep: list[int] = []
+    Q = np.empty((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        norm = np.linalg.norm(col)
+        resid = col - Q @ (Q.T @ col)
+        resid -= Q @ (Q.T @ resid)  # re-orthogonalise for stability
+        rnorm = np.linalg.norm(resid)
+        if norm > 0 and rnorm > tol * norm:
+            keep.append(j)
+            Q = np.column_stack([Q, resid / rnorm])
+    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
+    return X[:, keep], [names[j] for j in keep], dropped
 
 
 def _response(text: str, expr: str, work: pd.DataFrame, frame: pd.DataFrame, alias: _Aliases):
