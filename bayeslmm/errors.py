@@ -19,6 +19,10 @@ class PriorError(BayesLMMError, ValueError):
     """A prior override names an unknown parameter or is not a valid distribution."""
 
 
+class ParameterError(BayesLMMError, ValueError):
+    """Parameter values given for simulation do not fit the model (names, shapes, ranges)."""
+
+
 class SamplingError(BayesLMMError, ValueError):
     """Invalid sampler settings (e.g. non-positive draws or chains)."""
 

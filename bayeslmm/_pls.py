@@ -1,0 +1,391 @@
+"""Blocked penalised least squares for ``y = Xβ + Zb + ε`` (lme4's profiled criterion).
+
+With spherical effects ``b = Λ_θ u`` the PLS system for (u, β) has the matrix
+
+    M = [[ΛᵀZᵀZΛ + I, ΛᵀZᵀX], [XᵀZΛ, XᵀX]]
+
+and the profiled criteria (Bates et al. 2015, eqs. 34 and 41) are
+
+    ML:   log|L_θ|² + n·(1 + log(2π r²/n))
+    REML: log|L_θ|² + log|R_X|² + (n−p)·(1 + log(2π r²/(n−p)))
+
+where L_θL_θᵀ = ΛᵀZᵀZΛ + I, R_XR_Xᵀ is the Schur complement of the X block and r² the
+penalised residual sum of squares.  As in MixedModels.jl, A = [Z X y]ᵀ[Z X y] is
+computed once, in blocks, so one evaluation costs nothing proportional to n:
+
+* block 1 is the term with the most random effects: Λ₁ᵀA₁₁Λ₁ + I is block diagonal
+  (ℓ₁ blocks of k₁ x k₁), factorised by a batched Cholesky;
+* block 2 holds the other terms, dense; its Schur complement
+  Λ₂ᵀ(A₂₂ − A₂₁W A₁₂)Λ₂ + I, with W = Λ₁(Λ₁ᵀA₁₁Λ₁ + I)⁻¹Λ₁ᵀ block diagonal, is assembled
+  from precomputed products of the non-zeros of A₂₁ (one scatter-add per evaluation);
+* block 3 is [X y]: the last diagonal element of its Cholesky factor is r.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .design import Design, ReTerm
+
+_LOG2PI = np.log(2.0 * np.pi)
+
+
+_DENSE_MAX = 300  # below this size one dense Cholesky per evaluation has less overhead
+_TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _tril(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of a k x k lower triangle in lme4's column-wise θ order."""
+    if k not in _TRIL:
+        rows, cols = np.triu_indices(k)  # row-major upper = column-major lower, transposed
+        _TRIL[k] = (cols, rows)
+    return _TRIL[k]
+
+
+def _template(theta: np.ndarray, k: int) -> np.ndarray:
+    """Lower-triangular k x k factor T filled column-wise from θ (lme4's layout)."""
+    T = np.zeros((k, k))
+    T[_tril(k)] = theta
+    return T
+
+
+def _term_scalars(term: ReTerm, X: np.ndarray) -> np.ndarray:
+    """Per-level sums of x_r x_rᵀ over the rows of each level: (ℓ, k, k)."""
+    k = term.nc
+    out = np.empty((term.nl, k, k))
+    for c in range(k):
+        for d in range(c, k):
+            s = np.bincount(term.codes, weights=X[:, c] * X[:, d], minlength=term.nl)
+            out[:, c, d] = s
+            out[:, d, c] = s
+    return out
+
+
+class _Block2:
+    """Dense block of the terms after the first: scaling by Λ₂ without forming it."""
+
+    def __init__(self, terms: list[ReTerm], theta_slices: list[slice]):
+        self.terms = terms
+        self.slices = theta_slices
+        self.offsets = np.cumsum([0] + [t.q for t in terms])
+        self.q = int(self.offsets[-1])
+        self.scalar = all(t.nc == 1 for t in terms)
+        self._scale_index = np.repeat(
+            np.array([s.start for s in theta_slices], dtype=np.intp), [t.q for t in terms]
+        )
+
+    def scale(self, theta: np.ndarray) -> np.ndarray:
+        """Diagonal of Λ₂ when every term is scalar."""
+        return theta[self._scale_index]
+
+    def lam_t(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Λ₂ᵀ M for a dense M with q₂ rows."""
+        if self.scalar:
+            return self.scale(theta)[:, None] * M
+        out = np.empty_like(M)
+        for t, sl, a, b in zip(self.terms, self.slices, self.offsets[:-1], self.offsets[1:]):
+            T = _template(theta[sl], t.nc)
+            block = M[a:b].reshape(t.nl, t.nc, -1)
+            out[a:b] = np.einsum("dc,ldj->lcj", T, block).reshape(b - a, -1)
+        return out
+
+    def lam(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Λ₂ M for a dense M with q₂ rows."""
+        if self.scalar:
+            return self.scale(theta)[:, None] * M
+        out = np.empty_like(M)
+        for t, sl, a, b in zip(self.terms, self.slices, self.offsets[:-1], self.offsets[1:]):
+            T = _template(theta[sl], t.nc)
+            block = M[a:b].reshape(t.nl, t.nc, -1)
+            out[a:b] = np.einsum("cd,ldj->lcj", T, block).reshape(b - a, -1)
+        return out
+
+    def sandwich(self, theta: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Λ₂ᵀ B Λ₂ for a symmetric dense B."""
+        if self.scalar:
+            s = self.scale(theta)
+            return B * s[:, None] * s[None, :]
+        return self.lam_t(theta, self.lam_t(theta, B).T.copy())
+
+
+class Deviance:
+    """lme4's ``devfun``: θ -> profiled REML criterion (or ML deviance), blocked.
+
+    ``state(theta)`` returns the pieces of the factorisation that the final solve needs.
+    """
+
+    def __init__(self, design: Design, reml: bool = True):
+        self.design = design
+        self.reml = reml
+        terms = list(design.terms)
+        slices = design.theta_slices
+        n, p = design.nobs, design.p
+        self.n, self.p = n, p
+        # block 1: the term with the most random effects
+        self.i1 = int(np.argmax([t.q for t in terms]))
+        t1 = terms[self.i1]
+        self.t1, self.sl1, self.k1, self.l1 = t1, slices[self.i1], t1.nc, t1.nl
+        others = [i for i in range(len(terms)) if i != self.i1]
+        self.others = others
+        self.b2 = _Block2([terms[i] for i in others], [slices[i] for i in others])
+        q2 = self.b2.q
+
+        C = np.column_stack([design.X, design.y])  # [X y]
+        self.A11 = _term_scalars(t1, t1.X)
+        # A31: Z₁ᵀ[X y] as (p+1, ℓ₁, k₁)
+        A31 = np.empty((p + 1, self.l1, self.k1))
+        for r in range(p + 1):
+            for c in range(self.k1):
+                A31[r, :, c] = np.bincount(
+                    t1.codes, weights=C[:, r] * t1.X[:, c], minlength=self.l1
+                )
+        self.A31 = A31
+        self.A33 = C.T @ C
+        if q2:
+            Z2 = sp.hstack([terms[i].Z() for i in others], format="csc")
+            Z1 = t1.Z()
+            self.A22 = (Z2.T @ Z2).toarray()
+            self.A23 = np.asarray(Z2.T @ C)
+            A21 = (Z2.T @ Z1).tocsr()
+            A21.sum_duplicates()
+            self.A21 = A21
+            self._pairs(A21.tocoo())
+        self._dense = self._dense_setup(design, C) if design.q + p + 1 <= _DENSE_MAX else None
+
+    def _dense_setup(self, design: Design, C: np.ndarray) -> dict:
+        """Small models: the whole A = [Z X y]ᵀ[Z X y] dense, and where θ goes in Λ."""
+        Z = design.Z()
+        A = np.empty((design.q + self.p + 1,) * 2)
+        A[: design.q, : design.q] = (Z.T @ Z).toarray()
+        A[: design.q, design.q :] = np.asarray(Z.T @ C)
+        A[design.q :, : design.q] = A[: design.q, design.q :].T
+        A[design.q :, design.q :] = C.T @ C
+        rows, cols, index, offset = [], [], [], 0
+        for t, sl in zip(design.terms, design.theta_slices):
+            tr, tc = _tril(t.nc)
+            for lev in range(t.nl):
+                rows.append(offset + lev * t.nc + tr)
+                cols.append(offset + lev * t.nc + tc)
+                index.append(np.arange(sl.start, sl.stop))
+            offset += t.q
+        scalar = all(t.nc == 1 for t in design.terms)
+        return {
+            "A": A,
+            "rows": np.concatenate(rows),
+            "cols": np.concatenate(cols),
+            "index": np.concatenate(index),
+            "scalar": scalar,
+            "ones": np.ones(self.p + 1),
+            "diag": np.diag_indices(design.q),
+        }
+
+    def _dense_objective(self, theta: np.ndarray) -> float:
+        """The criterion from one dense Cholesky of [[ΛᵀZᵀZΛ + I, ΛᵀZᵀC], [CᵀZΛ, CᵀC]]."""
+        d = self._dense
+        q, p = self.design.q, self.p
+        if d["scalar"]:
+            s = np.concatenate([theta[d["index"]], d["ones"]])
+            A = d["A"] * s[:, None] * s[None, :]
+        else:
+            Lam = np.zeros((q, q))
+            Lam[d["rows"], d["cols"]] = theta[d["index"]]
+            A = d["A"].copy()
+            A[:q] = Lam.T @ A[:q]
+            A[:, :q] = A[:, :q] @ Lam
+        A[d["diag"]] += 1.0
+        L, info = sla.lapack.dpotrf(A, lower=1, clean=0)
+        if info and info <= q + p:
+            return np.inf
+        diag = np.log(np.diagonal(L))
+        r2 = L[-1, -1] ** 2
+        n = self.n
+        if self.reml:
+            return 2.0 * diag[: q + p].sum() + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
+        return 2.0 * diag[:q].sum() + n * (1.0 + _LOG2PI + np.log(r2 / n))
+
+    def _pairs(self, coo: sp.coo_matrix) -> None:
+        """Precompute products of the non-zeros of A₂₁ that meet in one level of term 1.
+
+        (A₂₁WA₁₂)[i, j] = Σ_l a_{il}ᵀ W_l a_{jl}; for i ≥ j the constant factors
+        a_{il} a_{jl}ᵀ, the level l and the flat position i·q₂ + j are stored.
+        """
+        k1, l1, q2 = self.k1, self.l1, self.b2.q
+        level, comp = np.divmod(coo.col, k1)
+        key = level.astype(np.int64) * q2 + coo.row
+        ukey, inv = np.unique(key, return_inverse=True)
+        vec = np.zeros((len(ukey), k1))
+        np.add.at(vec, (inv, comp), coo.data)
+        lev, row = np.divmod(ukey, q2)  # sorted by level, then row
+        counts = np.bincount(lev, minlength=l1)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[lev]
+        reps = np.arange(len(ukey)) - starts + 1
+        a = np.repeat(np.arange(len(ukey)), reps)
+        b = starts[a] + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+        pos = row[a] * q2 + row[b]
+        upos, ipos = np.unique(pos, return_inverse=True)
+        if k1 == 1:
+            prod, col = vec[a, 0] * vec[b, 0], lev[a]
+        else:
+            prod = (vec[a][:, :, None] * vec[b][:, None, :]).reshape(-1)
+            ipos = np.repeat(ipos, k1 * k1)
+            col = (lev[a][:, None] * k1 * k1 + np.arange(k1 * k1)).reshape(-1)
+        # G_lower[upos] = P @ vec(W): one sparse mat-vec per evaluation
+        self._P = sp.csr_matrix((prod, (ipos, col)), shape=(len(upos), l1 * k1 * k1))
+        self._upos = upos.astype(np.intp)
+        self._urow, self._ucol = np.divmod(self._upos, q2)
+        self._upos_t = (self._ucol * q2 + self._urow).astype(np.intp)
+        # the non-zeros of A₂₂ (lower triangle)
+        low = np.tril(self.A22)
+        self._a22_pos = np.flatnonzero(low)
+        self._a22_val = low.ravel()[self._a22_pos]
+        self._a22_row, self._a22_col = np.divmod(self._a22_pos, q2)
+        self._buf = np.zeros((q2, q2))
+
+    # -- one evaluation --------------------------------------------------------------
+    def _block1(self, theta: np.ndarray):
+        """W = Λ₁(Λ₁ᵀA₁₁Λ₁ + I)⁻¹Λ₁ᵀ per level, log|L₁|², and T₁."""
+        th = theta[self.sl1]
+        if self.k1 == 1:
+            d = th[0] ** 2 * self.A11[:, 0, 0] + 1.0
+            W = (th[0] ** 2 / d)[:, None, None]
+            return W, float(np.log(d).sum()), th.reshape(1, 1)
+        T = _template(th, self.k1)
+        M = self._m11(T)
+        if self.k1 == 2:  # closed-form 2 x 2 determinant and inverse
+            a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+            det = a * c - b * b
+            logdet = float(np.log(det).sum())
+            Minv = np.stack([np.stack([c, -b], -1), np.stack([-b, a], -1)], -2) / det[:, None, None]
+        else:
+            L = np.linalg.cholesky(M)
+            logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+            Minv = np.linalg.inv(M)
+        return T @ Minv @ T.T, logdet, T
+
+    def _s22(self, theta: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Lower triangle of Λ₂ᵀ(A₂₂ − A₂₁WA₁₂)Λ₂ + I, written into a reused buffer."""
+        g = self._P @ W.ravel()
+        S = self._buf
+        if self.b2.scalar:
+            s = self.b2.scale(theta)
+            S.fill(0.0)
+            S.flat[self._upos] = -g * s[self._urow] * s[self._ucol]
+            S.flat[self._a22_pos] += self._a22_val * s[self._a22_row] * s[self._a22_col]
+        else:
+            S[...] = self.A22
+            S.flat[self._upos] -= g
+            S.flat[self._upos_t] = S.flat[self._upos]
+            S[...] = self.b2.sandwich(theta, S)
+        S[np.diag_indices_from(S)] += 1.0
+        return S
+
+    def state(self, theta: np.ndarray) -> dict:
+        """Factorise at θ: T₁, L₂₂, the [X y] factor R and log|L_θ|²."""
+        theta = np.asarray(theta, dtype=float)
+        W, logdet1, T1 = self._block1(theta)
+        if self.k1 == 1:
+            AW = self.A31 * W[None, :, :, 0]
+        else:
+            AW = (self.A31[:, :, None, :] @ W[None])[:, :, 0, :]
+        pk = self.p + 1
+        B33 = self.A33 - AW.reshape(pk, -1) @ self.A31.reshape(pk, -1).T
+        L22, logdet2 = None, 0.0
+        if self.b2.q:
+            L22, info = sla.lapack.dpotrf(self._s22(theta, W), lower=1, clean=0)
+            if info:
+                raise np.linalg.LinAlgError("Cholesky of the random-effects block failed")
+            logdet2 = 2.0 * float(np.log(np.diagonal(L22)).sum())
+            B23 = self.A23 - self.A21 @ AW.reshape(pk, -1).T
+            X23 = sla.solve_triangular(
+                L22, self.b2.lam_t(theta, B23), lower=True, check_finite=False
+            )
+            B33 = B33 - X23.T @ X23
+        R, info = sla.lapack.dpotrf(B33, lower=1, clean=1)  # tiny: clean for Rx
+        if info and info <= self.p:
+            raise np.linalg.LinAlgError("fixed-effects block is not positive definite")
+        return {"theta": theta, "T1": T1, "L22": L22, "R": R, "logdet": logdet1 + logdet2}
+
+    def objective(self, st: dict) -> float:
+        """The profiled criterion from a factorisation."""
+        R, n, p = st["R"], self.n, self.p
+        r2 = R[p, p] ** 2
+        if self.reml:
+            logdet_rx = 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
+            return st["logdet"] + logdet_rx + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
+        return st["logdet"] + n * (1.0 + _LOG2PI + np.log(r2 / n))
+
+    def __call__(self, theta: np.ndarray) -> float:
+        if self._dense is not None:
+            return self._dense_objective(np.asarray(theta, dtype=float))
+        try:
+            return self.objective(self.state(theta))
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    # -- the solution at θ ---------------------------------------------------------------
+    def _lam1(self, T1: np.ndarray, v: np.ndarray, transpose: bool) -> np.ndarray:
+        """Λ₁v or Λ₁ᵀv for v of length q₁ (level-major)."""
+        V = v.reshape(self.l1, self.k1)
+        return (V @ T1 if transpose else V @ T1.T).ravel()
+
+    def _m11(self, T1: np.ndarray) -> np.ndarray:
+        """The diagonal blocks Λ₁ᵀA₁₁Λ₁ + I, (ℓ₁, k₁, k₁)."""
+        M = T1.T @ self.A11 @ T1
+        M[:, np.arange(self.k1), np.arange(self.k1)] += 1.0
+        return M
+
+    def _m11_solve(self, st: dict, v: np.ndarray) -> np.ndarray:
+        """(Λ₁ᵀA₁₁Λ₁ + I)⁻¹ v, batched over the levels."""
+        M = self._m11(st["T1"])
+        return np.linalg.solve(M, v.reshape(self.l1, self.k1, 1))[:, :, 0].ravel()
+
+    def solution(self, st: dict) -> dict:
+        """β̂ (R_Xᵀβ̂ = c_β), r², R_X and û = (ΛᵀZᵀZΛ + I)⁻¹ΛᵀZᵀ(y − Xβ̂) by blocks."""
+        p = self.p
+        R = st["R"]
+        Rx = R[:p, :p]
+        beta = sla.solve_triangular(Rx.T, R[p, :p], lower=False) if p else np.zeros(0)
+        r2 = R[p, p] ** 2
+        theta, T1 = st["theta"], st["T1"]
+        # right-hand side ΛᵀZᵀ(y − Xβ)
+        coef = np.concatenate([-beta, [1.0]])
+        rhs1 = self._lam1(T1, np.einsum("rlc,r->lc", self.A31, coef).ravel(), True)
+        if self.b2.q:
+            L22 = st["L22"]
+            rhs2 = self.b2.lam_t(theta, (self.A23 @ coef)[:, None])[:, 0]
+            y1 = self._m11_solve(st, rhs1)
+            m21y = self.b2.lam_t(theta, (self.A21 @ self._lam1(T1, y1, False))[:, None])[:, 0]
+            u2 = sla.cho_solve((L22, True), rhs2 - m21y, check_finite=False)
+            m12u = self._lam1(T1, self.A21.T @ self.b2.lam(theta, u2[:, None])[:, 0], True)
+            u1 = self._m11_solve(st, rhs1 - m12u)
+        else:
+            u1, u2 = self._m11_solve(st, rhs1), np.zeros(0)
+        return {"beta": beta, "r2": r2, "Rx": Rx, "u1": u1, "u2": u2}
+
+    def cond_var(self, st: dict, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Diagonal blocks of V = (ΛᵀZᵀZΛ + I)⁻¹: block 1 as (ℓ₁, k₁, k₁), block 2 dense diag.
+
+        V₁₁ = M₁₁⁻¹ + NᵀN with N = L₂₂⁻¹ M₂₁ M₁₁⁻¹ and V₂₂ = (L₂₂L₂₂ᵀ)⁻¹ (lme4's condVar).
+        """
+        M11inv = np.linalg.inv(self._m11(st["T1"]))
+        if not self.b2.q:
+            return M11inv, np.zeros((0, 0))
+        theta, T1, L22 = st["theta"], st["T1"], st["L22"]
+        q2 = self.b2.q
+        Linv = sla.solve_triangular(L22, np.eye(q2), lower=True, check_finite=False)
+        V22 = Linv.T @ Linv
+        V11 = M11inv.copy()
+        k1 = self.k1
+        for a in range(0, self.l1, chunk):
+            b = min(self.l1, a + chunk)
+            # columns a*k1 .. b*k1 of M₂₁M₁₁⁻¹ = Λ₂ᵀ A₂₁ Λ₁ M₁₁⁻¹
+            blk = np.einsum("cd,lde->lce", T1, M11inv[a:b])
+            nb = b - a
+            E = sp.bsr_matrix((blk, np.arange(nb), np.arange(nb + 1)), shape=(nb * k1, nb * k1))
+            K = (self.A21[:, a * k1 : b * k1] @ E.tocsc()).toarray()
+            N = Linv @ self.b2.lam_t(theta, K)
+            N = N.reshape(q2, b - a, k1)
+            V11[a:b] += np.einsum("rlc,rld->lcd", N, N)
+        return V11, V22

@@ -1,0 +1,191 @@
+"""The ``bayeslmm`` command: fit a formula by REML and NUTS and print both side by side.
+
+bayeslmm fit "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy
+bayeslmm datasets
+bayeslmm explain "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .datasets import list_datasets, load_dataset
+from .errors import BayesLMMError, DataError
+
+_PLOTS = ("shrinkage", "compare", "group-fits")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayeslmm",
+        description="Linear mixed models in lme4 syntax: REML and NUTS side by side.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--dataset", help="a bundled dataset (see `bayeslmm datasets`)")
+        src.add_argument("--data", type=Path, help="a CSV or Parquet file")
+
+    fit = sub.add_parser("fit", help="fit by REML and/or NUTS and compare")
+    data_args(fit)
+    fit.add_argument("--method", choices=["reml", "bayes", "both"], default="both")
+    fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    fit.add_argument("--draws", type=_positive_int, default=1000)
+    fit.add_argument("--tune", type=_positive_int, default=1000)
+    fit.add_argument("--chains", type=_positive_int, default=4)
+    fit.add_argument("--seed", type=int, default=None)
+    fit.add_argument("--target-accept", type=_probability, default=None)
+    fit.add_argument("--save", type=Path, help="save the posterior (netCDF) to this path")
+    fit.add_argument("--save-fit", type=Path, help="save the REML fit (JSON) to this path")
+    for name in _PLOTS:
+        fit.add_argument(f"--plot-{name}", type=Path, metavar="PNG", help=f"write the {name} plot")
+    fit.add_argument("--plot", type=Path, metavar="PNG", help="alias of --plot-shrinkage")
+    fit.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("datasets", help="list the bundled datasets")
+
+    explain = sub.add_parser("explain", help="print the model's generative story")
+    data_args(explain)
+    return parser
+
+
+def _read_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+    if args.dataset:
+        return load_dataset(args.dataset), args.dataset
+    path: Path = args.data
+    if not path.exists():
+        raise DataError(f"data file '{path}' does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path), path.name
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path), path.name
+    except (ValueError, OSError, ImportError) as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    raise DataError(f"data file '{path}' must be .csv or .parquet")
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    clean = df.reset_index().astype(object).where(df.reset_index().notna(), None)
+    return json.loads(clean.to_json(orient="records", default_handler=str))
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from . import Model, compare, plot_compare, plot_group_fits, plot_shrinkage
+
+    data, name = _read_data(args)
+    model = Model(args.formula, data)
+    fit = posterior = None
+    out: dict = {"formula": args.formula, "data": name, "nobs": model.nobs}
+    if args.method in ("reml", "both"):
+        fit = model.fit_reml(reml=not args.ml)
+        if args.save_fit:
+            fit.save(args.save_fit)
+        if args.json:
+            out["reml"] = fit.to_dict()
+        else:
+            print(fit.summary())
+            print()
+    if args.method in ("bayes", "both"):
+        options = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed}
+        if args.target_accept is not None:
+            options["target_accept"] = args.target_accept
+        posterior = model.sample(progressbar=not args.json, **options)
+        if args.save:
+            posterior.save(args.save)
+        if args.json:
+            out["posterior"] = {
+                "fixef": _records(posterior.fixef),
+                "varcorr": _records(posterior.varcorr),
+                "diagnostics": {k: _jsonable(v) for k, v in posterior.diagnostics.items()},
+            }
+        else:
+            print(posterior.summary())
+            print()
+    table = compare(fit, posterior)
+    if args.json:
+        out["compare"] = _records(table)
+        print(json.dumps(out, indent=2, default=_jsonable))
+    elif fit is not None and posterior is not None:
+        print("REML vs posterior")
+        print(table)
+    plots = {
+        "shrinkage": args.plot_shrinkage or args.plot,
+        "compare": args.plot_compare,
+        "group-fits": args.plot_group_fits,
+    }
+    makers = {"shrinkage": plot_shrinkage, "compare": plot_compare, "group-fits": plot_group_fits}
+    for kind, path in plots.items():
+        if path is not None:
+            figure = makers[kind](fit, posterior)
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bayeslmm`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    warnings.simplefilter("default")
+    try:
+        if args.command == "datasets":
+            print(list_datasets().to_string())
+            return 0
+        if args.command == "explain":
+            from . import Model
+
+            data, _ = _read_data(args)
+            print(Model(args.formula, data).explain())
+            return 0
+        return _fit(args)
+    except Exception as exc:  # one clear line, never a traceback (unless --debug)
+        if args.debug:
+            raise
+        kind = (
+            "error" if isinstance(exc, BayesLMMError) else f"internal error ({type(exc).__name__})"
+        )
+        print(f"bayeslmm: {kind}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+"""REML and posterior side by side: the parameter table and the shrinkage table.
+
+``compare(fit, posterior)`` lines up every parameter both paths estimate (fixed effects,
+random-effect SDs and correlations keyed like ``varcorr``, the residual SD).
+``shrinkage(fit, posterior)`` lines up, per group level and random-effect column, the
+three classic estimates of a group's coefficient: no pooling (the group's own least
+squares fit, as lme4's ``lmList``), complete pooling (least squares ignoring the groups)
+and partial pooling (REML ``coef`` and the posterior of ``fixef + ranef``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .design import Design
+from .errors import BayesLMMError
+
+if TYPE_CHECKING:
+    from .posterior import Posterior
+    from .reml import LmerFit
+
+#: R's ``lm`` tolerance for declaring a column aliased (``qr(tol = 1e-7)``).
+_ALIAS_TOL = 1e-7
+
+
+class ComparisonError(BayesLMMError, ValueError):
+    """The REML fit and the posterior cannot be compared (wrong types, different models)."""
+
+
+class ComparisonTable(pd.DataFrame):
+    """A DataFrame that prints compactly: 4 significant digits, blanks for missing values.
+
+    The printed (text and HTML) form leaves out the key columns ``grp``, ``var1``,
+    ``var2``, which the row labels already spell out; the data keep them.
+    """
+
+    @property
+    def _constructor(self):
+        return ComparisonTable
+
+    def _formatted(self) -> pd.DataFrame:
+        out = pd.DataFrame(index=self.index)
+        for col in self.columns.drop(["grp", "var1", "var2"], errors="ignore"):
+            s = self[col]
+            if pd.api.types.is_float_dtype(s):
+                out[col] = [_fmt(v) for v in s]
+            else:
+                out[col] = s.astype(object).where(s.notna(), "")
+        return out
+
+    def __repr__(self) -> str:
+        return self._formatted().to_string()
+
+    def _repr_html_(self) -> str:
+        return self._formatted().to_html()
+
+
+def _fmt(value: float) -> str:
+    if not np.isfinite(value):
+        return ""
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+
+
+# --------------------------------------------------------------------------------------
+# Inputs: what a fit and a posterior must provide
+# --------------------------------------------------------------------------------------
+
+
+def _check_inputs(fit: Any, posterior: Any) -> Design:
+    """Validate the pair and return their (shared) design."""
+    from .posterior import Posterior
+    from .reml import LmerFit
+
+    if fit is not None and not isinstance(fit, LmerFit):
+        raise ComparisonError(
+            f"fit must be an LmerFit (from Model.fit_reml or lmer) or None, "
+            f"got {type(fit).__name__}"
+        )
+    if posterior is not None and not isinstance(posterior, Posterior):
+        raise ComparisonError(
+            f"posterior must be a Posterior (from Model.sample) or None, "
+            f"got {type(posterior).__name__}"
+        )
+    if fit is None and posterior is None:
+        raise ComparisonError("give a REML fit, a posterior, or both; got neither")
+    if fit is not None and posterior is not None:
+        _check_same_model(fit.design, posterior.design)
+    return (fit if fit is not None else posterior).design
+
+
+def _check_same_model(a: Design, b: Design) -> None:
+    """Raise unless the two designs describe the same model fitted to the same data."""
+    if a is b:
+        return
+    problems = []
+    if a.formula != b.formula:
+        problems.append(f"formulas differ ({a.formula!r} vs {b.formula!r})")
+    if a.nobs != b.nobs:
+        problems.append(f"numbers of observations differ ({a.nobs} vs {b.nobs})")
+    else:
+        if not np.array_equal(a.y, b.y):
+            problems.append("responses differ")
+        if a.X.shape == b.X.shape and not np.array_equal(a.X, b.X):
+            problems.append("fixed-effect model matrices differ")
+    if tuple(a.fixef_names) != tuple(b.fixef_names):
+        problems.append(f"fixed effects differ ({list(a.fixef_names)} vs {list(b.fixef_names)})")
+    ka = [(t.group, t.levels, t.cnames) for t in a.terms]
+    kb = [(t.group, t.levels, t.cnames) for t in b.terms]
+    if ka != kb:
+        problems.append("random-effect terms or their levels differ")
+    if problems:
+        raise ComparisonError(
+            "the REML fit and the posterior are of different models: " + "; ".join(problems)
+        )
+
+
+def _ci_settings(
+    ci_kind: str | None, ci_prob: float | None, posterior: Posterior | None
+) -> tuple[str, float]:
+    """Interval kind and probability: as given, else the posterior's, else ArviZ's default."""
+    if ci_kind is None:
+        ci_kind = az.rcParams["stats.ci_kind"] if posterior is None else posterior.ci_kind
+    if ci_prob is None:
+        ci_prob = az.rcParams["stats.ci_prob"] if posterior is None else posterior.ci_prob
+    if ci_kind not in ("eti", "hdi"):
+        raise ComparisonError(f"ci_kind must be 'eti' or 'hdi', got {ci_kind!r}")
+    if not 0 < ci_prob < 1:
+        raise ComparisonError(f"ci_prob must be in (0, 1), got {ci_prob!r}")
+    return ci_kind, float(ci_prob)
+
+
+def _ci_names(kind: str, prob: float) -> tuple[str, str]:
+    """ArviZ's interval column names, e.g. ``eti89_lb``, ``eti89_ub``."""
+    label = f"{kind}{int(prob * 100)}"
+    return f"{label}_lb", f"{label}_ub"
+
+
+def _interval(draws: xr.DataArray, kind: str, prob: float) -> xr.DataArray:
+    fn = az.eti if kind == "eti" else az.hdi
+    return fn(draws, prob=prob)
+
+
+# --------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------
+
+
+def compare(
+    fit: LmerFit | None,
+    posterior: Posterior | None,
+    *,
+    ci_kind: str | None = None,
+    ci_prob: float | None = None,
+) -> ComparisonTable:
+    """REML (or ML) estimates beside posterior summaries, one row per shared parameter.
+
+    Rows: each fixed effect, then per random-effect term its SDs and correlations (in
+    ``varcorr`` order, keyed by ``grp``, ``var1``, ``var2``), then the residual SD.  The
+    index labels them with the PyMC variable names (``fixef[Days]``, ``sd_Subject[Days]``,
+    ``corr_Subject[(Intercept), Days]``, ``sigma``).
+
+    Columns: ``reml`` and ``reml_se`` (``ml``, ``ml_se`` for an ML fit; the SE is the Wald
+    standard error of a fixed effect, empty for variance parameters), the posterior
+    ``mean``, ``median``, ``sd``, the credible interval (``ci_kind``/``ci_prob``, else the
+    posterior's own setting, by default ArviZ's ETI 0.89; named as ``az.summary`` names
+    them: ``eti89_lb``, ``eti89_ub``), ``r_hat``, ``ess_bulk``, and
+    ``std_diff`` = (posterior mean − REML) / posterior SD.  With only one side given, the
+    table has only that side's columns.
+    """
+    design = _check_inputs(fit, posterior)
+    kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
+    keys = _parameter_keys(design)
+    parts = [keys]
+    if fit is not None:
+        parts.append(_reml_columns(fit, keys))
+    if posterior is not None:
+        parts.append(_posterior_columns(posterior, keys, kind, prob))
+    table = pd.concat(parts, axis=1)
+    if fit is not None and posterior is not None:
+        est = "reml" if fit.reml else "ml"
+        table["std_diff"] = (table["mean"] - table[est]) / table["sd"]
+    return ComparisonTable(table)
+
+
+def _parameter_keys(design: Design) -> pd.DataFrame:
+    """The shared parameters: label (index) and the ``varcorr`` keys grp, var1, var2."""
+    rows = [(f"fixef[{name}]", None, name, None) for name in design.fixef_names]
+    for term in design.terms:
+        g, c = term.group, term.cnames
+        rows += [(f"sd_{g}[{name}]", g, name, None) for name in c]
+        rows += [
+            (f"corr_{g}[{c[j]}, {c[i]}]", g, c[j], c[i])
+            for j in range(len(c))
+            for i in range(j + 1, len(c))
+        ]
+    rows.append(("sigma", "Residual", None, None))
+    keys = pd.DataFrame(rows, columns=["parameter", "grp", "var1", "var2"], dtype=object)
+    return keys.set_index("parameter")
+
+
+# --------------------------------------------------------------------------------------
+# shrinkage: no pooling, complete pooling, partial pooling
+# --------------------------------------------------------------------------------------
+
+
+def _lm(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares as R's ``lm``: a column in the span of the earlier ones gets NaN.
+
+    Columns are kept greedily left to right (R's ``dqrdc2`` pivoting): column j is
+    aliased when its residual on the kept columns has norm ≤ 1e-7 · ‖x_j‖.  With fewer
+    observations than columns the trailing columns are therefore NaN.
+    """
+    n, p = X.shape
+    basis = np.zeros((n, 0))
+    keep = []
+    for j in range(p):
+        x = X[:, j]
+        r = x - basis @ (basis.T @ x)
+        r = r - basis @ (basis.T @ r)  # second Gram-Schmidt pass for accuracy
+        norm = np.linalg.norm(x)
+        if norm > 0 and np.linalg.norm(r) > _ALIAS_TOL * norm:
+            keep.append(j)
+            basis = np.column_stack([basis, r / np.linalg.norm(r)])
+    coef = np.full(p, np.nan)
+    if keep:
+        coef[keep] = np.linalg.lstsq(X[:, keep], y, rcond=None)[0]
+    return coef
+
+
+@dataclass(frozen=True)
+class _Pooling:
+    """No-pooling and complete-pooling fits for one grouping factor.
+
+    ``columns``: the fixed-effect columns, then the factor's random-effect columns that
+    are not fixed effects; ``terms``: the factor's random-effect columns (term order).
+    """
+
+    factor: str
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    columns: list[str]
+    X: np.ndarray
+    terms: list[str]
+    n: np.ndarray
+    no_pooling: pd.DataFrame
+    complete_pooling: pd.Series
+
+
+def _pooling(design: Design, factor: str) -> _Pooling:
+    """Per-level least squares (lme4's ``lmList``) and one pooled least squares fit."""
+    terms = [t for t in design.terms if t.factor == factor]
+    columns = list(design.fixef_names)
+    blocks = [design.X]
+    term_columns: list[str] = []
+    for t in terms:
+        for j, name in enumerate(t.cnames):
+            if name not in term_columns:
+                term_columns.append(name)
+            if name not in columns:
+                columns.append(name)
+                blocks.append(t.X[:, [j]])
+    X = np.column_stack(blocks)
+    codes, levels = terms[0].codes, terms[0].levels
+    per_level = np.array([_lm(X[codes == i], design.y[codes == i]) for i in range(len(levels))])
+    return _Pooling(
+        factor=factor,
+        levels=levels,
+        codes=codes,
+        columns=columns,
+        X=X,
+        terms=term_columns,
+        n=np.bincount(codes, minlength=len(levels)),
+        no_pooling=pd.DataFrame(per_level, index=pd.Index(levels, name=factor), columns=columns),
+        complete_pooling=pd.Series(_lm(X, design.y), index=columns),
+    )
+
+
+def shrinkage(
+    fit: LmerFit | None,
+    posterior: Posterior | None,
+    *,
+    factor: str | None = None,
+    ci_kind: str | None = None,
+    ci_prob: float | None = None,
+) -> ComparisonTable:
+    """No, complete and partial pooling estimates of every group's coefficients.
+
+    One row per grouping factor, level and random-effect column (index ``factor``,
+    ``level``, ``term``; only ``factor`` if given).  Columns:
+
+    - ``n``: observations in the group;
+    - ``no_pooling``: the group's own least squares fit of the full fixed-effect model
+      (plus any random-only columns), as lme4's ``lmList``; NaN where the column is not
+      estimable in that group (aliased, or too few observations);
+    - ``complete_pooling``: the same least squares fit to all data, ignoring the groups;
+    - ``reml``: the REML (or ML) partial-pooling estimate, ``coef(fit)`` = β̂ + b̂;
+    - ``posterior_mean`` and the credible interval (``eti89_lb``, ``eti89_ub`` by default)
+      of the group's coefficient β + b over the posterior draws;
+    - ``shrinkage_reml``, ``shrinkage_posterior``: how far partial pooling moved from no
+      pooling toward the population value β (REML β̂, or the posterior mean of β)::
+
+          shrinkage = 1 − (partial − β) / (no_pooling − β)
+
+      0 = not pooled at all, 1 = pulled all the way to β.  Values outside [0, 1] happen
+      when the correlation with another coefficient, or another covariate, moves the
+      estimate past β or away from it.  NaN when no pooling is NaN or equals β.
+    """
+    design = _check_inputs(fit, posterior)
+    kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
+    factors = [_resolve_factor(design, factor)] if factor is not None else design.group_factors
+    tables = [_shrinkage_table(design, f, fit, posterior, kind, prob) for f in factors]
+    return ComparisonTable(pd.concat(tables))
+
+
+def _resolve_factor(design: Design, factor: str | None) -> str:
+    """``factor`` checked against the model's grouping factors; None -> the first one."""
+    if factor is None:
+        return design.group_factors[0]
+    if factor not in design.group_factors:
+        raise ComparisonError(
+            f"unknown grouping factor {factor!r}; the model has {design.group_factors}"
+        )
+    return factor
+
+
+def _shrinkage_table(
+    design: Design,
+    factor: str,
+    fit: LmerFit | None,
+    posterior: Posterior | None,
+    kind: str,
+    prob: float,
+) -> pd.DataFrame:
+    pool = _pooling(design, factor)
+    index = pd.MultiIndex.from_product(
+        [[factor], list(pool.levels), pool.terms], names=["factor", "level", "term"]
+    )
+    table = pd.DataFrame(index=index)
+    table["n"] = np.repeat(pool.n, len(pool.terms))
+    table["no_pooling"] = pool.no_pooling[pool.terms].to_numpy().ravel()
+    table["complete_pooling"] = np.tile(
+        pool.complete_pooling[pool.terms].to_numpy(), len(pool.levels)
+    )
+    population = {}
+    if fit is not None:
+        table["reml"] = fit.coef[factor][pool.terms].to_numpy().ravel()
+        population["reml"] = _reml_population(fit, pool.terms)
+    if posterior is not None:
+        draws = posterior.coef_draws(factor).sel(term=pool.terms)
+        lb, ub = _ci_names(kind, prob)
+        interval = _interval(draws, kind, prob)
+        table["posterior_mean"] = draws.mean(("chain", "draw")).to_numpy().ravel()
+        table[lb] = interval.sel(ci_bound="lower").to_numpy().ravel()
+        table[ub] = interval.sel(ci_bound="upper").to_numpy().ravel()
+        population["posterior_mean"] = _posterior_population(posterior, pool.terms)
+    for col, beta in population.items():
+        beta = np.tile(beta, len(pool.levels))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            moved = (table[col].to_numpy() - beta) / (table["no_pooling"].to_numpy() - beta)
+        name = "shrinkage_reml" if col == "reml" else "shrinkage_posterior"
+        table[name] = np.where(np.isfinite(moved), 1.0 - moved, np.nan)
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# Reading the two results
+# --------------------------------------------------------------------------------------
+
+
+def _reml_columns(fit: LmerFit, keys: pd.DataFrame) -> pd.DataFrame:
+    """The fit's own estimates (and fixed-effect SEs) on the rows of ``keys``."""
+    est = "reml" if fit.reml else "ml"
+    vc = fit.varcorr
+    lookup = {
+        (row.grp, _key(row.var1), _key(row.var2)): row.sdcor for row in vc.itertuples(index=False)
+    }
+    values, se = [], []
+    for row in keys.itertuples():
+        if row.Index.startswith("fixef["):
+            values.append(float(fit.fixef[row.var1]))
+            se.append(float(fit.fixef_se[row.var1]))
+        else:
+            values.append(float(lookup[(row.grp, _key(row.var1), _key(row.var2))]))
+            se.append(np.nan)
+    return pd.DataFrame({est: values, f"{est}_se": se}, index=keys.index)
+
+
+def _key(value: Any) -> str | None:
+    """varcorr key cell -> str or None (missing values may be None or NaN)."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def _fixef_draws(ds: xr.Dataset) -> xr.DataArray:
+    """Draws of β with the fixed-effect dimension named ``fixef``, whatever it is stored as."""
+    da = ds["fixef"]
+    (dim,) = [d for d in da.dims if d not in ("chain", "draw")]
+    return da.rename({dim: "fixef"}) if dim != "fixef" else da
+
+
+def _posterior_columns(
+    posterior: Posterior, keys: pd.DataFrame, kind: str, prob: float
+) -> pd.DataFrame:
+    """Posterior summaries of the parameters in ``keys``: one DataArray per row, stacked."""
+    ds = posterior.draws
+    rows = []
+    for row in keys.itertuples():
+        if row.Index.startswith("fixef["):
+            draws = _fixef_draws(ds).sel(fixef=row.var1)
+        elif row.grp == "Residual":
+            draws = ds["sigma"]
+        elif row.var2 is None:
+            draws = ds[f"sd_{row.grp}"].sel({f"{row.grp}__term": row.var1})
+        else:
+            draws = ds[f"corr_{row.grp}"].sel(
+                {f"{row.grp}__term": row.var2, f"{row.grp}__term_bis": row.var1}
+            )
+        rows.append(draws.drop_vars(list(draws.coords), errors="ignore"))
+    stacked = xr.concat(rows, dim="parameter").transpose("chain", "draw", "parameter")
+    lb, ub = _ci_names(kind, prob)
+    interval = _interval(stacked, kind, prob)
+    return pd.DataFrame(
+        {
+            "mean": stacked.mean(("chain", "draw")).to_numpy(),
+            "median": stacked.median(("chain", "draw")).to_numpy(),
+            "sd": stacked.std(("chain", "draw"), ddof=1).to_numpy(),
+            lb: interval.sel(ci_bound="lower").to_numpy(),
+            ub: interval.sel(ci_bound="upper").to_numpy(),
+            "r_hat": az.rhat(stacked).to_numpy(),
+            "ess_bulk": az.ess(stacked, method="bulk").to_numpy(),
+        },
+        index=keys.index,
+    )
+
+
+def _reml_population(fit: LmerFit, terms: list[str]) -> np.ndarray:
+    """β̂ for each column (0 for a random-only column, as lme4's ``coef`` fills it)."""
+    return np.array([float(fit.fixef[c]) if c in fit.fixef.index else 0.0 for c in terms])
+
+
+def _posterior_population(posterior: Posterior, terms: list[str]) -> np.ndarray:
+    """Posterior mean of β for each column (0 for a random-only column)."""
+    fixef = _fixef_draws(posterior.draws).mean(("chain", "draw"))
+    names = list(fixef.coords["fixef"].values)
+    return np.array([float(fixef.sel(fixef=c)) if c in names else 0.0 for c in terms])

@@ -1,0 +1,369 @@
+"""The model's generative story in words and symbols, with the user's variable names.
+
+For ``Reaction ~ Days + (Days | Subject)``::
+
+    b0, b1                                         population (fixed) coefficients
+    Sigma_u = diag(tau_u) Omega_u diag(tau_u)      covariance of one Subject's effects
+    (u0[j], u1[j]) ~ MvNormal(0, Sigma_u)          each Subject's effects
+    mu[i] = (b0 + u0[Subject[i]]) + (b1 + u1[Subject[i]]) * Days[i]
+    Reaction[i] ~ Normal(mu[i], sigma)
+
+Given a REML fit the story carries the estimates; given a Posterior, the posterior means
+and the priors of the Bayesian model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .design import Design, ReTerm
+
+if TYPE_CHECKING:
+    from .model import Model
+
+_LETTERS = "uvwrst"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the story: a title, its plain-text statement and its LaTeX."""
+
+    title: str
+    text: str
+    latex: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The generative story of one model; ``print`` it, or display it in a notebook."""
+
+    formula: str
+    source: str
+    steps: tuple[Step, ...]
+
+    def __str__(self) -> str:
+        width = len(str(len(self.steps)))
+        lines = [f"Generative story of {self.formula} ({self.source})"]
+        lines += [f"{i:>{width}}. {s.title}: {s.text}" for i, s in enumerate(self.steps, 1)]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def to_markdown(self) -> str:
+        """Markdown with inline LaTeX, one numbered item per step."""
+        lines = [f"**Generative story of `{self.formula}`** ({self.source})", ""]
+        lines += [f"{i}. {s.title}: {s.latex}" for i, s in enumerate(self.steps, 1)]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+@dataclass(frozen=True)
+class _Values:
+    """Numbers to fill in: fixef, per-term SDs and correlation matrices, sigma."""
+
+    fixef: np.ndarray
+    sd: tuple[np.ndarray, ...]
+    corr: tuple[np.ndarray, ...]
+    sigma: float
+
+
+def explain(model: Model, fit: Any = None, *, priors: bool = False) -> Explanation:
+    """The generative story of ``model``: symbols only, or filled in from ``fit``.
+
+    ``fit`` is None (symbols), a REML fit (estimates), a Posterior (posterior means and
+    the priors it was sampled with) or a dict of parameter values (see
+    :mod:`bayeslmm.simulate`).  ``priors=True`` adds the model's own priors (the story
+    that ``model.simulate()`` follows for the prior predictive).
+    """
+    from .bayes import resolve_priors
+    from .posterior import Posterior
+    from .simulate import _point_values
+
+    design = model.design
+    values, source = None, "symbols"
+    if fit is not None:
+        params, source = _point_values(design, fit)
+        values = _Values(params.fixef, params.sd, params.corr, float(params.sigma))
+    if isinstance(fit, Posterior):
+        used = fit.priors
+        source += " and the priors used"
+    elif priors:
+        used = resolve_priors(design, model.prior_overrides)
+        source += " and the model's priors"
+    else:
+        used = {}
+    texts = {name: str(prior) for name, prior in used.items()}
+    return Explanation(design.formula, source, tuple(_Story(design, values, texts).steps()))
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _tex_name(name: str) -> str:
+    """A user's name inside LaTeX ``\\text{}``."""
+    for ch in "\\{}_%&#$^~":
+        name = name.replace(ch, "\\" + ch)
+    return rf"\text{{{name}}}"
+
+
+class _Story:
+    """Symbols for every parameter of one design, and the steps that use them."""
+
+    def __init__(self, design: Design, values: _Values | None, priors: dict[str, str]):
+        self.design, self.values, self.priors = design, values, priors
+        self.letter = {
+            f: _LETTERS[i] if i < len(_LETTERS) else f"u{i + 1}_"
+            for i, f in enumerate(design.group_factors)
+        }
+        # (term index, column) -> (text symbol, LaTeX symbol) of the group effect
+        self.effect: dict[tuple[int, int], tuple[str, str]] = {}
+        for factor in design.group_factors:
+            cols = [
+                (i, c)
+                for i, t in enumerate(design.terms)
+                if t.factor == factor
+                for c in range(t.nc)
+            ]
+            letter = self.letter[factor]
+            for j, key in enumerate(cols):
+                self.effect[key] = (
+                    (letter, letter) if len(cols) == 1 else (f"{letter}{j}", f"{letter}_{{{j}}}")
+                )
+
+    def steps(self) -> list[Step]:
+        out = [self._fixed(), self._groups()]
+        for i, term in enumerate(self.design.terms):
+            out += self._term(i, term)
+        return [*out, self._predictor(), self._response()]
+
+    # -- steps ----------------------------------------------------------------------------
+    def _fixed(self) -> Step:
+        texts, texes = [], []
+        for j, name in enumerate(self.design.fixef_names):
+            value = None if self.values is None else self.values.fixef[j]
+            text, tex = self._param(f"b{j}", rf"\beta_{{{j}}}", value, f"fixef[{name}]", name)
+            texts.append(text)
+            texes.append(tex)
+        if "Intercept" in self.priors:
+            centred, centred_tex = self._centred_intercept()
+            prior = self.priors["Intercept"]
+            texts.append(f"prior on the centred intercept {centred} ~ {prior}")
+            texes.append(f"prior on the centred intercept ${centred_tex} \\sim$ {prior}")
+        return Step("Population (fixed) coefficients", ", ".join(texts), ", ".join(texes))
+
+    def _centred_intercept(self) -> tuple[str, str]:
+        """``b0 + 4.5 * b1``: the intercept at the slope columns' means (bayes.py's α)."""
+        design = self.design
+        icpt = design.fixef_names.index("(Intercept)")
+        text, tex = [f"b{icpt}"], [rf"\beta_{{{icpt}}}"]
+        for j in range(design.p):
+            if j != icpt:
+                mean = _num(design.X[:, j].mean())
+                text.append(f"{mean} * b{j}")
+                tex.append(rf"{mean}\,\beta_{{{j}}}")
+        return " + ".join(text), " + ".join(tex)
+
+    def _groups(self) -> Step:
+        """The grouping factors, their sizes, and which are nested in or crossed with which."""
+        design = self.design
+        first = {f: next(t for t in design.terms if t.factor == f) for f in design.group_factors}
+        parts = [(f"{f} ({first[f].nl} levels)", f"`{f}` ({first[f].nl} levels)") for f in first]
+        for a, b in itertools.combinations(design.group_factors, 2):
+            if _nested(first[b], first[a]):
+                a, b = b, a
+            relation = "nested in" if _nested(first[a], first[b]) else "crossed with"
+            parts.append((f"; {a} {relation} {b}", f"; `{a}` {relation} `{b}`"))
+        title = "Grouping factor" if len(first) == 1 else "Grouping factors"
+        n = len(first)
+        return Step(
+            title,
+            ", ".join(p for p, _ in parts[:n]) + "".join(p for p, _ in parts[n:]),
+            ", ".join(p for _, p in parts[:n]) + "".join(p for _, p in parts[n:]),
+        )
+
+    def _term(self, i: int, term: ReTerm) -> list[Step]:
+        design, factor = self.design, term.factor
+        syms = [self.effect[(i, c)] for c in range(term.nc)]
+        sds = []
+        for c, name in enumerate(term.cnames):
+            value = None if self.values is None else self.values.sd[i][c]
+            sds.append(
+                self._param(
+                    f"tau_{syms[c][0]}",
+                    rf"\tau_{{{syms[c][1]}}}",
+                    value,
+                    f"sd_{term.group}[{name}]",
+                    name,
+                )
+            )
+        n_terms = sum(t.factor == factor for t in design.terms)
+        if term.nc == 1:
+            (u, utex), (sd_text, sd_tex) = syms[0], sds[0]
+            alone = (
+                f"; independent of {factor}'s other effects (separate terms, no correlation)"
+                if n_terms > 1
+                else ""
+            )
+            return [
+                Step(
+                    f"{factor} effects",
+                    f"{u}[j] ~ Normal(0, tau_{u}) for each of the {term.nl} levels j of "
+                    f"{factor}; {sd_text}{alone}",
+                    rf"${utex}[j] \sim \mathrm{{Normal}}(0, \tau_{{{utex}}})$ for each of the "
+                    f"{term.nl} levels $j$ of `{factor}`; {sd_tex}{alone}",
+                )
+            ]
+        name = self.letter[factor] + ("" if n_terms == 1 else f"_{i + 1}")
+        tex = self.letter[factor] + ("" if n_terms == 1 else f",{i + 1}")
+        taus = ", ".join(f"tau_{u}" for u, _ in syms)
+        taus_tex = ", ".join(rf"\tau_{{{u}}}" for _, u in syms)
+        return [
+            Step(
+                f"SDs of the {factor} effects",
+                ", ".join(s for s, _ in sds),
+                ", ".join(s for _, s in sds),
+            ),
+            self._correlation(i, term, name, tex, syms),
+            Step(
+                f"Covariance of the {factor} effects",
+                f"Sigma_{name} = diag({taus}) Omega_{name} diag({taus})",
+                rf"$\Sigma_{{{tex}}} = \mathrm{{diag}}({taus_tex})\,\Omega_{{{tex}}}\,"
+                rf"\mathrm{{diag}}({taus_tex})$",
+            ),
+            Step(
+                f"{factor} effects",
+                f"({', '.join(f'{u}[j]' for u, _ in syms)}) ~ MvNormal(0, Sigma_{name}) "
+                f"for each of the {term.nl} levels j of {factor}",
+                rf"$({', '.join(f'{u}[j]' for _, u in syms)}) \sim "
+                rf"\mathrm{{MvNormal}}(0, \Sigma_{{{tex}}})$ for each of the {term.nl} levels "
+                f"$j$ of `{factor}`",
+            ),
+        ]
+
+    def _correlation(self, i: int, term: ReTerm, name: str, tex: str, syms) -> Step:
+        prior = self.priors.get(f"corr_{term.group}")
+        if prior is not None:
+            text, latex = f"Omega_{name} ~ {prior}", rf"$\Omega_{{{tex}}} \sim$ {prior}"
+        elif self.values is None:
+            text, latex = (
+                f"Omega_{name} ~ LKJ(eta)",
+                rf"$\Omega_{{{tex}}} \sim \mathrm{{LKJ}}(\eta)$",
+            )
+        else:
+            text = f"Omega_{name} (an LKJ(eta) prior in the Bayesian model)"
+            latex = rf"$\Omega_{{{tex}}}$ (an $\mathrm{{LKJ}}(\eta)$ prior in the Bayesian model)"
+        if self.values is not None:
+            pairs = [(a, b) for b in range(term.nc) for a in range(b + 1, term.nc)]
+            corr = self.values.corr[i]
+            text += "; " + ", ".join(
+                f"corr({syms[b][0]}, {syms[a][0]}) = {_num(corr[a, b])}" for a, b in pairs
+            )
+            latex += "; " + ", ".join(
+                rf"$\rho({syms[b][1]}, {syms[a][1]}) = {_num(corr[a, b])}$" for a, b in pairs
+            )
+        return Step(f"Correlation matrix of the {term.factor} effects", text, latex)
+
+    def _predictor(self) -> Step:
+        """``mu[i]``: one summand per model-matrix column, fixed and random coefficients
+        of the same column together, the intercept first."""
+        design = self.design
+        columns = list(
+            dict.fromkeys(list(design.fixef_names) + [c for t in design.terms for c in t.cnames])
+        )
+        columns.sort(key=lambda c: c != "(Intercept)")
+        texts, texes = [], []
+        for col in columns:
+            coef, coef_tex = [], []
+            if col in design.fixef_names:
+                j = design.fixef_names.index(col)
+                coef.append(f"b{j}")
+                coef_tex.append(rf"\beta_{{{j}}}")
+            for i, term in enumerate(design.terms):
+                if col in term.cnames:
+                    u, utex = self.effect[(i, term.cnames.index(col))]
+                    coef.append(f"{u}[{term.factor}[i]]")
+                    coef_tex.append(f"{utex}[{_tex_name(term.factor)}[i]]")
+            text, tex = " + ".join(coef), " + ".join(coef_tex)
+            if len(coef) > 1 and len(columns) > 1:
+                text, tex = f"({text})", f"({tex})"
+            if col != "(Intercept)":
+                data, data_tex = _column_expr(col, design.frame)
+                text, tex = f"{text} * {data}", rf"{tex} \cdot {data_tex}"
+            texts.append(text)
+            texes.append(tex)
+        return Step(
+            "Linear predictor",
+            f"mu[i] = {' + '.join(texts)}",
+            rf"$\mu[i] = {' + '.join(texes)}$",
+        )
+
+    def _response(self) -> Step:
+        design = self.design
+        value = None if self.values is None else self.values.sigma
+        sd_text, sd_tex = self._param("sigma", r"\sigma", value, "sigma")
+        y = design.response
+        text = f"{y}[i] ~ Normal(mu[i], sigma) for each of the {design.nobs} observations i"
+        latex = (
+            rf"${_tex_name(y)}[i] \sim \mathrm{{Normal}}(\mu[i], \sigma)$ for each of the "
+            f"{design.nobs} observations $i$"
+        )
+        if sd_text != "sigma":
+            text, latex = f"{text}; {sd_text}", f"{latex}; {sd_tex}"
+        return Step("Response", text, latex)
+
+    def _param(
+        self, sym: str, tex: str, value: float | None, key: str, label: str | None = None
+    ) -> tuple[str, str]:
+        """``b0``, ``b0 = 251.4 for (Intercept)``, ``... (prior Normal(...))``: text, LaTeX."""
+        text, latex = sym, f"${tex}$"
+        if value is not None:
+            text, latex = f"{sym} = {_num(value)}", f"${tex} = {_num(value)}$"
+        if label is not None:
+            text, latex = f"{text} for {label}", f"{latex} for `{label}`"
+        prior = self.priors.get(key)
+        if prior is not None:
+            text, latex = f"{text} (prior {prior})", f"{latex} (prior {prior})"
+        return text, latex
+
+
+def _nested(inner: ReTerm, outer: ReTerm) -> bool:
+    """Every level of ``inner`` occurs within a single level of ``outer``."""
+    return inner.nl > outer.nl and bool(
+        (pd.Series(outer.codes).groupby(inner.codes).nunique() == 1).all()
+    )
+
+
+def _column_expr(column: str, frame: pd.DataFrame) -> tuple[str, str]:
+    """A model-matrix column as data: ``Days[i]``, ``[Species[i] == versicolor]``, products."""
+    texts, texes = [], []
+    for part in column.split(":"):
+        if part in frame.columns:
+            texts.append(f"{part}[i]")
+            texes.append(f"{_tex_name(part)}[i]")
+            continue
+        factor = next(
+            (
+                c
+                for c in sorted(frame.columns, key=len, reverse=True)
+                if part.startswith(c)
+                and not pd.api.types.is_float_dtype(frame[c])
+                and part[len(c) :] in {str(v) for v in frame[c].unique()}
+            ),
+            None,
+        )
+        if factor is None:
+            texts.append(f"{part}[i]")
+            texes.append(f"{_tex_name(part)}[i]")
+        else:
+            level = part[len(factor) :]
+            texts.append(f"[{factor}[i] == {level}]")
+            texes.append(rf"[{_tex_name(factor)}[i] = {_tex_name(level)}]")
+    return " * ".join(texts), r" \cdot ".join(texes)

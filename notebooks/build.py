@@ -1,0 +1,389 @@
+"""Write the teaching notebooks and execute them in a fresh kernel.
+
+    python notebooks/build.py            # write + execute all (full-size sampling)
+    python notebooks/build.py 01 03      # only these
+
+The notebooks read ``BAYESLMM_NB_DRAWS`` / ``BAYESLMM_NB_CHAINS`` (defaults 1000 / 4), so CI
+can execute them quickly (tests/test_notebooks.py); the saved outputs are the full-size run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).parent
+
+SETUP = """\
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+
+import bayeslmm as blm
+
+DRAWS = int(os.environ.get("BAYESLMM_NB_DRAWS", 1000))   # CI lowers these
+CHAINS = int(os.environ.get("BAYESLMM_NB_CHAINS", 4))
+pd.set_option("display.precision", 5)"""
+
+
+def md(text: str):
+    return nbformat.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str):
+    return nbformat.v4.new_code_cell(text.strip())
+
+
+NOTEBOOKS = {
+    "01_fixed_and_random_effects": [
+        md("""
+# 1. Fixed and random effects, estimated together
+
+A linear mixed model writes the response as
+
+$$y = X\\beta + Zb + \\varepsilon,\\qquad b \\sim N(0, \\Sigma_\\theta),\\qquad \\varepsilon \\sim N(0, \\sigma^2 I).$$
+
+$X\\beta$ is the **fixed** part: coefficients shared by the whole population.
+$Zb$ is the **random** part: one small deviation per group (here: per subject), drawn from a
+common distribution whose variance is estimated from the data.
+This notebook fits lme4's `Reaction ~ Days + (1 | Subject)` with bayeslmm's REML path and
+takes the estimates apart."""),
+        code(SETUP),
+        code("""
+sleep = blm.load_dataset("sleepstudy")
+sleep.head()"""),
+        md("""
+## A random intercept per subject
+`(1 | Subject)` gives every subject its own intercept deviation $b_j$; `Days` has one
+population slope. `fit_reml()` runs lme4's algorithm (profiled REML, penalised least
+squares) and prints lme4's summary."""),
+        code("""
+model = blm.Model("Reaction ~ Days + (1 | Subject)", sleep)
+fit = model.fit_reml()
+fit"""),
+        md("""
+## The fixed effects equal ordinary least squares here
+Every subject is measured on the same days 0-9, so the design is balanced: the random
+intercepts are orthogonal to `Days` after centring, and generalised least squares collapses to
+plain least squares. The fixed effects are exactly the OLS coefficients (251.40510, 10.46729),
+but their standard errors are not: the mixed model knows that 10 observations of one subject
+are not 10 independent pieces of information about the intercept."""),
+        code("""
+X, y = model.design.X, model.design.y
+ols, *_ = np.linalg.lstsq(X, y, rcond=None)
+pd.DataFrame({"REML fixef": fit.fixef, "OLS": ols, "REML SE": fit.fixef_se})"""),
+        md("""
+## Random effects and per-subject coefficients
+`ranef` holds each subject's deviation $\\hat b_j$ (the conditional mode), `conditional_sd`
+its uncertainty, and `coef` the subject's own line: fixed effect + deviation. Subject 308:
+251.40510 + 40.783710 = 292.1888."""),
+        code("""
+pd.concat({"ranef": fit.ranef["Subject"], "conditional_sd": fit.conditional_sd["Subject"]},
+          axis=1).head()"""),
+        code("""
+b308 = fit.ranef["Subject"].loc["308", "(Intercept)"]
+print(f"{fit.fixef['(Intercept)']:.5f} + {b308:.6f} = {fit.fixef['(Intercept)'] + b308:.4f}")
+fit.coef["Subject"].head()"""),
+        md("""
+## Why "estimated together"
+Given the variance components, $\\hat\\beta$ and $\\hat b$ solve **one** linear system,
+Henderson's mixed-model equations:
+
+$$\\begin{pmatrix} X^\\top X & X^\\top Z \\\\ Z^\\top X & Z^\\top Z + \\sigma^2\\Sigma^{-1} \\end{pmatrix}
+\\begin{pmatrix}\\hat\\beta \\\\ \\hat b\\end{pmatrix} = \\begin{pmatrix} X^\\top y \\\\ Z^\\top y\\end{pmatrix}.$$
+
+The penalty $\\sigma^2\\Sigma^{-1}$ is what pulls each $\\hat b_j$ toward zero. Solving it with
+numpy reproduces the fit exactly; REML's job is to choose $\\Sigma$ (through $\\theta$)."""),
+        code("""
+Z = model.design.Z().toarray()
+tau2 = fit.varcorr.loc[0, "vcov"]          # Var(b_j) for the Subject intercept
+sigma2 = fit.sigma ** 2
+q = Z.shape[1]
+lhs = np.block([[X.T @ X, X.T @ Z], [Z.T @ X, Z.T @ Z + sigma2 / tau2 * np.eye(q)]])
+rhs = np.concatenate([X.T @ y, Z.T @ y])
+solution = np.linalg.solve(lhs, rhs)
+print("beta:", solution[:2])
+print("max |b - ranef|:", np.abs(solution[2:] - fit.ranef["Subject"]["(Intercept)"]).max())"""),
+        md("""
+## A correlated random slope: iris
+`Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)` lets each species
+have its own intercept and its own `Sepal.Length` slope, correlated. With only 3 species the
+variance components are poorly determined, yet the REML fit reproduces lme4 exactly:
+REML criterion −66.7 and setosa's coefficients (−0.1400153, 0.2727164, −0.10956019)."""),
+        code("""
+iris = blm.load_dataset("iris")
+fit_iris = blm.lmer(
+    "Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)", iris
+)
+print(fit_iris)"""),
+        code("""
+fit_iris.varcorr"""),
+        code("""
+fit_iris.coef["Species"]"""),
+        md("""
+`Sepal.Width` has no random part, so its coefficient is the same for every species; the
+intercept and the `Sepal.Length` slope differ by species, each pulled toward the population
+value by an amount that depends on how much data the species has and on the estimated
+between-species variance. Notebook 2 looks at that pull — partial pooling — in detail."""),
+    ],
+    "02_partial_pooling": [
+        md("""
+# 2. Partial pooling
+
+Three ways to estimate each subject's line in `sleepstudy`:
+
+* **no pooling** — fit each subject alone (lme4's `lmList`);
+* **complete pooling** — ignore subjects, one line for everyone;
+* **partial pooling** — the mixed model `Reaction ~ Days + (Days | Subject)`: each subject's
+  line is a compromise, pulled toward the population line by an amount that depends on how
+  much that subject's data say and on how much subjects differ (the estimated $\\Sigma$).
+
+We estimate partial pooling twice: REML (point estimates, lme4-exact) and the posterior (NUTS)."""),
+        code(SETUP),
+        code("""
+sleep = blm.load_dataset("sleepstudy")
+model = blm.Model("Reaction ~ Days + (Days | Subject)", sleep)
+fit = model.fit_reml()
+posterior = model.sample(draws=DRAWS, tune=DRAWS, chains=CHAINS, seed=2024)
+posterior.diagnostics"""),
+        md("""
+## The shrinkage table
+One row per subject and coefficient: the no-pooling estimate, complete pooling, REML and
+posterior partial pooling, and the shrinkage fraction — how far the estimate moved from the
+subject's own fit toward the population (0 = not at all, 1 = all the way)."""),
+        code("""
+table = blm.shrinkage(fit, posterior)
+table.head(8)"""),
+        code("""
+table.groupby(level="term")[["shrinkage_reml", "shrinkage_posterior"]].describe().T"""),
+        md("""
+## Lines per subject
+Each panel: the subject's data, its own least-squares line (no pooling), the population line
+(complete pooling) and the mixed-model lines. The partial-pooling line sits between the two,
+closer to the subject's own fit because every subject has 10 observations."""),
+        code("""
+fig = blm.plot_group_fits(fit, posterior)
+fig"""),
+        md("""
+## The partial-pooling picture
+Intercept on x, slope on y. Each arrow starts at a subject's own fit and ends at its
+partial-pooling estimate; the ellipses are contours of the estimated population distribution
+$N(\\hat\\beta, \\hat\\Sigma)$. Subjects far from the centre are pulled hardest, and they are
+pulled *along* the ellipse's shape: the slope and intercept shrink jointly."""),
+        code("""
+fig = blm.plot_shrinkage(fit, posterior)
+fig"""),
+        md("""
+## Less data, more pooling
+Keep only the first three days of subjects 309 and 335 and refit: with little data of their
+own, their estimates move much further toward the population."""),
+        code("""
+keep = ~sleep["Subject"].isin(["309", "335"]) | (sleep["Days"] < 3)
+sparse_model = blm.Model("Reaction ~ Days + (Days | Subject)", sleep[keep])
+sparse_fit = sparse_model.fit_reml()
+sparse = blm.shrinkage(sparse_fit, None)
+cols = ["n", "no_pooling", "reml", "shrinkage_reml"]
+pd.concat({"all data": table.loc["Subject", cols],
+           "3 days for 309, 335": sparse.loc["Subject", cols]},
+          axis=1).loc[["309", "335", "308"]]"""),
+        code("""
+fig = blm.plot_shrinkage(sparse_fit, None)
+fig"""),
+    ],
+    "03_generative_story": [
+        md("""
+# 3. The generative story
+
+A common confusion: "a random slope means we draw a random value of the predictor." It does
+not. `Days` is data and stays fixed; what is random is each subject's **coefficient** on
+`Days`. The clearest way to see this is to run the model forwards: draw the covariance, draw
+each group's effects, draw the responses."""),
+        code(SETUP),
+        code("""
+sleep = blm.load_dataset("sleepstudy")
+model = blm.Model("Reaction ~ Days + (Days | Subject)", sleep)
+model.explain()"""),
+        md("""
+With a REML fit the story carries the estimates:"""),
+        code("""
+fit = model.fit_reml()
+model.explain(fit)"""),
+        md("""
+## Step by step
+`simulate(..., return_components=True)` keeps every intermediate quantity. We simulate one
+new experiment from the REML estimates, drawing **new** subjects (lme4's `simulate` default)."""),
+        code("""
+sim = model.simulate(fit, seed=1, return_components=True)
+print("Step 1 - the covariance of one subject's (intercept, slope) deviations:")
+sim.Sigma["Subject"]"""),
+        code("""
+print("Step 2 - each subject's effects, drawn from MvNormal(0, Sigma):")
+sim.ranef["Subject"].head()"""),
+        code("""
+print("Step 3 - linear predictor mu = X beta + Z b, then y = mu + noise:")
+sim.table().head(12)"""),
+        md("""
+Each simulated subject gets its own line: intercept $\\beta_0 + u_{0j}$ and slope
+$\\beta_1 + u_{1j}$. `Days` is the same 0-9 for everyone."""),
+        code("""
+data = sim.table()
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+for subject, rows in sleep.groupby("Subject", observed=True):
+    axes[0].plot(rows["Days"], rows["Reaction"], color="C0", alpha=0.5)
+for subject, rows in data.groupby("Subject", observed=True):
+    axes[1].plot(rows["Days"], rows["Reaction"], color="C1", alpha=0.5)
+axes[0].set_title("observed sleepstudy")
+axes[1].set_title("one simulated experiment (new subjects)")
+for ax in axes:
+    ax.set_xlabel("Days")
+axes[0].set_ylabel("Reaction (ms)")
+fig.tight_layout()"""),
+        md("""
+## Does the generator match the fit?
+Simulate 200 experiments from known parameters, refit REML to each, and average: the
+estimates come back (REML is nearly unbiased for the fixed effects and σ)."""),
+        code("""
+nsim = 200 if DRAWS >= 1000 else 20
+truth = {"fixef": {"(Intercept)": 250.0, "Days": 10.0}, "sigma": 25.0,
+         "sd": {"Subject": {"(Intercept)": 25.0, "Days": 6.0}}, "corr": {"Subject": 0.1}}
+sims = model.simulate(truth, seed=7, nsim=nsim)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    refits = [blm.lmer("Reaction ~ Days + (Days | Subject)", d) for _, d in sims.groupby("sim")]
+est = pd.DataFrame([{**r.fixef, "sigma": r.sigma} for r in refits])
+pd.DataFrame({"truth": [250.0, 10.0, 25.0], "mean of refits": est.mean(),
+              "Monte Carlo SE": est.std() / np.sqrt(nsim)})"""),
+        md("""
+## Prior predictive check
+Before seeing data, what do the default priors (data-scaled, see `model.priors`) say
+experiments look like? `simulate(None)` draws parameters from the prior and then data.
+Good weakly informative priors give plausible but wide data: here reaction times of
+hundreds of ms, not millions."""),
+        code("""
+model.priors"""),
+        code("""
+prior_sims = model.simulate(None, seed=3, nsim=100)
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for _, d in prior_sims.groupby("sim"):
+    ax.hist(d["Reaction"], bins=30, histtype="step", color="C1", alpha=0.2, density=True)
+ax.hist(sleep["Reaction"], bins=30, histtype="step", color="k", lw=2, density=True,
+        label="observed")
+ax.set_xlabel("Reaction (ms)")
+ax.legend()
+ax.set_title("prior predictive: 100 simulated experiments (orange) vs the data");"""),
+        md("""
+## The LKJ prior on the correlation
+The correlation between a subject's intercept and slope gets an LKJ(η) prior. η = 1 is
+uniform over correlations; larger η concentrates mass near 0. bayeslmm's default is η = 2:
+it keeps correlations of ±0.9 possible but not favoured, which stabilises fits with few groups."""),
+        code("""
+import pymc as pm
+
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for eta in (1, 2, 5):
+    draws = pm.draw(pm.LKJCorr.dist(n=2, eta=eta, return_matrix=True), draws=4000, random_seed=1)
+    ax.hist(draws[:, 0, 1], bins=40, range=(-1, 1), density=True, histtype="step", lw=2,
+            label=f"eta = {eta}")
+ax.set_xlabel("correlation of intercept and slope")
+ax.legend()
+ax.set_title("LKJ prior draws");"""),
+    ],
+    "04_posterior_exploration": [
+        md("""
+# 4. Exploring the posterior
+
+The Bayesian path gives a full distribution for every parameter — including the variance
+components, which REML reports as single numbers. This notebook checks the sampler, looks at
+the posterior of the intercept-slope correlation, and compares REML with the posterior on a
+model with many groups (sleepstudy, 18 subjects) and one with very few (iris, 3 species)."""),
+        code(SETUP),
+        code("""
+import arviz as az
+
+sleep = blm.load_dataset("sleepstudy")
+model = blm.Model("Reaction ~ Days + (Days | Subject)", sleep)
+fit = model.fit_reml()
+posterior = model.sample(draws=DRAWS, tune=DRAWS, chains=CHAINS, seed=11)
+print(posterior.summary())"""),
+        md("""
+## Diagnostics
+bayeslmm checks every run (divergences, R-hat, ESS) and warns when something is off. ArviZ
+works directly on `posterior.idata`, whose dimensions are named after the model's terms and
+levels."""),
+        code("""
+posterior.diagnostics"""),
+        code("""
+az.summary(posterior.idata, var_names=["fixef", "sd_Subject", "corr_Subject", "sigma"])"""),
+        code("""
+pc = az.plot_trace_dist(posterior.idata, var_names=["fixef", "sd_Subject", "sigma"])"""),
+        md("""
+## The correlation between intercepts and slopes
+REML estimates it as a single number; the posterior shows how little 18 subjects pin it
+down."""),
+        code("""
+corr = posterior.draws("corr_Subject").sel(
+    {"Subject__term": "(Intercept)", "Subject__term_bis": "Days"}).values.ravel()
+reml_corr = fit.varcorr.query("var2 == 'Days'")["sdcor"].item()
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.hist(corr, bins=50, density=True, color="C0", alpha=0.6, label="posterior")
+ax.axvline(reml_corr, color="k", lw=2, label=f"REML {reml_corr:.3f}")
+ax.set_xlabel("corr(intercept, slope)")
+ax.legend();"""),
+        md("""
+## REML beside the posterior
+The fixed effects agree closely (the standardised difference is a small fraction of a
+posterior SD); the variance components differ more — the posterior mean of an SD sits above
+the REML mode because its distribution is right-skewed."""),
+        code("""
+blm.compare(fit, posterior)"""),
+        code("""
+fig = blm.plot_compare(fit, posterior)
+fig"""),
+        md("""
+## Three groups instead of eighteen
+With only 3 species in iris, the between-species SDs are barely identified: the posterior
+for them is wide and its mean is far from the REML estimate, which can sit near the
+boundary. The fixed effects are still well estimated. This is where the priors matter, and
+where a single REML number hides the most uncertainty."""),
+        code("""
+iris = blm.load_dataset("iris")
+iris_model = blm.Model(
+    "Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)", iris)
+iris_fit = iris_model.fit_reml()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    iris_post = iris_model.sample(draws=DRAWS, tune=DRAWS, chains=CHAINS, seed=5,
+                                  target_accept=0.95)
+for w in caught:
+    if issubclass(w.category, blm.ConvergenceWarning):
+        print("warning:", w.message)
+blm.compare(iris_fit, iris_post)"""),
+        code("""
+fig = blm.plot_compare(iris_fit, iris_post)
+fig"""),
+    ],
+}
+
+
+def build(name: str, cells: list, execute: bool = True) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if execute:
+        NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+    path = HERE / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:]
+    for name, cells in NOTEBOOKS.items():
+        if not wanted or any(name.startswith(w) for w in wanted):
+            print("wrote", build(name, cells))

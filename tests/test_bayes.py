@@ -1,0 +1,487 @@
+"""The Bayesian path: PyMC model structure, priors, sampling, Posterior, persistence.
+
+Each PyMC model is compiled once per session (module fixtures); normal tests use short
+chains, the full acceptance run is marked slow.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from conftest import load_reference
+
+import bayeslmm as blm
+from bayeslmm import bayes
+from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
+
+SS = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def sleep() -> pd.DataFrame:
+    return blm.load_dataset("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def ss(sleep) -> blm.Model:
+    return blm.Model(SS, sleep)
+
+
+@pytest.fixture(scope="module")
+def ss_post(ss) -> blm.Posterior:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return ss.sample(draws=400, tune=400, chains=2, seed=11, cores=1)
+
+
+def _dims(model: pm.Model) -> dict[str, tuple]:
+    return {k: tuple(v) if v else () for k, v in model.named_vars_to_dims.items()}
+
+
+# --------------------------------------------------------------------------------------
+# model structure
+# --------------------------------------------------------------------------------------
+
+
+def test_structure_sleepstudy(ss):
+    model = ss.pymc_model()
+    ref = load_reference("ss_slope")
+    assert {v.name for v in model.free_RVs} == {
+        "Intercept",
+        "beta",
+        "chol_Subject",
+        "z_Subject",
+        "sigma",
+    }
+    assert {v.name for v in model.deterministics} == {
+        "fixef",
+        "sd_Subject",
+        "corr_Subject",
+        "ranef_Subject",
+    }
+    dims = _dims(model)
+    assert dims["fixef"] == ("fixef__term",)
+    assert dims["sd_Subject"] == ("Subject__term",)
+    assert dims["corr_Subject"] == ("Subject__term", "Subject__term_bis")
+    assert dims["ranef_Subject"] == ("Subject", "Subject__term")
+    assert dims["y"] == ("obs",)
+    assert list(model.coords["fixef__term"]) == ref["fixef_names"]
+    assert list(model.coords["Subject"]) == ref["ranef"]["Subject"]["levels"]
+    assert list(model.coords["Subject__term"]) == ["(Intercept)", "Days"]
+
+
+def test_fixef_recovers_the_original_intercept(ss):
+    """fixef[(Intercept)] = Intercept - mean(Days) * beta, exactly (centred design)."""
+    model = ss.pymc_model()
+    alpha, beta, fixef = pm.draw(
+        [model["Intercept"], model["beta"], model["fixef"]], draws=20, random_seed=3
+    )
+    days = ss.design.frame["Days"].to_numpy(float)
+    np.testing.assert_allclose(fixef[:, 0], alpha - days.mean() * beta[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(fixef[:, 1], beta[:, 0], rtol=1e-12)
+
+
+def test_structure_uncorrelated(sleep):
+    model = blm.Model("Reaction ~ Days + (Days || Subject)", sleep).pymc_model()
+    dims = _dims(model)
+    names = {v.name for v in model.free_RVs}
+    assert not any(n.startswith(("corr_", "chol_")) for n in dims)
+    assert {"sd_Subject", "sd_Subject.1"} <= names
+    assert dims["ranef_Subject"] == ("Subject", "Subject__term")
+    assert dims["ranef_Subject.1"] == ("Subject", "Subject.1__term")
+    assert list(model.coords["Subject.1__term"]) == ["Days"]
+
+
+def test_structure_nested_and_crossed():
+    pastes = blm.Model("strength ~ (1|batch/cask)", blm.load_dataset("pastes"))
+    model = pastes.pymc_model()
+    dims = _dims(model)
+    assert dims["ranef_cask:batch"] == ("cask:batch", "cask:batch__term")
+    assert dims["ranef_batch"] == ("batch", "batch__term")
+    assert len(model.coords["cask:batch"]) == 30 and len(model.coords["batch"]) == 10
+    pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
+    model = pen.pymc_model()
+    ref = load_reference("penicillin")
+    assert {k: len(model.coords[k]) for k in ("plate", "sample")} == ref["ngroups"]
+    assert "fixef__term" in model.coords and "slope" not in model.coords
+
+
+# --------------------------------------------------------------------------------------
+# parameterisation
+# --------------------------------------------------------------------------------------
+
+
+def test_parameterization_rule():
+    rng = np.random.default_rng(5)
+    # sleepstudy: 10 observations per subject, ratios ≈ 2.7 and 4.4 -> non-centred
+    ss = blm.Model(SS, blm.load_dataset("sleepstudy"))
+    np.testing.assert_allclose(
+        bayes.information_ratio(ss.design, ss.design.terms[0]), [2.705, 4.418], rtol=1e-3
+    )
+    assert bayes.choose_parameterization(ss.design) == {"Subject": "noncentered"}
+    # 8 groups x 300 rows, tau = 2, sigma = 1: the data dominate -> centred
+    g = np.repeat(np.arange(8), 300)
+    y = rng.normal(0, 2, 8)[g] + rng.normal(0, 1, g.size)
+    big = blm.Model("y ~ 1 + (1|g)", pd.DataFrame({"y": y, "g": g.astype(str)}))
+    assert bayes.choose_parameterization(big.design) == {"g": "centered"}
+    model = big.pymc_model()
+    assert "ranef_g" in {v.name for v in model.free_RVs}
+    forced = big.pymc_model(parameterization="noncentered")
+    assert "z_g" in {v.name for v in forced.free_RVs}
+    with pytest.raises(SamplingError, match="parameterization"):
+        big.pymc_model(parameterization="mixed")
+
+
+# --------------------------------------------------------------------------------------
+# priors
+# --------------------------------------------------------------------------------------
+
+
+def test_default_prior_table(ss):
+    table = ss.priors
+    y = ss.design.y
+    days = ss.design.frame["Days"].to_numpy(float)
+    sy, sx = np.std(y, ddof=1), np.std(days, ddof=1)
+    assert list(table.index) == [
+        "Intercept",
+        "fixef[Days]",
+        "sd_Subject[(Intercept)]",
+        "sd_Subject[Days]",
+        "corr_Subject",
+        "sigma",
+    ]
+    priors = bayes.resolve_priors(ss.design)
+    assert priors["Intercept"].args == pytest.approx({"mu": y.mean(), "sigma": 2.5 * sy})
+    assert priors["fixef[Days]"].args == pytest.approx({"mu": 0.0, "sigma": 2.5 * sy / sx})
+    assert priors["sd_Subject[(Intercept)]"].args == pytest.approx({"nu": 3, "sigma": sy})
+    assert priors["sd_Subject[Days]"].args == pytest.approx({"nu": 3, "sigma": sy / sx})
+    assert priors["corr_Subject"].args == {"eta": 2.0}
+    assert priors["sigma"].args == pytest.approx({"nu": 3, "sigma": sy})
+    assert table.loc["sigma", "distribution"] == "HalfStudentT"
+    assert table.loc["fixef[Days]", "rule"] == "Normal(0, 2.5 sd(y) / sd(x))"
+
+
+def test_prior_overrides(sleep):
+    model = blm.Model(
+        SS,
+        sleep,
+        priors={
+            "sigma": ("HalfNormal", {"sigma": 10}),
+            "corr_Subject": "LKJ(eta=1)",
+            "fixef[Days]": "Normal(sigma=5)",  # same family: mu=0 kept
+            "sd_Subject": blm.Prior("HalfNormal", {"sigma": 20}),
+        },
+    )
+    table = model.priors
+    assert table.loc["sigma", "arguments"] == "sigma=10"
+    assert table.loc["corr_Subject", "arguments"] == "eta=1"
+    assert table.loc["fixef[Days]", "arguments"] == "mu=0, sigma=5"
+    assert table.loc["sd_Subject[Days]", "distribution"] == "HalfNormal"
+    pmm = model.pymc_model()
+    sigma, beta = pm.draw([pmm["sigma"], pmm["beta"]], draws=4000, random_seed=1)
+    # HalfNormal(10): mean 10 sqrt(2/pi) = 7.98; Normal(0, 5): sd 5
+    assert sigma.mean() == pytest.approx(10 * np.sqrt(2 / np.pi), rel=0.05)
+    assert beta.std() == pytest.approx(5, rel=0.05)
+    # sample(priors=...) overrides on top of the Model's
+    pmm2 = model.pymc_model(priors={"sigma": "Exponential(lam=1)"})
+    assert pm.draw(pmm2["sigma"], draws=4000, random_seed=2).mean() == pytest.approx(1, rel=0.08)
+
+
+@pytest.mark.parametrize(
+    ("priors", "match"),
+    [
+        ({"sd_subject": "HalfNormal(1)"}, r"unknown prior parameter 'sd_subject'.*valid: "),
+        ({"fixef[(Intercept)]": "Normal(0, 1)"}, "set on 'Intercept'"),
+        ({"sigma": "Normal(0, 1)"}, r"must be on \[0, inf\)"),
+        ({"sigma": "Halfnormal(1)"}, "not a PyMC distribution"),
+        ({"sigma": "LKJ(eta=1)"}, "LKJ is a prior for correlations"),
+        ({"corr_Subject": "HalfNormal(1)"}, "must be LKJ"),
+        ({"corr_Subject": ("LKJ", {"eta": -1})}, "eta > 0"),
+        ({"sd_Subject[Days]": "Exponential(1)"}, "share one distribution family"),
+        ({"sigma": "HalfNormal(sigma=-1)"}, "invalid prior|non-finite"),
+        ({"sigma": "HalfNormal(sigma=1"}, "cannot read the prior"),
+        ({"sigma": 3.0}, "must be a Prior"),
+    ],
+)
+def test_prior_errors(sleep, priors, match):
+    model = blm.Model(SS, sleep, priors=priors)
+    with pytest.raises(PriorError, match=match):
+        _ = model.priors
+
+
+def test_prior_error_lists_valid_names(ss):
+    with pytest.raises(PriorError) as err:
+        ss.pymc_model(priors={"tau": "HalfNormal(1)"})
+    for name in ["Intercept", "fixef[Days]", "sd_Subject[Days]", "corr_Subject", "sigma"]:
+        assert name in str(err.value)
+
+
+def test_prior_predictive(ss):
+    prior = ss.sample_prior_predictive(draws=2000, seed=4)
+    sy = np.std(ss.design.y, ddof=1)
+    sigma = prior["prior"]["sigma"].to_numpy().ravel()
+    # median of HalfStudentT(3, s) is s * t_3 quantile 0.75 = 0.7649 s
+    assert np.median(sigma) == pytest.approx(0.7649 * sy, rel=0.08)
+    assert prior["prior_predictive"]["y"].sizes["obs"] == 180
+    again = ss.sample_prior_predictive(draws=2000, seed=4)
+    np.testing.assert_array_equal(sigma, again["prior"]["sigma"].to_numpy().ravel())
+
+
+# --------------------------------------------------------------------------------------
+# sampling
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"draws": 0}, "draws"),
+        ({"draws": 10.5}, "draws"),
+        ({"chains": -1}, "chains"),
+        ({"chains": True}, "chains"),
+        ({"tune": -5}, "tune"),
+        ({"cores": 0}, "cores"),
+        ({"target_accept": 1.2}, "target_accept"),
+        ({"nuts_sampler": "stan"}, "nuts_sampler"),
+        ({"random_seed": 3}, "seed="),
+    ],
+)
+def test_bad_sampler_settings(ss, options, match):
+    with pytest.raises(SamplingError, match=match):
+        ss.sample(**options)
+
+
+def test_seed_reproducible(ss):
+    options = {"draws": 40, "tune": 40, "chains": 2, "cores": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = ss.sample(seed=7, **options)
+        b = ss.sample(seed=7, **options)
+        c = ss.sample(seed=8, **options)
+    np.testing.assert_array_equal(a.draws("fixef").values, b.draws("fixef").values)
+    np.testing.assert_array_equal(a.draws("ranef_Subject").values, b.draws("ranef_Subject").values)
+    assert not np.array_equal(a.draws("fixef").values, c.draws("fixef").values)
+
+
+def test_convergence_warning_on_a_bad_run(ss):
+    with pytest.warns(ConvergenceWarning, match=r"(r_hat|ESS|divergent).*") as rec:
+        post = ss.sample(draws=30, tune=5, chains=2, seed=1, cores=1)
+    text = str(rec[0].message)
+    assert "fit_reml" in text
+    d = post.diagnostics
+    assert d["min_ess_bulk"] < 200 or d["max_r_hat"] > 1.01 or d["divergences"] > 0
+
+
+# --------------------------------------------------------------------------------------
+# Posterior
+# --------------------------------------------------------------------------------------
+
+
+def test_posterior_tables(ss_post):
+    ref = load_reference("ss_slope")
+    fixef = ss_post.fixef
+    assert list(fixef.index) == ["(Intercept)", "Days"]
+    assert list(fixef.columns) == [
+        "mean",
+        "sd",
+        "eti89_lb",
+        "eti89_ub",
+        "r_hat",
+        "ess_bulk",
+        "ess_tail",
+    ]
+    for name, value in ref["fixef"].items():
+        assert abs(fixef.loc[name, "mean"] - value) < 0.5 * fixef.loc[name, "sd"]
+        # posterior sd of a fixed effect ≈ the REML standard error (within 30%)
+        assert fixef.loc[name, "sd"] == pytest.approx(ref["fixef_se"][name], rel=0.3)
+    vc = ss_post.varcorr
+    keys = list(zip(vc.grp, vc.var1, vc.var2))
+    assert keys == [
+        ("Subject", "(Intercept)", None),
+        ("Subject", "Days", None),
+        ("Subject", "(Intercept)", "Days"),
+        ("Residual", None, None),
+    ]
+    assert vc["mean"].iloc[3] == pytest.approx(ref["sigma"], rel=0.05)
+    assert ss_post.sigma["mean"] == vc["mean"].iloc[3]
+    assert vc["mean"].iloc[1] == pytest.approx(ref["varcorr"][0]["sd"][1], rel=0.25)
+
+
+def test_ranef_and_coef(ss_post):
+    ref = load_reference("ss_slope")
+    ranef = ss_post.ranef["Subject"]
+    levels = ref["ranef"]["Subject"]["levels"]
+    assert list(ranef.index.names) == ["Subject", "term"]
+    assert list(ranef.index.get_level_values(0).unique()) == levels
+    reml = np.array(ref["ranef"]["Subject"]["values"])
+    means = ranef["mean"].to_numpy().reshape(len(levels), 2)
+    # posterior means of b track the REML conditional modes (within 1 conditional sd)
+    condsd = np.array(ref["ranef"]["Subject"]["condsd"])
+    assert np.all(np.abs(means - reml) < condsd)
+    coef = ss_post.coef["Subject"]
+    fixef = ss_post.fixef["mean"]
+    for level in levels[:3]:
+        for term in ["(Intercept)", "Days"]:
+            assert coef.loc[(level, term), "mean"] == pytest.approx(
+                fixef[term] + ranef.loc[(level, term), "mean"], rel=1e-9
+            )
+
+
+def test_draws_and_intervals(ss_post):
+    fixef = ss_post.draws("fixef")
+    assert fixef.dims == ("chain", "draw", "fixef__term")
+    assert ss_post.draws["sd_Subject"].dims == ("chain", "draw", "Subject__term")
+    with pytest.raises(KeyError, match="no posterior variable"):
+        ss_post.draws("tau")
+    wide = ss_post.with_ci(prob=0.95)
+    draws = fixef.sel(fixef__term="Days").to_numpy().ravel()
+    lb, ub = np.quantile(draws, [0.025, 0.975])
+    assert wide.fixef.loc["Days", "eti95_lb"] == pytest.approx(lb, rel=1e-6)
+    assert wide.fixef.loc["Days", "eti95_ub"] == pytest.approx(ub, rel=1e-6)
+    hdi = ss_post.with_ci(kind="hdi").fixef
+    assert "hdi89_lb" in hdi.columns
+    assert hdi.loc["Days", "hdi89_ub"] - hdi.loc["Days", "hdi89_lb"] <= (
+        ss_post.fixef.loc["Days", "eti89_ub"] - ss_post.fixef.loc["Days", "eti89_lb"] + 1e-9
+    )
+
+
+def test_summary_and_diagnostics(ss_post):
+    text = ss_post.summary()
+    assert "Random effects" in text and "Fixed effects" in text
+    assert "corr((Intercept), Days)" in text and "Residual" in text
+    d = ss_post.diagnostics
+    assert d["chains"] == 2 and d["draws"] == 400
+    assert d["divergences"] == int(ss_post.idata["sample_stats"]["diverging"].sum())
+    assert d["max_r_hat"] == pytest.approx(ss_post.fixef["r_hat"].max(), abs=0.05)
+
+
+def test_posterior_predictive(ss_post):
+    pp = ss_post.sample_posterior_predictive(seed=3)
+    y = pp["posterior_predictive"]["y"]
+    assert y.sizes == {"chain": 2, "draw": 400, "obs": 180}
+    assert float(y.mean()) == pytest.approx(float(np.mean(ss_post.design.y)), rel=0.02)
+    again = ss_post.sample_posterior_predictive(seed=3)
+    np.testing.assert_array_equal(y.values, again["posterior_predictive"]["y"].values)
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_save_load_round_trip(ss_post, tmp_path, suffix):
+    if suffix == ".zarr":
+        pytest.importorskip("zarr")
+    path = ss_post.save(tmp_path / f"post{suffix}")
+    loaded = blm.load_posterior(path)
+    for name in ss_post.draws.data_vars:
+        np.testing.assert_array_equal(loaded.draws(name).values, ss_post.draws(name).values)
+        assert loaded.draws(name).dims == ss_post.draws(name).dims
+    assert list(loaded.draws.coords["Subject"].values) == list(
+        ss_post.draws.coords["Subject"].values
+    )
+    pd.testing.assert_frame_equal(loaded.fixef, ss_post.fixef)
+    pd.testing.assert_frame_equal(loaded.varcorr, ss_post.varcorr)
+    pd.testing.assert_frame_equal(loaded.ranef["Subject"], ss_post.ranef["Subject"])
+    assert loaded.model.formula == ss_post.model.formula
+    np.testing.assert_array_equal(loaded.design.y, ss_post.design.y)
+    assert loaded.parameterization == ss_post.parameterization
+    assert {k: str(p) for k, p in loaded.priors.items()} == {
+        k: str(p) for k, p in ss_post.priors.items()
+    }
+
+
+def test_load_rejects_other_files(tmp_path):
+    with pytest.raises(blm.BayesLMMError, match="no saved posterior"):
+        blm.load_posterior(tmp_path / "missing.nc")
+
+
+def test_categorical_levels_survive_the_round_trip(tmp_path):
+    """A factor with a user-set level order is rebuilt with that order."""
+    rng = np.random.default_rng(2)
+    g = pd.Categorical(np.repeat(["c", "a", "b"], 8), categories=["c", "a", "b"])
+    frame = pd.DataFrame({"y": rng.normal(size=24), "g": g})
+    from bayeslmm.posterior import dataset_to_frame, frame_to_dataset
+
+    back = dataset_to_frame(frame_to_dataset(frame))
+    assert list(back["g"].cat.categories) == ["c", "a", "b"]
+    pd.testing.assert_frame_equal(back, frame)
+
+
+# --------------------------------------------------------------------------------------
+# exact check: with the variance components fixed, the posterior of b is Gaussian
+# --------------------------------------------------------------------------------------
+
+
+def test_exact_gaussian_ranef_matches_lme4():
+    """Fix sd and sigma at lme4's REML values (pm.do), wide prior on fixef: the posterior
+    mean of b is the PLS solution, i.e. lme4's ranef (research.md F(i))."""
+    ref = load_reference("ss_int")
+    model = blm.Model(ref["formula"], blm.load_dataset("sleepstudy"))
+    wide = {"Intercept": "Normal(sigma=1e5)", "fixef": "Normal(sigma=1e5)"}
+    pmm = model.pymc_model(priors=wide, parameterization="noncentered")
+    fixed = pm.do(pmm, {"sd_Subject": np.array(ref["varcorr"][0]["sd"]), "sigma": ref["sigma"]})
+    idata = bayes.run_nuts(
+        fixed,
+        draws=1000,
+        tune=500,
+        chains=2,
+        seed=21,
+        target_accept=0.8,
+        nuts_sampler="pymc",
+        cores=1,
+        progressbar=False,
+    )
+    b = idata["posterior"]["ranef_Subject"].isel(Subject__term=0)
+    mean = b.mean(("chain", "draw")).to_numpy()
+    sd = b.std(("chain", "draw")).to_numpy()
+    reml = np.array(ref["ranef"]["Subject"]["values"])[:, 0]
+    condsd = np.array(ref["ranef"]["Subject"]["condsd"])[:, 0]
+    mcse = sd / np.sqrt(500)  # ESS of these Gaussian draws is well above 500
+    assert np.all(np.abs(mean - reml) < 4 * mcse)
+    # the posterior sd includes beta uncertainty, lme4's condsd does not
+    assert np.all(sd >= 0.97 * condsd)
+    fixef = idata["posterior"]["fixef"].mean(("chain", "draw")).to_numpy()
+    se = np.array(list(ref["fixef_se"].values()))
+    assert np.all(np.abs(fixef - np.array(list(ref["fixef"].values()))) < 0.1 * se)
+
+
+# --------------------------------------------------------------------------------------
+# acceptance (slow)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_acceptance_sleepstudy_defaults(ss):
+    ref = load_reference("ss_slope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        post = ss.sample(seed=2024)
+    d = post.diagnostics
+    assert d["chains"] == 4 and d["draws"] == 1000
+    assert d["divergences"] == 0
+    assert d["max_r_hat"] <= 1.01
+    assert d["min_ess_bulk"] >= 1000
+    fixef = post.fixef
+    for name, value in ref["fixef"].items():
+        assert abs(fixef.loc[name, "mean"] - value) <= 0.25 * fixef.loc[name, "sd"]
+
+
+def test_nutpie_sampler(ss, tmp_path):
+    """The optional nutpie sampler: same posterior names, reproducible, saveable."""
+    pytest.importorskip("nutpie")
+    options = {"draws": 200, "tune": 200, "chains": 2, "nuts_sampler": "nutpie"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = ss.sample(seed=5, **options)
+        b = ss.sample(seed=5, **options)
+    np.testing.assert_array_equal(a.draws("fixef").values, b.draws("fixef").values)
+    assert a.fixef.loc["Days", "mean"] == pytest.approx(10.47, abs=3 * a.fixef.loc["Days", "sd"])
+    loaded = blm.load_posterior(a.save(tmp_path / "nutpie.nc"))
+    pd.testing.assert_frame_equal(loaded.fixef, a.fixef)
+
+
+def test_missing_optional_sampler(ss, monkeypatch):
+    monkeypatch.setattr(bayes.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SamplingError, match="pip install numpyro"):
+        ss.sample(nuts_sampler="numpyro")

@@ -1,0 +1,336 @@
+"""REML / ML fits against lme4 1.1-31 (tests/reference/*.json), closed forms and dense algebra."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm as blm
+from bayeslmm._pls import Deviance
+from bayeslmm.errors import DataError, DataWarning, SingularFitWarning
+
+REFERENCES = sorted(Path(__file__).parent.joinpath("reference").glob("*.json"))
+_FITS: dict[str, tuple[dict, blm.LmerFit]] = {}
+
+
+def _case(path: Path) -> tuple[dict, blm.LmerFit]:
+    if path.stem not in _FITS:
+        ref = json.loads(path.read_text())
+        model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
+        _FITS[path.stem] = (ref, model.fit_reml(reml=ref["REML"]))
+    return _FITS[path.stem]
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+@pytest.fixture(params=REFERENCES, ids=[p.stem for p in REFERENCES])
+def case(request):
+    return _case(request.param)
+
+
+# --------------------------------------------------------------------------------------
+# Every reference case, REML and ML
+# --------------------------------------------------------------------------------------
+
+
+def test_criterion_matches_lme4(case):
+    ref, fit = case
+    if ref["REML"]:
+        crit, refc = fit.reml_criterion, ref["reml_criterion"]
+        assert fit.deviance is None
+    else:
+        crit, refc = fit.deviance, ref["deviance"]
+        assert fit.reml_criterion is None
+    assert abs(crit - refc) <= 1e-6 * abs(refc)
+    # lower than lme4's only by a genuinely better optimum, never by much
+    assert crit - refc > -1e-7
+    assert fit.loglik == pytest.approx(ref["loglik"], rel=1e-6)
+    assert fit.aic == pytest.approx(ref["aic"], rel=1e-6)
+    assert fit.bic == pytest.approx(ref["bic"], rel=1e-6)
+    assert fit.df == ref["df"]
+    assert fit.nobs == ref["nobs"]
+    assert fit.ngroups == ref["ngroups"]
+    assert fit.is_singular == ref["is_singular"]
+    assert fit.converged
+
+
+def test_fixed_effects_match_lme4(case):
+    ref, fit = case
+    assert list(fit.fixef.index) == ref["fixef_names"]
+    assert _rel(fit.fixef, list(ref["fixef"].values())) < 1e-4
+    assert _rel(fit.fixef_se, list(ref["fixef_se"].values())) < 1e-4
+    V = np.asarray(ref["vcov_fixef"])
+    np.testing.assert_allclose(fit.vcov.to_numpy(), V, rtol=0, atol=2e-4 * np.abs(V).max())
+
+
+def test_variance_components_match_lme4(case):
+    ref, fit = case
+    assert list(fit.theta.index) == ref["theta_names"]
+    np.testing.assert_allclose(fit.theta, ref["theta"], rtol=1e-3, atol=1e-4)
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
+    vc = fit.varcorr
+    assert list(vc.columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
+    assert vc.iloc[-1]["grp"] == "Residual" and vc.iloc[-1]["var1"] is None
+    for block in ref["varcorr"]:
+        rows = vc[vc["grp"] == block["group"]]
+        sds = rows[rows["var2"].isna()]
+        assert list(sds["var1"]) == block["terms"]
+        np.testing.assert_allclose(sds["sdcor"], block["sd"], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(sds["vcov"], block["var"], rtol=1e-3, atol=1e-4)
+        k = len(block["terms"])
+        corr = rows[rows["var2"].notna()]
+        expected = [block["corr"][r][c] for c in range(k) for r in range(c + 1, k)]
+        assert list(corr["var1"]) == [block["terms"][c] for c in range(k) for _ in range(c + 1, k)]
+        np.testing.assert_allclose(corr["sdcor"], expected, atol=1e-3)
+
+
+def test_ranef_and_conditional_sd_match_lme4(case):
+    ref, fit = case
+    for factor, r in ref["ranef"].items():
+        got, sd = fit.ranef[factor], fit.conditional_sd[factor]
+        assert list(got.index) == r["levels"] and list(got.columns) == r["terms"]
+        values, condsd = np.asarray(r["values"]), np.asarray(r["condsd"])
+        np.testing.assert_allclose(got.to_numpy(), values, atol=1e-3 * np.abs(values).max())
+        np.testing.assert_allclose(sd.to_numpy(), condsd, atol=1e-3 * np.abs(condsd).max())
+    for factor, c in ref["coef"].items():
+        got = fit.coef[factor]
+        assert list(got.columns) == c["columns"]
+        values = np.asarray(c["values"])
+        np.testing.assert_allclose(got.to_numpy(), values, atol=1e-3 * np.abs(values).max())
+
+
+def test_fitted_and_residuals_match_lme4(case):
+    ref, fit = case
+    scale = np.abs(fit.design.y).max()
+    np.testing.assert_allclose(fit.fitted[:10], ref["fitted_first10"], atol=1e-5 * scale)
+    np.testing.assert_allclose(fit.residuals[:10], ref["residuals_first10"], atol=1e-5 * scale)
+    np.testing.assert_allclose(fit.fitted + fit.residuals, fit.design.y, rtol=1e-12)
+
+
+_NUMBER = re.compile(r"-?\d+\.?\d*")
+
+
+def test_summary_text_matches_lme4(case):
+    """Same lines and words; printed numbers agree to their last digit (flat optima)."""
+    ref, fit = case
+    expected = [ln for ln in ref["summary_text"].splitlines() if not ln.startswith("   Data:")]
+    got = fit.summary().splitlines()
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        assert _NUMBER.sub("#", mine) == _NUMBER.sub("#", theirs)
+        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(theirs)):
+            ulp = 10.0 ** -len(b.split(".")[1]) if "." in b else 1.0
+            assert abs(float(a) - float(b)) <= max(1.01 * ulp, 1e-3 * abs(float(b)))
+    assert repr(fit) == fit.summary()
+
+
+@pytest.mark.parametrize("name", ["dyestuff", "iris_seed", "pastes", "ss_int", "ss_uncorr"])
+def test_summary_text_is_verbatim_where_the_optimum_is_sharp(name):
+    ref, fit = _case(Path(__file__).parent / "reference" / f"{name}.json")
+    expected = "\n".join(
+        ln for ln in ref["summary_text"].splitlines() if not ln.startswith("   Data:")
+    )
+    assert fit.summary() == expected
+
+
+# --------------------------------------------------------------------------------------
+# Closed forms and optimizer-free checks
+# --------------------------------------------------------------------------------------
+
+
+def test_dyestuff_criterion_at_fixed_theta():
+    design = blm.Model("Yield ~ 1 + (1|Batch)", blm.load_dataset("dyestuff")).design
+    dev = Deviance(design, reml=True)
+    assert dev(np.array([1.0])) == pytest.approx(319.7923890420018, abs=1e-9)
+    assert dev(np.array([0.0])) == pytest.approx(326.0232321558786, abs=1e-9)
+
+
+def test_dyestuff_ml_deviance_and_condsd_closed_form():
+    fit = blm.lmer("Yield ~ 1 + (1|Batch)", blm.load_dataset("dyestuff"), reml=False)
+    assert fit.deviance == pytest.approx(327.327059881135, abs=1e-7)
+    reml = blm.lmer("Yield ~ 1 + (1|Batch)", blm.load_dataset("dyestuff"))
+    th, sigma = reml.theta.iloc[0], reml.sigma
+    expected = sigma * np.sqrt(th**2 / (5 * th**2 + 1))
+    np.testing.assert_allclose(reml.conditional_sd["Batch"]["(Intercept)"], expected, rtol=1e-12)
+    assert expected == pytest.approx(19.5865700901945, rel=1e-6)
+
+
+def test_iris_and_sleepstudy_verbatim():
+    iris = blm.lmer(
+        "Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)",
+        blm.load_dataset("iris"),
+    )
+    assert round(iris.reml_criterion, 1) == -66.7
+    np.testing.assert_allclose(
+        iris.coef["Species"].loc["setosa"], [-0.1400153, 0.2727164, -0.10956019], rtol=1e-4
+    )
+    ss = blm.lmer("Reaction ~ Days + (1|Subject)", blm.load_dataset("sleepstudy"))
+    np.testing.assert_allclose(ss.fixef, [251.40510, 10.46729], atol=5e-6)  # 5 decimals
+    assert ss.ranef["Subject"].loc["308", "(Intercept)"] == pytest.approx(40.783710, rel=1e-6)
+
+
+def _simulated(n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    g1 = rng.integers(0, 40, n)
+    g2 = rng.integers(0, 12, n)
+    g3 = rng.integers(0, 4, n)
+    x = rng.normal(size=n)
+    y = (
+        1.0
+        + 0.5 * x
+        + rng.normal(0, 0.7, 40)[g1]
+        + rng.normal(0, 0.3, 40)[g1] * x
+        + rng.normal(0, 0.5, 12)[g2]
+        + rng.normal(0, 0.4, 12)[g2] * x
+        + rng.normal(0, 0.3, 4)[g3]
+        + rng.normal(0, 1.0, n)
+    )
+    return pd.DataFrame(
+        {"y": y, "x": x, "g1": [f"a{i}" for i in g1], "g2": [f"b{i}" for i in g2], "g3": g3}
+    )
+
+
+def _dense(design, theta, reml):
+    """Criterion, u and Var(u|y)/σ² from one dense Cholesky of the augmented system."""
+    Z = design.Z().toarray()
+    blocks = []
+    for t, sl in zip(design.terms, design.theta_slices):
+        T = np.zeros((t.nc, t.nc))
+        r, c = np.triu_indices(t.nc)
+        T[c, r] = theta[sl]
+        blocks.append(np.kron(np.eye(t.nl), T))
+    from scipy.linalg import block_diag, cho_solve, cholesky
+
+    Lam = block_diag(*blocks)
+    ZL = Z @ Lam
+    q, p, n = Z.shape[1], design.p, design.nobs
+    W = np.column_stack([ZL, design.X, design.y])
+    A = W.T @ W
+    A[:q, :q] += np.eye(q)
+    L = cholesky(A, lower=True)
+    d = np.log(np.diag(L))
+    r2 = L[-1, -1] ** 2
+    if reml:
+        crit = 2 * d[: q + p].sum() + (n - p) * (1 + np.log(2 * np.pi * r2 / (n - p)))
+    else:
+        crit = 2 * d[:q].sum() + n * (1 + np.log(2 * np.pi * r2 / n))
+    sol = cho_solve((L[:-1, :-1], True), A[:-1, -1])
+    M = ZL.T @ ZL + np.eye(q)
+    return crit, sol[:q], np.linalg.inv(M)
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1|g1) + (1|g2) + (1|g3)",  # scalar crossed blocks
+        "y ~ x + (x|g1) + (1|g2)",  # vector-valued first block
+        "y ~ x + (1|g1) + (x|g2) + (1|g3)",  # vector-valued dense block
+    ],
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_blocked_algebra_equals_dense(formula, reml):
+    design = blm.Model(formula, _simulated()).design
+    dev = Deviance(design, reml=reml)
+    rng = np.random.default_rng(0)
+    theta = design.theta_start + rng.uniform(0.1, 0.9, len(design.theta_start))
+    crit, u, V = _dense(design, theta, reml)
+    st = dev.state(theta)
+    assert dev.objective(st) == pytest.approx(crit, rel=1e-11)  # blocked
+    assert dev(theta) == pytest.approx(crit, rel=1e-11)  # dense path for small models
+    assert dev._dense is not None
+    # û and the conditional variance blocks at the optimum
+    fit = blm.Model(formula, _simulated()).fit_reml(reml=reml)
+    crit, u, V = _dense(design, fit.theta.to_numpy(), reml)
+    assert fit.reml_criterion if reml else fit.deviance == pytest.approx(crit, rel=1e-11)
+    np.testing.assert_allclose(fit.u, u, atol=1e-8 * np.abs(u).max())
+    np.testing.assert_allclose(fit.b, fit.Lambda @ u, atol=1e-8 * np.abs(u).max())
+    LVL = fit.Lambda @ V @ fit.Lambda.T
+    sd = fit.sigma * np.sqrt(np.clip(np.diag(LVL), 0, None))
+    got = np.concatenate(
+        [fit.conditional_sd[t.factor][list(t.cnames)].to_numpy().ravel() for t in design.terms]
+    )
+    np.testing.assert_allclose(got, sd, rtol=1e-8)
+
+
+# --------------------------------------------------------------------------------------
+# Prediction, persistence, warnings
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sleep_fit():
+    return blm.lmer("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy"))
+
+
+def test_predict(sleep_fit):
+    data = blm.load_dataset("sleepstudy")
+    np.testing.assert_allclose(sleep_fit.predict(data), sleep_fit.fitted, rtol=1e-12)
+    np.testing.assert_allclose(sleep_fit.predict(), sleep_fit.fitted)
+    new = pd.DataFrame({"Days": [0.0, 3.0, 5.0], "Subject": ["308", "new", "308"]})
+    beta = sleep_fit.fixef.to_numpy()
+    b308 = sleep_fit.ranef["Subject"].loc["308"].to_numpy()
+    expected = [
+        beta[0] + b308[0],
+        beta[0] + 3 * beta[1],
+        beta[0] + b308[0] + 5 * (beta[1] + b308[1]),
+    ]
+    np.testing.assert_allclose(sleep_fit.predict(new), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        sleep_fit.predict(new, random_effects=False), beta[0] + beta[1] * new["Days"], rtol=1e-12
+    )
+    with pytest.raises(DataError, match="Days"):
+        sleep_fit.predict(pd.DataFrame({"Subject": ["308"]}))
+
+
+def test_save_load_round_trip(sleep_fit, tmp_path):
+    path = tmp_path / "fit.json"
+    sleep_fit.save(path)
+    back = blm.load_fit(path)
+    assert back.summary() == sleep_fit.summary()
+    pd.testing.assert_series_equal(back.fixef, sleep_fit.fixef)
+    pd.testing.assert_frame_equal(back.vcov, sleep_fit.vcov)
+    pd.testing.assert_frame_equal(back.varcorr, sleep_fit.varcorr)
+    pd.testing.assert_frame_equal(back.ranef["Subject"], sleep_fit.ranef["Subject"])
+    pd.testing.assert_frame_equal(back.coef["Subject"], sleep_fit.coef["Subject"])
+    np.testing.assert_array_equal(back.u, sleep_fit.u)
+    assert back.optinfo == sleep_fit.optinfo and back.reml == sleep_fit.reml
+    np.testing.assert_allclose(back.predict(blm.load_dataset("sleepstudy")), sleep_fit.fitted)
+    assert json.loads(json.dumps(sleep_fit.to_dict())) == sleep_fit.to_dict()
+
+
+def test_singular_fit_warns():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat(list("abcdef"), 5), "y": rng.normal(size=30)})
+    df["y"] += 5.0 - df.groupby("g")["y"].transform("mean")  # no between-group variation
+    with pytest.warns(SingularFitWarning, match=r"boundary \(singular\) fit"):
+        fit = blm.lmer("y ~ 1 + (1|g)", df)
+    assert fit.is_singular and fit.theta.iloc[0] < 1e-5
+    assert fit.conditional_sd["g"].to_numpy().max() < 1e-3 * fit.sigma
+    assert fit.fixef.iloc[0] == pytest.approx(5.0)
+    assert "boundary (singular) fit: see help('isSingular')" in fit.summary()
+
+
+def test_rank_deficient_fixed_effects_are_dropped():
+    data = blm.load_dataset("sleepstudy").assign(Days2=lambda d: 2.0 * d["Days"])
+    with pytest.warns(DataWarning, match="rank deficient"):
+        fit = blm.lmer("Reaction ~ Days + Days2 + (1|Subject)", data)
+    ref, ss = _case(Path(__file__).parent / "reference" / "ss_int.json")
+    assert list(fit.fixef.index) == ["(Intercept)", "Days"]
+    np.testing.assert_allclose(fit.fixef, ss.fixef, rtol=1e-10)
+    assert fit.reml_criterion == pytest.approx(ref["reml_criterion"], rel=1e-9)
+
+
+def test_no_warnings_on_clean_fits(sleep_fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        blm.lmer("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy"))
+    assert sleep_fit.optinfo["n_evals"] > 0 and sleep_fit.optinfo["messages"] == []
