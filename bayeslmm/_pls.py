@@ -19,6 +19,9 @@ computed once, in blocks, so one evaluation costs nothing proportional to n:
   Λ₂ᵀ(A₂₂ − A₂₁W A₁₂)Λ₂ + I, with W = Λ₁(Λ₁ᵀA₁₁Λ₁ + I)⁻¹Λ₁ᵀ block diagonal, is assembled
   from precomputed products of the non-zeros of A₂₁ (one scatter-add per evaluation);
 * block 3 is [X y]: the last diagonal element of its Cholesky factor is r.
+
+Models with q + p + 1 <= 300 evaluate the criterion from one dense Cholesky of the scaled
+augmented matrix instead (less Python overhead); the final solve always uses the blocks.
 """
 
 from __future__ import annotations
@@ -224,7 +227,11 @@ class Deviance:
         a = np.repeat(np.arange(len(ukey)), reps)
         b = starts[a] + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
         pos = row[a] * q2 + row[b]
-        upos, ipos = np.unique(pos, return_inverse=True)
+        index = np.zeros(q2 * q2, dtype=np.intp)  # dense positions: no sort needed
+        index[pos] = 1
+        upos = np.flatnonzero(index)
+        index[upos] = np.arange(len(upos))
+        ipos = index[pos]
         if k1 == 1:
             prod, col = vec[a, 0] * vec[b, 0], lev[a]
         else:

@@ -18,7 +18,8 @@ and per term ``g``: ``sd_g`` (dim ``g__term``), ``corr_g`` (dims ``g__term``,
 ``g__term_bis``) when k_g >= 2, ``ranef_g`` (dims ``(factor, g__term)``), observed ``y``
 (dim ``obs``).  Free variables: ``Intercept``, ``beta`` (dim ``slope``: the non-intercept
 fixed effects), ``sigma``, ``sd_g`` (k_g = 1) or ``chol_g`` (packed LKJ Cholesky factor,
-k_g >= 2), and ``z_g`` (non-centred) or ``ranef_g`` (centred).
+k_g >= 2), and ``z_g`` (non-centred), ``coef_g`` (hierarchically centred) or ``ranef_g``
+(centred, no shared fixed column).
 
 Default priors (proper and weakly informative; s_y = sd(y), s_x = sd of a column, or
 its root mean square when the column is constant)::
@@ -41,12 +42,25 @@ distribution family.
 
 Parameterisation (per term, ``parameterization="auto"``): the information ratio
 ``r_c = τ̂_c² / v̂_c`` compares the between-level variance of the per-level least-squares
-coefficients (``τ̂_c²``, method of moments) with their mean sampling variance ``v̂_c``
-(σ̂² [(X_lᵀX_l)⁻¹]_cc, σ̂ from the OLS fit).  The posterior of a level's effect shrinks
-by about ``1 / (1 + r)``: when the data dominate (``min_c r_c >= 10``) the centred form
-has no funnel and mixes better; otherwise (few observations per level, or a variance
-near zero) the non-centred ``b = z·τ`` (``b = z Lᵀ`` with ``L`` the Cholesky factor of
-the covariance) is used.
+coefficients of the OLS residuals (``τ̂_c²``, method of moments) with their mean sampling
+variance ``v̂_c = mean_l σ̂² [(X_lᵀX_l)⁻¹]_cc`` (σ̂² the pooled within-level residual
+variance).  It grows with the observations per level and with τ²/σ².  The posterior of
+a level's effect shrinks by about ``1 / (1 + r)``, and for Gaussian models the centred
+form mixes better than the non-centred one once r > 1 (Papaspiliopoulos, Roberts & Sköld
+2007).  Rule: a term is centred when ``min_c r_c >= 3`` (a margin over 1), else
+non-centred (``b = z·τ``; ``b = z Lᵀ`` with ``L`` the Cholesky factor of Σ), which also
+covers few observations per level and variances near zero.  A centred term is
+*hierarchically* centred on the fixed effects it shares columns with: its free variable is
+``coef_g = β + b ~ MvNormal(β, Σ)`` (``ranef_g = coef_g - β`` is a Deterministic), which
+removes the β-vs-mean(b) ridge; each fixed column is absorbed by the first centred term
+(term order) that has it.  Measured (4 x 1000 draws unless noted): sleepstudy r = (2.7,
+4.4): hierarchically centred min bulk ESS 2610 vs 1337 non-centred, same sampling time,
+but an occasional divergence at target_accept 0.8 (18 levels), hence the margin of 3;
+200 groups x 100 rows, (x | g), r = (20.9, 3.9), 2 x 500 draws: min ESS 54 non-centred,
+54 plainly centred (the intercept ridge), 1291 hierarchically centred.  With crossed
+factors the other factor's effects stay in the residuals, which lowers r (errs towards
+non-centred).  A factor nested in another one (``cask:batch`` in ``batch``) stays
+non-centred: centring it on β alone diverged on pastes (74 divergences vs 36).
 """
 
 from __future__ import annotations
@@ -73,7 +87,7 @@ from .errors import PriorError, SamplingError
 Parameterization = Literal["auto", "centered", "noncentered"]
 
 #: information ratio at and above which ``parameterization="auto"`` centres a term
-CENTER_RATIO = 10.0
+CENTER_RATIO = 3.0
 #: LKJ shape of the default correlation prior
 LKJ_ETA = 2.0
 
@@ -355,9 +369,25 @@ def choose_parameterization(
     if parameterization != "auto":
         return {t.group: parameterization for t in design.terms}
     return {
-        t.group: "centered" if information_ratio(design, t).min() >= CENTER_RATIO else "noncentered"
+        t.group: "centered"
+        if not _nested(design, t) and information_ratio(design, t).min() >= CENTER_RATIO
+        else "noncentered"
         for t in design.terms
     }
+
+
+def _nested(design: Design, term: ReTerm) -> bool:
+    """Whether ``term``'s factor is nested in another grouping factor (cask:batch in batch).
+
+    Such a term's levels share their parent's effect, so centring them on β alone leaves
+    a ridge between the parent's and the children's effects: keep it non-centred.
+    """
+    for other in design.terms:
+        if other.factor != term.factor and other.nl < term.nl:
+            pairs = np.unique(term.codes * other.nl + other.codes)
+            if len(pairs) == term.nl:
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -403,6 +433,7 @@ def build_pymc_model(
     icpt = _intercept_index(design)
     slope_idx = [j for j in range(design.p) if j != icpt]
     slopes = [f"fixef[{design.fixef_names[j]}]" for j in slope_idx]
+    absorbed = _absorbed_columns(design, parameterization)
     with pm.Model(coords=coords(design)) as model:
         mu = pt.zeros(design.nobs)
         if slope_idx:
@@ -420,27 +451,66 @@ def build_pymc_model(
             parts[icpt] = intercept
             for i, j in enumerate(slope_idx):
                 parts[j] = beta[i]
-            pm.Deterministic("fixef", pt.stack(parts), dims="fixef__term")
+            fixef = pm.Deterministic("fixef", pt.stack(parts), dims="fixef__term")
         elif slope_idx:
             mu = pt.dot(X, beta)
-            pm.Deterministic("fixef", beta, dims="fixef__term")
+            fixef = pm.Deterministic("fixef", beta, dims="fixef__term")
         else:
-            pm.Deterministic("fixef", pt.zeros(0), dims="fixef__term")
+            fixef = pm.Deterministic("fixef", pt.zeros(0), dims="fixef__term")
+        if absorbed:
+            # hierarchical centring: absorbed columns enter through the group coefficients
+            taken = {j for cols in absorbed.values() for j in cols.values()}
+            keep = [j for j in range(design.p) if j not in taken]
+            mu = pt.dot(X[:, keep], fixef[keep]) if keep else pt.zeros(design.nobs)
         for term in design.terms:
-            mu = mu + _ranef_contribution(term, priors, parameterization[term.group])
+            cols = absorbed.get(term.group, {})
+            loc = pt.stack([fixef[cols[c]] if c in cols else 0.0 for c in range(term.nc)])
+            mu = mu + _ranef_contribution(
+                term, priors, parameterization[term.group], loc if cols else None
+            )
         sigma = getattr(pm, priors["sigma"].dist)("sigma", **priors["sigma"].args)
         pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model
 
 
-def _ranef_contribution(term: ReTerm, priors: Mapping[str, Prior], param: str) -> Any:
-    """Add term g's variables to the model; return Σ_c b_g[codes, c] · X_g[:, c]."""
+def _absorbed_columns(design: Design, parameterization: Mapping[str, str]) -> dict:
+    """Centred term group -> {column index: fixef index} for hierarchical centring.
+
+    A fixed-effect column is absorbed by the first centred term (in term order) that
+    has a random column of the same name: that term's coefficients are β + b.
+    """
+    taken: set[int] = set()
+    out: dict[str, dict[int, int]] = {}
+    for term in design.terms:
+        if parameterization[term.group] != "centered":
+            continue
+        cols = {}
+        for c, name in enumerate(term.cnames):
+            if name in design.fixef_names and design.fixef_names.index(name) not in taken:
+                cols[c] = design.fixef_names.index(name)
+        taken |= set(cols.values())
+        if cols:
+            out[term.group] = cols
+    return out
+
+
+def _ranef_contribution(
+    term: ReTerm, priors: Mapping[str, Prior], param: str, loc: Any = None
+) -> Any:
+    """Add term g's variables to the model; return Σ_c b_g[codes, c] · X_g[:, c].
+
+    With ``loc`` (hierarchical centring) the free variable is ``coef_g = loc + b`` and the
+    return value is Σ_c coef_g[codes, c] · X_g[:, c].
+    """
     g, k = term.group, term.nc
     tdim, bis = f"{g}__term", f"{g}__term_bis"
     names = [f"sd_{g}[{c}]" for c in term.cnames]
     if k == 1:
         sd = _vector_rv(priors, names, f"sd_{g}", tdim)
-        if param == "centered":
+        if loc is not None:
+            b = pm.Normal(f"coef_{g}", loc, sd, dims=(term.factor, tdim))
+            pm.Deterministic(f"ranef_{g}", b - loc, dims=(term.factor, tdim))
+        elif param == "centered":
             b = pm.Normal(f"ranef_{g}", 0.0, sd, dims=(term.factor, tdim))
         else:
             z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=(term.factor, tdim))
@@ -456,7 +526,10 @@ def _ranef_contribution(term: ReTerm, priors: Mapping[str, Prior], param: str) -
         )
         pm.Deterministic(f"sd_{g}", stds, dims=tdim)
         pm.Deterministic(f"corr_{g}", corr, dims=(tdim, bis))
-        if param == "centered":
+        if loc is not None:
+            b = pm.MvNormal(f"coef_{g}", mu=loc, chol=chol, dims=(term.factor, tdim))
+            pm.Deterministic(f"ranef_{g}", b - loc, dims=(term.factor, tdim))
+        elif param == "centered":
             b = pm.MvNormal(f"ranef_{g}", mu=np.zeros(k), chol=chol, dims=(term.factor, tdim))
         else:
             z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=(term.factor, tdim))

@@ -7,7 +7,8 @@ least squares problem gives β̂(θ), û(θ) and r²(θ); the profiled criteria
     REML         d_R(θ) = log|L_θ|² + log|R_X|² + (n−p)·(1 + log(2π r²/(n−p)))
 
 are minimised over θ (diagonal of each term's template ≥ 0) with NLopt's BOBYQA at
-lme4's settings.  σ̂² = r²/n (ML) or r²/(n−p) (REML), vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹ and
+lme4's settings, followed by a short BOBYQA polish from that optimum.
+σ̂² = r²/n (ML) or r²/(n−p) (REML), vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹ and
 Var(b | y) = σ̂²Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ (lme4's condVar).  The linear algebra is in
 :mod:`bayeslmm._pls`.
 """
@@ -236,13 +237,14 @@ def _assemble(design, reml, dev, theta, fval, nevals, messages, sol, V11, V22) -
     ranef, conditional_sd = _by_factor(design, b_list), _by_factor(design, csd_list)
     coef = {}
     for factor, df in ranef.items():
-        out = pd.DataFrame(np.tile(fixef.to_numpy(), (len(df), 1)), index=df.index, columns=names)
-        for col in df.columns:
-            if col in out.columns:
-                out[col] = out[col] + df[col]
-            else:
-                out[col] = df[col]
-        coef[factor] = out
+        values = np.tile(sol["beta"], (len(df), 1))
+        extra = [c for c in df.columns if c not in names]
+        for j, col in enumerate(df.columns):
+            if col in names:
+                values[:, names.index(col)] += df.iloc[:, j].to_numpy()
+        if extra:
+            values = np.column_stack([values, df[extra].to_numpy()])
+        coef[factor] = pd.DataFrame(values, index=df.index, columns=names + extra)
     fitted = design.X @ sol["beta"]
     for t, bi in zip(design.terms, b_list):
         fitted = fitted + np.einsum("nk,nk->n", t.X, bi[t.codes])
@@ -376,7 +378,9 @@ class LmerFit:
         return sp.block_diag(blocks, format="csc")
 
     # -- prediction ------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, random_effects: bool = True):
+    def predict(
+        self, newdata: pd.DataFrame | None = None, random_effects: bool = True
+    ) -> np.ndarray:
         """Xβ̂ (+ Zb̂ with ``random_effects``); unseen levels get b = 0 (allow.new.levels).
 
         Rows of ``newdata`` with missing values get NaN.

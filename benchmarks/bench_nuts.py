@@ -104,9 +104,9 @@ def _run(sampler: str, seed: int) -> dict:
 def _table(results: dict[str, list[dict]]) -> str:
     head = (
         "| sampler | cold wall (s) | compile (s) | sampling (s) | warm wall (s) | divergences "
-        "| max r_hat | min bulk ESS | min ESS / s (cold) |"
+        "| max r_hat | min bulk ESS | min ESS / s (cold) | min ESS / s (warm) |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 10]
     for sampler, runs in results.items():
 
         def med(phase: str, key: str, runs=runs) -> float:
@@ -117,7 +117,8 @@ def _table(results: dict[str, list[dict]]) -> str:
         lines.append(
             f"| {label} | {cold:.1f} | {cold - samp:.1f} | {samp:.1f} | {med('warm', 'wall'):.1f} "
             f"| {max(r['cold']['divergences'] for r in runs)} | {med('cold', 'max_r_hat'):.3f} "
-            f"| {med('cold', 'min_ess_bulk'):.0f} | {med('cold', 'min_ess_bulk') / cold:.0f} |"
+            f"| {med('cold', 'min_ess_bulk'):.0f} | {med('cold', 'min_ess_bulk') / cold:.0f} "
+            f"| {med('warm', 'min_ess_bulk') / med('warm', 'wall'):.0f} |"
         )
     return "\n".join(lines)
 
@@ -135,6 +136,15 @@ def _write(path: Path, table: str, repeats: int) -> None:
             "target_accept 0.8, cores=2. ESS and r_hat over every parameter and ranef.",
             "",
             table,
+            "",
+            'The default `nuts_sampler="pymc"` needs no extra dependency and, at the default '
+            "draws, meets the acceptance target (min bulk ESS >= 1000 over every parameter and "
+            "ranef); compare the cold columns for a first fit. nutpie (`pip install nutpie`) "
+            "samples several times faster once compiled, so it wins on refits (warm column) "
+            "and longer runs. Most of the cold compile is PyTensor's C code for "
+            "`LKJCholeskyCov` (sleepstudy logp+gradient: 8.6 s with the correlated term vs "
+            "1.9 s for `(Days || Subject)` on an empty cache); the compile cache on disk "
+            "removes it from later processes.",
             "",
             MARK_END,
         ]
@@ -162,6 +172,7 @@ def main() -> None:
     if importlib.util.find_spec("bambi"):
         samplers.append("bambi")
     results = {s: [_run(s, 100 + r) for r in range(args.repeats)] for s in samplers}
+    print(json.dumps(results))
     table = _table(results)
     print(table)
     if args.write:

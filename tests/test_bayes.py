@@ -48,7 +48,7 @@ def _dims(model: pm.Model) -> dict[str, tuple]:
 
 
 def test_structure_sleepstudy(ss):
-    model = ss.pymc_model()
+    model = ss.pymc_model()  # auto: non-centred (information ratios 2.7, 4.4 < 3)
     ref = load_reference("ss_slope")
     assert {v.name for v in model.free_RVs} == {
         "Intercept",
@@ -72,6 +72,20 @@ def test_structure_sleepstudy(ss):
     assert list(model.coords["fixef__term"]) == ref["fixef_names"]
     assert list(model.coords["Subject"]) == ref["ranef"]["Subject"]["levels"]
     assert list(model.coords["Subject__term"]) == ["(Intercept)", "Days"]
+    # hierarchically centred: coef_Subject = fixef + b is the free variable
+    auto = ss.pymc_model(parameterization="centered")
+    assert {v.name for v in auto.free_RVs} == {
+        "Intercept",
+        "beta",
+        "chol_Subject",
+        "coef_Subject",
+        "sigma",
+    }
+    assert _dims(auto)["ranef_Subject"] == ("Subject", "Subject__term")
+    b, coef, fixef = pm.draw(
+        [auto["ranef_Subject"], auto["coef_Subject"], auto["fixef"]], draws=3, random_seed=1
+    )
+    np.testing.assert_allclose(b, coef - fixef[:, None, :], rtol=1e-10)
 
 
 def test_fixef_recovers_the_original_intercept(ss):
@@ -123,13 +137,28 @@ def test_parameterization_rule():
         bayes.information_ratio(ss.design, ss.design.terms[0]), [2.705, 4.418], rtol=1e-3
     )
     assert bayes.choose_parameterization(ss.design) == {"Subject": "noncentered"}
+    # penicillin: plate's ratio is small (sample effects in the residuals) -> non-centred
+    pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
+    assert bayes.choose_parameterization(pen.design) == {
+        "plate": "noncentered",
+        "sample": "centered",
+    }
+    names = {v.name for v in pen.pymc_model().free_RVs}
+    assert {"z_plate", "coef_sample"} <= names
+    # pastes: cask:batch is nested in batch -> non-centred despite its ratio ≈ 29
+    pastes = blm.Model("strength ~ (1|batch/cask)", blm.load_dataset("pastes"))
+    assert bayes.information_ratio(pastes.design, pastes.design.terms[0])[0] > 20
+    assert bayes.choose_parameterization(pastes.design) == {
+        "cask:batch": "noncentered",
+        "batch": "noncentered",
+    }
     # 8 groups x 300 rows, tau = 2, sigma = 1: the data dominate -> centred
     g = np.repeat(np.arange(8), 300)
     y = rng.normal(0, 2, 8)[g] + rng.normal(0, 1, g.size)
     big = blm.Model("y ~ 1 + (1|g)", pd.DataFrame({"y": y, "g": g.astype(str)}))
     assert bayes.choose_parameterization(big.design) == {"g": "centered"}
     model = big.pymc_model()
-    assert "ranef_g" in {v.name for v in model.free_RVs}
+    assert "coef_g" in {v.name for v in model.free_RVs}
     forced = big.pymc_model(parameterization="noncentered")
     assert "z_g" in {v.name for v in forced.free_RVs}
     with pytest.raises(SamplingError, match="parameterization"):

@@ -183,6 +183,7 @@ def _simulated(n=600, seed=3):
     g1 = rng.integers(0, 40, n)
     g2 = rng.integers(0, 12, n)
     g3 = rng.integers(0, 4, n)
+    g4 = rng.integers(0, 30, n)
     x = rng.normal(size=n)
     y = (
         1.0
@@ -192,10 +193,19 @@ def _simulated(n=600, seed=3):
         + rng.normal(0, 0.5, 12)[g2]
         + rng.normal(0, 0.4, 12)[g2] * x
         + rng.normal(0, 0.3, 4)[g3]
+        + rng.normal(0, 0.4, 30)[g4] * x
+        + rng.normal(0, 0.6, 30)[g4]
         + rng.normal(0, 1.0, n)
     )
     return pd.DataFrame(
-        {"y": y, "x": x, "g1": [f"a{i}" for i in g1], "g2": [f"b{i}" for i in g2], "g3": g3}
+        {
+            "y": y,
+            "x": x,
+            "g1": [f"a{i}" for i in g1],
+            "g2": [f"b{i}" for i in g2],
+            "g3": g3,
+            "g4": [f"c{i}" for i in g4],
+        }
     )
 
 
@@ -234,6 +244,7 @@ def _dense(design, theta, reml):
         "y ~ x + (1|g1) + (1|g2) + (1|g3)",  # scalar crossed blocks
         "y ~ x + (x|g1) + (1|g2)",  # vector-valued first block
         "y ~ x + (1|g1) + (x|g2) + (1|g3)",  # vector-valued dense block
+        "y ~ x + (1|g1) + (x|g4)",  # the largest block is lme4's second term
     ],
 )
 @pytest.mark.parametrize("reml", [True, False])
@@ -334,3 +345,17 @@ def test_no_warnings_on_clean_fits(sleep_fit):
         warnings.simplefilter("error")
         blm.lmer("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy"))
     assert sleep_fit.optinfo["n_evals"] > 0 and sleep_fit.optinfo["messages"] == []
+
+
+def test_blocked_path_fits_like_the_dense_path(monkeypatch):
+    """Large models optimise on the blocked factor: force it on the crossed Penicillin."""
+    import bayeslmm._pls as pls
+
+    ref, dense = _case(Path(__file__).parent / "reference" / "penicillin.json")
+    monkeypatch.setattr(pls, "_DENSE_MAX", 0)
+    model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
+    assert Deviance(model.design)._dense is None
+    blocked = model.fit_reml()
+    assert blocked.reml_criterion == pytest.approx(dense.reml_criterion, rel=1e-9)
+    np.testing.assert_allclose(blocked.theta, dense.theta, rtol=1e-4)
+    np.testing.assert_allclose(blocked.fixef, dense.fixef, rtol=1e-8)

@@ -1,0 +1,1 @@
+"""Validation runs of bayeslmm (simulation-based calibration, coverage); see docs/validation.md."""

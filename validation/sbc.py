@@ -1,0 +1,337 @@
+"""Simulation-based calibration (SBC, Talts et al. 2018) of bayeslmm's NUTS path.
+
+Repeat ``nrep`` times on one fixed design (``y ~ 1 + x + (1 + x | g)``, 8 groups x 5
+observations, ``x ~ N(0, 1)``):
+
+1. draw θ* from the prior and y* ~ p(y | θ*) with ``model.simulate(None, ...)``;
+2. fit y* with NUTS on the package's own PyMC model (``model.pymc_model()``), compiled
+   once: the observed ``y`` is swapped for a shared variable (``pm.observe``) whose value
+   is set per replication, and one ``pm.NUTS`` step (re-tuned by every ``pm.sample``)
+   is reused;
+3. thin the draws to ``L`` and record, per parameter, the rank ``#{draws < θ*}``.
+
+If the sampler draws from the exact posterior of the model that generated the data, each
+rank is uniform on ``{0, ..., L}``.  The default priors are data-scaled (``sd(y)``);
+SBC needs priors that do not depend on the data, so they are frozen at the values they
+take on a reference data set (the same for simulation and for every fit).
+
+Also recorded per replication: whether the central 94 % interval of the (unthinned)
+draws covers θ*, and the number of divergent transitions.
+
+Run in full (writes ``validation/results/sbc_*.csv``, ``docs/img/sbc_ranks.png`` and
+prints the tables for ``docs/validation.md``)::
+
+    python -m validation.sbc --nrep 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor
+from scipy import stats
+
+from bayeslmm import Model
+from bayeslmm.design import Design
+
+FORMULA = "y ~ 1 + x + (1 + x | g)"
+#: probability of the central intervals whose coverage is checked
+CI_PROB = 0.94
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_model(ngroups: int = 8, nper: int = 5, seed: int = 0) -> Model:
+    """The SBC design: ``ngroups`` x ``nper`` rows, ``x ~ N(0, 1)``, y from a fixed truth.
+
+    Its y only sets the data-scaled default priors, which then stay fixed.
+    """
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(ngroups), nper)
+    x = rng.standard_normal(len(g))
+    b0, b1 = rng.normal(0, 1, ngroups), rng.normal(0, 0.5, ngroups)
+    y = 1.0 + 0.5 * x + b0[g] + b1[g] * x + rng.normal(0, 1, len(g))
+    frame = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    return Model(FORMULA, frame)
+
+
+def parameter_names(design: Design) -> list[str]:
+    """Ranked parameters: fixed effects, group SDs, correlations, residual SD."""
+    names = [f"fixef[{n}]" for n in design.fixef_names]
+    for t in design.terms:
+        names += [f"sd_{t.group}[{c}]" for c in t.cnames]
+    for t in design.terms:
+        names += [
+            f"corr_{t.group}[{t.cnames[j]},{t.cnames[i]}]"
+            for j in range(t.nc)
+            for i in range(j + 1, t.nc)
+        ]
+    return [*names, "sigma"]
+
+
+def true_parameters(model: Model, sim) -> pd.DataFrame:
+    """θ* per simulation (rows) from a :class:`~bayeslmm.simulate.Simulation`."""
+    design = model.design
+    cols = [sim.fixef.to_numpy()]
+    corrs = []
+    for t in design.terms:
+        cov = sim.Sigma[t.group].to_numpy().reshape(-1, t.nc, t.nc)
+        sd = np.sqrt(np.einsum("sii->si", cov))
+        cols.append(sd)
+        corr = cov / (sd[:, :, None] * sd[:, None, :])
+        corrs += [corr[:, i, j][:, None] for j in range(t.nc) for i in range(j + 1, t.nc)]
+    cols += [*corrs, sim.sigma.to_numpy()[:, None]]
+    return pd.DataFrame(np.hstack(cols), columns=parameter_names(design))
+
+
+def posterior_parameters(design: Design, posterior) -> np.ndarray:
+    """Draws (chains stacked) x parameters, in :func:`parameter_names` order."""
+
+    def flat(name: str) -> np.ndarray:
+        da = posterior[name].transpose("chain", "draw", ...)
+        return da.to_numpy().reshape(-1, *da.shape[2:])
+
+    cols = [flat("fixef")]
+    cols += [flat(f"sd_{t.group}") for t in design.terms]
+    for t in design.terms:
+        if t.nc > 1:
+            corr = flat(f"corr_{t.group}")
+            cols += [corr[:, i, j][:, None] for j in range(t.nc) for i in range(j + 1, t.nc)]
+    cols.append(flat("sigma")[:, None])
+    return np.hstack(cols)
+
+
+def ranks(truth: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Per parameter: the number of draws (rows of ``draws``) below ``truth``, in 0..L."""
+    return (np.asarray(draws) < np.asarray(truth)[None, :]).sum(axis=0)
+
+
+def covers(truth: np.ndarray, draws: np.ndarray, prob: float = CI_PROB) -> np.ndarray:
+    """Per parameter: does the central ``prob`` interval of ``draws`` contain ``truth``?"""
+    lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return (lo <= truth) & (truth <= hi)
+
+
+@dataclass
+class SBCResult:
+    """Per replication (rows) and parameter (columns): ranks, truths, posterior means
+    and coverage of the central 94 % intervals."""
+
+    ranks: pd.DataFrame
+    truth: pd.DataFrame
+    means: pd.DataFrame
+    covered: pd.DataFrame
+    divergences: pd.Series
+    L: int
+    settings: dict
+    seconds: float
+
+
+def _observed_as_shared(model: Model) -> tuple[pm.Model, pytensor.compile.SharedVariable]:
+    """The package's PyMC model with ``y`` observing a shared variable (set per fit)."""
+    y_shared = pytensor.shared(model.design.y.copy(), name="y_sbc")
+    return pm.observe(model.pymc_model(), {"y": y_shared}), y_shared
+
+
+def run_sbc(
+    nrep: int,
+    *,
+    model: Model | None = None,
+    draws: int = 500,
+    tune: int = 500,
+    thin: int = 5,
+    target_accept: float = 0.95,
+    seed: int = 2026,
+    checkpoint: Path | None = None,
+) -> SBCResult:
+    """``nrep`` SBC replications (see the module docstring); ``L = draws // thin``."""
+    start = time.perf_counter()
+    model = model or reference_model()
+    design = model.design
+    names = parameter_names(design)
+    sim = model.simulate(None, seed=seed, nsim=nrep, return_components=True)
+    truth = true_parameters(model, sim)
+    fit_model, y_shared = _observed_as_shared(model)
+    step = pm.NUTS(model=fit_model, target_accept=target_accept)
+    rank_rows, mean_rows, cover_rows, divergences = [], [], [], []
+    for rep in range(nrep):
+        y_shared.set_value(sim.y[rep])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=1,
+                step=step,
+                model=fit_model,
+                random_seed=seed + 1 + rep,
+                progressbar=False,
+                compute_convergence_checks=False,
+            )
+        post = posterior_parameters(design, idata["posterior"])
+        theta = truth.iloc[rep].to_numpy()
+        rank_rows.append(ranks(theta, post[::thin]))
+        mean_rows.append(post.mean(axis=0))
+        cover_rows.append(covers(theta, post))
+        divergences.append(int(idata["sample_stats"]["diverging"].sum()))
+        if checkpoint is not None:
+            partial = pd.concat(
+                [
+                    pd.DataFrame(rank_rows, columns=names).add_prefix("rank:"),
+                    pd.DataFrame(cover_rows, columns=names).add_prefix("covered:"),
+                    pd.Series(divergences, name="divergences"),
+                ],
+                axis=1,
+            )
+            partial.to_csv(checkpoint, index_label="rep")
+    reps = pd.RangeIndex(nrep, name="rep")
+    return SBCResult(
+        ranks=pd.DataFrame(rank_rows, reps, names),
+        truth=truth.set_axis(reps),
+        means=pd.DataFrame(mean_rows, reps, names),
+        covered=pd.DataFrame(cover_rows, reps, names),
+        divergences=pd.Series(divergences, reps, name="divergences"),
+        L=len(range(0, draws, thin)),
+        settings={
+            "formula": FORMULA,
+            "nobs": design.nobs,
+            "ngroups": design.ngroups,
+            "draws": draws,
+            "tune": tune,
+            "thin": thin,
+            "chains": 1,
+            "target_accept": target_accept,
+            "seed": seed,
+            "parameterization": {
+                t.group: p for t, p in zip(design.terms, _parameterization(model), strict=True)
+            },
+        },
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _parameterization(model: Model) -> list[str]:
+    from bayeslmm.bayes import choose_parameterization
+
+    chosen = choose_parameterization(model.design)
+    return [chosen[t.group] for t in model.design.terms]
+
+
+def uniformity(rank_table: pd.DataFrame, L: int, bins: int = 20) -> pd.DataFrame:
+    """Per parameter: χ² test on ``bins`` bins of the ranks 0..L (expected counts
+    proportional to the ranks per bin), and KS test of the
+    normalised ranks ``(r + U) / (L + 1)`` (randomised to be continuous) against U(0, 1)."""
+    rng = np.random.default_rng(0)
+    width = np.bincount(np.arange(L + 1) * bins // (L + 1), minlength=bins)
+    rows = {}
+    for name, r in rank_table.items():
+        r = r.to_numpy()
+        counts = np.bincount(r * bins // (L + 1), minlength=bins)
+        chi2 = stats.chisquare(counts, width * len(r) / (L + 1))
+        u = (r + rng.uniform(size=len(r))) / (L + 1)
+        rows[name] = {
+            "chi2": chi2.statistic,
+            "chi2_p": chi2.pvalue,
+            "ks": stats.kstest(u, "uniform").statistic,
+            "ks_p": stats.kstest(u, "uniform").pvalue,
+        }
+    return pd.DataFrame(rows).T
+
+
+def coverage(covered: pd.DataFrame, prob: float = CI_PROB) -> pd.DataFrame:
+    """Per parameter: coverage rate, its binomial MC standard error at the nominal rate,
+    and the exact binomial test p-value against ``prob``."""
+    n = len(covered)
+    hits = covered.sum()
+    return pd.DataFrame(
+        {
+            "coverage": hits / n,
+            "mc_se": np.sqrt(prob * (1 - prob) / n),
+            "binom_p": [stats.binomtest(int(k), n, prob).pvalue for k in hits],
+        }
+    )
+
+
+def plot_ranks(result: SBCResult, path: Path, bins: int = 20) -> Path:
+    """Rank histograms, one panel per parameter, with the 99 % band of a uniform count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result.ranks.columns)
+    ncol = 3
+    nrow = -(-len(names) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    n = len(result.ranks)
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
+    for ax, name in zip(axes.flat, names):
+        ax.axhspan(lo, hi, color="0.85", zorder=0)
+        ax.axhline(n / bins, color="0.5", lw=1)
+        ax.hist(result.ranks[name], bins=np.linspace(0, result.L + 1, bins + 1), color="C0")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"rank (0..{result.L})")
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"SBC rank histograms: {FORMULA}, {n} replications (grey: 99% band of a uniform bin count)"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _markdown(df: pd.DataFrame, fmt: str = "{:.3f}") -> str:
+    head = "| parameter | " + " | ".join(df.columns) + " |"
+    rule = "|---" * (len(df.columns) + 1) + "|"
+    body = [
+        f"| `{i}` | " + " | ".join(fmt.format(v) for v in row) + " |"
+        for i, row in zip(df.index, df.to_numpy())
+    ]
+    return "\n".join([head, rule, *body])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the full SBC, save ranks and figure, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nrep", type=int, default=200)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--tune", type=int, default=500)
+    parser.add_argument("--thin", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--out", type=Path, default=ROOT / "validation" / "results")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "sbc_ranks.png")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = run_sbc(
+        args.nrep,
+        draws=args.draws,
+        tune=args.tune,
+        thin=args.thin,
+        seed=args.seed,
+        checkpoint=args.out / "sbc_ranks_partial.csv",
+    )
+    result.ranks.to_csv(args.out / "sbc_ranks.csv")
+    result.truth.to_csv(args.out / "sbc_truth.csv")
+    result.means.to_csv(args.out / "sbc_means.csv")
+    result.covered.to_csv(args.out / "sbc_covered.csv")
+    result.divergences.to_csv(args.out / "sbc_divergences.csv")
+    plot_ranks(result, args.figure)
+    print(f"settings: {result.settings}; L = {result.L}")
+    print(f"run time: {result.seconds / 60:.1f} min")
+    div = result.divergences
+    print(f"divergences: {int((div > 0).sum())} of {len(div)} fits, total {int(div.sum())}")
+    print(_markdown(uniformity(result.ranks, result.L)))
+    print(_markdown(coverage(result.covered)))
+
+
+if __name__ == "__main__":
+    main()
