@@ -69,6 +69,7 @@ import ast
 import importlib.util
 import inspect
 import json
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -604,9 +605,16 @@ def run_nuts(
             raise SamplingError(f"pass {ours} instead of {reserved!r}")
     nuts = {**kwargs.pop("nuts", {}), "target_accept": float(target_accept)}
     kwargs.setdefault("compute_convergence_checks", False)
+    if cores is None:
+        # PyMC guesses cpu_count() // 2 (assuming hyper-threads): 1 on a 2-core machine.
+        # Use the cores this process may run on; PyMC limits each worker's BLAS to 1 thread.
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        cores = max(1, min(chains, len(usable) if usable else os.cpu_count() or 1, 4))
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # our own ConvergenceWarning follows; PyMC's "fewer than 4 chains" note is noise
         warnings.filterwarnings("ignore", message=".*chains.*", category=UserWarning)
+        # pip's PyTensor cannot link numpy's bundled BLAS; our models use no dense matmul
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         return pm.sample(
             draws=draws,
             tune=tune,
