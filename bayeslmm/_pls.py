@@ -83,27 +83,21 @@ class _Block2:
         """Diagonal of Λ₂ when every term is scalar."""
         return theta[self._scale_index]
 
-    def lam_t(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
-        """Λ₂ᵀ M for a dense M with q₂ rows."""
+    def lam(self, theta: np.ndarray, M: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Λ₂ M (Λ₂ᵀ M with ``transpose``) for a dense M with q₂ rows."""
         if self.scalar:
             return self.scale(theta)[:, None] * M
+        spec = "dc,ldj->lcj" if transpose else "cd,ldj->lcj"
         out = np.empty_like(M)
         for t, sl, a, b in zip(self.terms, self.slices, self.offsets[:-1], self.offsets[1:]):
             T = _template(theta[sl], t.nc)
             block = M[a:b].reshape(t.nl, t.nc, -1)
-            out[a:b] = np.einsum("dc,ldj->lcj", T, block).reshape(b - a, -1)
+            out[a:b] = np.einsum(spec, T, block).reshape(b - a, -1)
         return out
 
-    def lam(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
-        """Λ₂ M for a dense M with q₂ rows."""
-        if self.scalar:
-            return self.scale(theta)[:, None] * M
-        out = np.empty_like(M)
-        for t, sl, a, b in zip(self.terms, self.slices, self.offsets[:-1], self.offsets[1:]):
-            T = _template(theta[sl], t.nc)
-            block = M[a:b].reshape(t.nl, t.nc, -1)
-            out[a:b] = np.einsum("cd,ldj->lcj", T, block).reshape(b - a, -1)
-        return out
+    def lam_t(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
+        """Λ₂ᵀ M for a dense M with q₂ rows."""
+        return self.lam(theta, M, transpose=True)
 
     def sandwich(self, theta: np.ndarray, B: np.ndarray) -> np.ndarray:
         """Λ₂ᵀ B Λ₂ for a symmetric dense B."""
