@@ -563,9 +563,17 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def check_sampler_settings(
-    draws: Any, tune: Any, chains: Any, cores: Any, target_accept: Any, nuts_sampler: Any
+    draws: Any,
+    tune: Any,
+    chains: Any,
+    cores: Any,
+    target_accept: Any,
+    nuts_sampler: Any,
+    seed: Any = None,
 ) -> None:
     """Raise :class:`SamplingError` for settings NUTS cannot run with."""
+    if seed is not None:
+        _check_int("seed", seed, 0)
     _check_int("draws", draws, 1)
     _check_int("tune", tune, 0)
     _check_int("chains", chains, 1)
@@ -599,7 +607,7 @@ def run_nuts(
     **kwargs: Any,
 ) -> xr.DataTree:
     """``pm.sample`` with BLAS limited to one thread (chains run in parallel processes)."""
-    check_sampler_settings(draws, tune, chains, cores, target_accept, nuts_sampler)
+    check_sampler_settings(draws, tune, chains, cores, target_accept, nuts_sampler, seed)
     for reserved, ours in _RESERVED.items():
         if reserved in kwargs:
             raise SamplingError(f"pass {ours} instead of {reserved!r}")
@@ -648,6 +656,7 @@ def sample_posterior(
         options["cores"],
         options["target_accept"],
         options["nuts_sampler"],
+        options["seed"],
     )
     idata = run_nuts(build_pymc_model(model.design, resolved, param), **options)
     idata.attrs.update(

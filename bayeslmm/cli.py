@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = (
             "error" if isinstance(exc, BayesLMMError) else f"internal error ({type(exc).__name__})"
         )
-        print(f"bayeslmm: {kind}: {exc}", file=sys.stderr)
+        print(f"bayeslmm: {kind}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from .design import Design, build_design
+from .errors import BayesLMMError, PriorError
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -29,6 +31,11 @@ class Model:
 
     def __init__(self, formula: str, data: pd.DataFrame, *, priors: dict[str, Any] | None = None):
         self.formula = formula
+        if priors is not None and not isinstance(priors, Mapping):
+            raise PriorError(
+                "priors must be a dict of parameter name -> prior, e.g. "
+                f"{{'sigma': 'HalfNormal(sigma=10)'}}; got {type(priors).__name__}"
+            )
         self.design: Design = build_design(formula, data)
         self.prior_overrides: dict[str, Any] = dict(priors or {})
 
@@ -72,7 +79,9 @@ class Model:
         """Fit by REML (or ML with ``reml=False``) with lme4's profiled PLS algorithm."""
         from .reml import fit_lmer
 
-        return fit_lmer(self.design, reml=reml)
+        if not isinstance(reml, bool | np.bool_):
+            raise BayesLMMError(f"reml must be True (REML) or False (ML), got {reml!r}")
+        return fit_lmer(self.design, reml=bool(reml))
 
     # -- Bayesian (NUTS) ---------------------------------------------------------------
     @property

@@ -431,10 +431,11 @@ def load_posterior(path: str | Path) -> Posterior:
     path = Path(path)
     if not path.exists():
         raise BayesLMMError(f"no saved posterior at {path}")
-    if path.suffix == ".zarr" or path.is_dir():
-        tree = xr.open_datatree(path, engine="zarr").load()
-    else:
-        tree = xr.open_datatree(path, engine="h5netcdf").load()
+    engine = "zarr" if path.suffix == ".zarr" or path.is_dir() else "h5netcdf"
+    try:
+        tree = xr.open_datatree(path, engine=engine).load()
+    except (OSError, ValueError, ImportError) as exc:
+        raise BayesLMMError(f"cannot read a saved posterior from {path}: {exc}") from None
     attrs = tree.attrs
     if "bayeslmm_formula" not in attrs or "model_frame" not in tree.children:
         raise BayesLMMError(f"{path} is not a bayeslmm posterior (no formula / model frame)")

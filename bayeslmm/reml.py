@@ -486,7 +486,11 @@ class LmerFit:
 
 def load_fit(path: str | Path) -> LmerFit:
     """Read a fit written by :meth:`LmerFit.save`."""
-    return LmerFit.from_dict(json.loads(Path(path).read_text()))
+    try:
+        content = json.loads(Path(path).read_text())
+        return LmerFit.from_dict(content)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read a saved fit from {path}: {exc}") from None
 
 
 def _to_json(value: Any) -> Any:

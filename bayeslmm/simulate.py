@@ -146,6 +146,8 @@ def simulate(
         raise ParameterError(f"nsim must be a positive integer, got {nsim!r}")
     if group_effects not in ("new", "observed"):
         raise ParameterError(f"group_effects must be 'new' or 'observed', got {group_effects!r}")
+    if not (seed is None or isinstance(seed, np.random.Generator) or _is_int(seed)):
+        raise ParameterError(f"seed must be an integer, a numpy Generator or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     params = _parameters(model, source, int(nsim), group_effects, rng)
     return _draw(model.design, params, group_effects, rng, return_components)
@@ -697,3 +699,7 @@ def _ranef(design: Design, value: Any, what: str) -> tuple[np.ndarray, ...]:
         out.append(blocks[term.factor][:, s : s + term.nc])
         start[term.factor] = s + term.nc
     return tuple(out)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0

@@ -146,7 +146,6 @@ def test_more_random_effects_than_observations():
         Model("y ~ x + (1 + x | g)", _frame(nper=2))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Model(priors=...) does not check it is a dict")
 @pytest.mark.parametrize("priors", [["sigma"], "sigma"])
 def test_priors_that_are_not_a_dict(data, priors):
     with pytest.raises(PriorError, match="priors"):
@@ -220,13 +219,11 @@ def test_bad_prior_predictive_draws(model):
         model.sample_prior_predictive(draws=0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: seed is not validated (numpy TypeError)")
 def test_sample_rejects_a_non_integer_seed(model):
     with pytest.raises(SamplingError, match="seed"):
         model.sample(draws=10, tune=10, chains=1, seed="a")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: fit_reml(reml=...) accepts any truthy value")
 def test_fit_reml_rejects_a_non_bool(model):
     with pytest.raises(BayesLMMError, match="reml"):
         model.fit_reml(reml="no")
@@ -315,7 +312,6 @@ def test_simulate_rejects_bad_sources(model, data, fake_posterior):
         other.simulate(fake_posterior)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: simulate(seed=...) is not validated")
 def test_simulate_rejects_a_bad_seed(model):
     with pytest.raises(ParameterError, match="seed"):
         model.simulate(GOOD, seed="a")
@@ -360,7 +356,6 @@ def test_load_posterior_of_a_missing_path(tmp_path):
         blm.load_posterior(tmp_path / "none.nc")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: load_fit/load_posterior leak OSError/JSON errors")
 @pytest.mark.parametrize(
     ("name", "content", "loader"),
     [
