@@ -42,8 +42,21 @@ def _probability(text: str) -> float:
     return value
 
 
+class _UsageError(Exception):
+    """A command-line argument error, reported like every other error: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage block and exit
+        raise _UsageError(message)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"bayeslmm: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayeslmm",
         description="Linear mixed models in lme4 syntax: REML and NUTS side by side.",
     )
@@ -164,8 +177,18 @@ def _jsonable(value):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayeslmm`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
-    warnings.simplefilter("default")
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"bayeslmm: error: {exc} (see bayeslmm --help)", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "datasets":
             print(list_datasets().to_string())

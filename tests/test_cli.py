@@ -66,10 +66,23 @@ def test_errors_are_one_line_and_nonzero(argv, message, capsys):
 
 
 def test_bad_sampler_options_rejected(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "Reaction ~ Days + (1 | Subject)", "--dataset", "sleepstudy", "--draws", "0"])
-    assert exit_info.value.code == 2
-    assert "expected a positive integer" in capsys.readouterr().err
+    argv = ["fit", "Reaction ~ Days + (1 | Subject)", "--dataset", "sleepstudy", "--draws", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bayeslmm: error: argument --draws: expected a positive integer, got 0")
+    assert len(err.splitlines()) == 1
+
+
+def test_warnings_are_one_line(tmp_path, capsys):
+    from bayeslmm import load_dataset
+
+    path = tmp_path / "sleep.csv"
+    load_dataset("sleepstudy").assign(Days=lambda d: d["Days"].where(d.index != 3)).to_csv(path)
+    argv = ["fit", "Reaction ~ Days + (1 | Subject)", "--data", str(path), "--method", "reml"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "bayeslmm: warning: dropped 1 of 180 rows with missing values in 'Days'" in err
+    assert "cli.py" not in err
 
 
 def test_console_script_entry_point():

@@ -165,14 +165,23 @@ def test_sbc_fits_each_replications_data(smoke):
     assert (np.abs(means - truth) < 2 * spread["fixef[(Intercept)]"]).all()
 
 
-def test_sbc_tables_and_figure(smoke, tmp_path):
+def test_sbc_tables_figure_and_pooled_report(smoke, tmp_path):
     test = sbc.uniformity(smoke.ranks, smoke.L, bins=5)
     assert list(test.index) == NAMES
     assert test[["chi2_p", "ks_p"]].apply(lambda p: p.between(0, 1)).all().all()
     cov = sbc.coverage(smoke.covered)
     np.testing.assert_allclose(cov["coverage"], smoke.covered.mean())
-    path = sbc.plot_ranks(smoke, tmp_path / "ranks.png", bins=5)
+    path = sbc.plot_ranks(smoke.ranks, smoke.L, tmp_path / "ranks.png", bins=5)
     assert path.stat().st_size > 10_000
+    # two saved runs pool into one report of 12 replications
+    for run in ("a", "b"):
+        sbc.save(smoke, tmp_path / run)
+    text = sbc.report([tmp_path / "a", tmp_path / "b"], tmp_path / "pooled.png")
+    assert "seed 11: 6 reps" in text and "of 12 fits" in text
+    pooled = sbc.coverage(pd.concat([smoke.covered, smoke.covered]))
+    for name in NAMES:
+        assert f"| `{name}` | {pooled.loc[name, 'coverage']:.3f} |" in text
+    assert (tmp_path / "pooled.png").stat().st_size > 10_000
 
 
 # --------------------------------------------------------------------------------------
