@@ -18,15 +18,17 @@ take on a reference data set (the same for simulation and for every fit).
 Also recorded per replication: whether the central 94 % interval of the (unthinned)
 draws covers θ*, and the number of divergent transitions.
 
-Run in full (writes ``validation/results/sbc_*.csv``, ``docs/img/sbc_ranks.png`` and
-prints the tables for ``docs/validation.md``)::
+Run in full (writes ``validation/results/run/sbc_*.csv``, ``docs/img/sbc_ranks.png``
+and prints the tables for ``docs/validation.md``); ``--report`` pools saved runs::
 
-    python -m validation.sbc --nrep 200
+    python -m validation.sbc --nrep 200 --seed 2026 --out validation/results/run1
+    python -m validation.sbc --report validation/results/run1 validation/results/run2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -223,23 +225,27 @@ def _parameterization(model: Model) -> list[str]:
     return [chosen[t.group] for t in model.design.terms]
 
 
+def _binned(r: np.ndarray, L: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of ranks 0..L in ``bins`` bins (rank r goes to bin r * bins // (L + 1)), and
+    the expected counts under uniformity (proportional to the ranks each bin holds)."""
+    width = np.bincount(np.arange(L + 1) * bins // (L + 1), minlength=bins)
+    return np.bincount(r * bins // (L + 1), minlength=bins), width * len(r) / (L + 1)
+
+
 def uniformity(rank_table: pd.DataFrame, L: int, bins: int = 20) -> pd.DataFrame:
-    """Per parameter: χ² test on ``bins`` bins of the ranks 0..L (expected counts
-    proportional to the ranks per bin), and KS test of the
+    """Per parameter: χ² test of the ranks 0..L in ``bins`` bins, and KS test of the
     normalised ranks ``(r + U) / (L + 1)`` (randomised to be continuous) against U(0, 1)."""
     rng = np.random.default_rng(0)
-    width = np.bincount(np.arange(L + 1) * bins // (L + 1), minlength=bins)
     rows = {}
     for name, r in rank_table.items():
         r = r.to_numpy()
-        counts = np.bincount(r * bins // (L + 1), minlength=bins)
-        chi2 = stats.chisquare(counts, width * len(r) / (L + 1))
-        u = (r + rng.uniform(size=len(r))) / (L + 1)
+        chi2 = stats.chisquare(*_binned(r, L, bins))
+        ks = stats.kstest((r + rng.uniform(size=len(r))) / (L + 1), "uniform")
         rows[name] = {
             "chi2": chi2.statistic,
             "chi2_p": chi2.pvalue,
-            "ks": stats.kstest(u, "uniform").statistic,
-            "ks_p": stats.kstest(u, "uniform").pvalue,
+            "ks": ks.statistic,
+            "ks_p": ks.pvalue,
         }
     return pd.DataFrame(rows).T
 
@@ -258,29 +264,34 @@ def coverage(covered: pd.DataFrame, prob: float = CI_PROB) -> pd.DataFrame:
     )
 
 
-def plot_ranks(result: SBCResult, path: Path, bins: int = 20) -> Path:
-    """Rank histograms, one panel per parameter, with the 99 % band of a uniform count."""
+def plot_ranks(rank_table: pd.DataFrame, L: int, path: Path, bins: int = 20) -> Path:
+    """Rank histograms, one panel per parameter (the bins of :func:`uniformity`), with the
+    expected count and its 99 % band under uniformity."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(result.ranks.columns)
+    names = list(rank_table.columns)
     ncol = 3
     nrow = -(-len(names) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
-    n = len(result.ranks)
-    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
+    n = len(rank_table)
+    edges = np.arange(bins + 1)
     for ax, name in zip(axes.flat, names):
-        ax.axhspan(lo, hi, color="0.85", zorder=0)
-        ax.axhline(n / bins, color="0.5", lw=1)
-        ax.hist(result.ranks[name], bins=np.linspace(0, result.L + 1, bins + 1), color="C0")
+        counts, expected = _binned(rank_table[name].to_numpy(), L, bins)
+        lo, hi = stats.binom.ppf([[0.005], [0.995]], n, expected / n)
+        ax.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
+                        color="0.85", zorder=0)  # fmt: skip
+        ax.bar(edges[:-1], counts, width=1.0, align="edge", color="C0")
+        ax.stairs(expected, edges, color="0.2", lw=1, zorder=3)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel(f"rank (0..{result.L})")
+        ax.set_xlabel(f"rank bin ({bins} bins of the ranks 0..{L})")
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(
-        f"SBC rank histograms: {FORMULA}, {n} replications (grey: 99% band of a uniform bin count)"
+        f"SBC rank histograms: {FORMULA}, {n} replications "
+        "(line: uniform expectation, grey: its 99% band)"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -299,38 +310,62 @@ def _markdown(df: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     return "\n".join([head, rule, *body])
 
 
+def save(result: SBCResult, out: Path) -> None:
+    """Write the tables as CSV and the settings (with L and the run time) as JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("ranks", "truth", "means", "covered", "divergences"):
+        getattr(result, name).to_csv(out / f"sbc_{name}.csv")
+    meta = {**result.settings, "L": result.L, "nrep": len(result.ranks), "seconds": result.seconds}
+    (out / "sbc_settings.json").write_text(json.dumps(meta, indent=1))
+
+
+def report(dirs: list[Path], figure: Path) -> str:
+    """Pool saved runs (same design and L): figure, and the text of the result tables."""
+    metas = [json.loads((d / "sbc_settings.json").read_text()) for d in dirs]
+    if len({m["L"] for m in metas}) != 1:
+        raise ValueError(f"runs with different L cannot be pooled: {[m['L'] for m in metas]}")
+    L = metas[0]["L"]
+
+    def pooled(name: str) -> pd.DataFrame:
+        return pd.concat([pd.read_csv(d / f"sbc_{name}.csv", index_col=0) for d in dirs])
+
+    ranks, covered, div = pooled("ranks"), pooled("covered"), pooled("divergences").iloc[:, 0]
+    plot_ranks(ranks, L, figure)
+    lines = [
+        f"runs: {', '.join(f'seed {m['seed']}: {m['nrep']} reps, {m['seconds'] / 60:.1f} min'
+                           for m in metas)}; L = {L}",
+        f"divergences: {int((div > 0).sum())} of {len(div)} fits, total {int(div.sum())}",
+        _markdown(uniformity(ranks, L)),
+        "",
+        _markdown(coverage(covered)),
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the full SBC, save ranks and figure, print the tables."""
+    """Run an SBC and report it, or (``--report DIR ...``) pool and report saved runs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nrep", type=int, default=200)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--out", type=Path, default=ROOT / "validation" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "validation" / "results" / "run")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "sbc_ranks.png")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="DIR")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = run_sbc(
-        args.nrep,
-        draws=args.draws,
-        tune=args.tune,
-        thin=args.thin,
-        seed=args.seed,
-        checkpoint=args.out / "sbc_ranks_partial.csv",
-    )
-    result.ranks.to_csv(args.out / "sbc_ranks.csv")
-    result.truth.to_csv(args.out / "sbc_truth.csv")
-    result.means.to_csv(args.out / "sbc_means.csv")
-    result.covered.to_csv(args.out / "sbc_covered.csv")
-    result.divergences.to_csv(args.out / "sbc_divergences.csv")
-    plot_ranks(result, args.figure)
-    print(f"settings: {result.settings}; L = {result.L}")
-    print(f"run time: {result.seconds / 60:.1f} min")
-    div = result.divergences
-    print(f"divergences: {int((div > 0).sum())} of {len(div)} fits, total {int(div.sum())}")
-    print(_markdown(uniformity(result.ranks, result.L)))
-    print(_markdown(coverage(result.covered)))
+    if not args.report:
+        args.out.mkdir(parents=True, exist_ok=True)
+        result = run_sbc(
+            args.nrep,
+            draws=args.draws,
+            tune=args.tune,
+            thin=args.thin,
+            seed=args.seed,
+            checkpoint=args.out / "sbc_partial.csv",
+        )
+        save(result, args.out)
+    print(report(args.report or [args.out], args.figure))
 
 
 if __name__ == "__main__":
