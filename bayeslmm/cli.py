@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", DeprecationWarning)  # library internals, not the user's
         warnings.showwarning = _show_warning
         return _run(args)
 
