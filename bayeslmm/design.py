@@ -364,7 +364,33 @@ def _r_name(column: str, alias: _Aliases) -> str:
     return alias.decode(column)
 
 
+def _additive_numeric(expr: str, work: pd.DataFrame, alias: _Aliases):
+    """X and names without formulaic for the common ``1 + x + z`` (numeric columns only).
+
+    Returns None for anything else (factors, transformations, interactions, ``-``).
+    """
+    pieces = [p.strip() for p in expr.split("+")]
+    intercept = "0" not in pieces
+    columns = [p for p in pieces if p not in ("0", "1")]
+    numeric = all(
+        p in work.columns
+        and pd.api.types.is_numeric_dtype(work[p])
+        and not pd.api.types.is_bool_dtype(work[p])
+        for p in columns
+    )
+    if "-" in expr or not numeric:
+        return None
+    columns = list(dict.fromkeys(columns))
+    X = work[columns].to_numpy(dtype=float).reshape(len(work), -1)
+    if intercept:
+        X = np.column_stack([np.ones(len(work)), X])
+    return X, ["(Intercept)"] * intercept + [alias.name[c] for c in columns]
+
+
 def _model_matrix(expr: str, work: pd.DataFrame, alias: _Aliases, where: str):
+    simple = _additive_numeric(expr, work, alias)
+    if simple is not None:
+        return simple
     try:
         mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")
     except Exception as exc:
@@ -407,7 +433,7 @@ def _response(text: str, expr: str, work: pd.DataFrame, frame: pd.DataFrame, ali
         s = frame[text]
         if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             raise DataError(f"response '{text}' must be numeric, got dtype {s.dtype}")
-    Y, _ = _model_matrix(f"0 + {expr}", work, alias, "the response")
+    Y, _ = _model_matrix(f"0 + {expr}", work, alias, "the response")  # log(y) works too
     if Y.shape[1] != 1:
         raise DataError(f"response '{text}' must be one numeric column")
     return Y[:, 0].copy()

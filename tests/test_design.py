@@ -269,3 +269,18 @@ def test_datasets():
     assert sleep.shape == (180, 3)
     with pytest.raises(blm.DataError, match="unknown dataset 'nope'"):
         blm.load_dataset("nope")
+
+
+@pytest.mark.parametrize("expr", ["1 + x", "x + z", "0 + x + z", "1", "z + x + x"])
+def test_additive_fast_path_equals_formulaic(toy, expr):
+    """The formulaic-free path for sums of numeric columns gives formulaic's matrix."""
+    import formulaic
+
+    from bayeslmm.design import _additive_numeric, _Aliases
+
+    alias = _Aliases(list(toy.columns))
+    work = toy.rename(columns=alias.code)
+    X, names = _additive_numeric(alias.encode(expr), work, alias)
+    reference = formulaic.model_matrix(alias.encode(expr), work)
+    np.testing.assert_array_equal(X, np.asarray(reference, dtype=float))
+    assert names == [alias.decode(c).replace("Intercept", "(Intercept)") for c in reference.columns]
