@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -163,8 +164,8 @@ run only where it can express the model (one grouping factor, no `||`).
 InstEval model on the same kind of 2-core machine (20 s; mixedlm took 2.8 s there).
 The crossed design is simulated (benchmarks/_sim.py: 73,000 rows, 2,972 students, 1,128
 instructors nested in 14 departments, binary service; lme4's InstEval variance components);
-its Δcrit is relative to bayeslmm.  The machine was shared with other jobs (load 2-4 on 2
-cores), so absolute times are inflated and noisy; the interleaving keeps the ratios fair.
+its Δcrit is relative to bayeslmm.  The interleaving keeps the ratios fair when other jobs
+share the machine; the load averages in the header say how busy it was.
 """
 
 
@@ -214,7 +215,12 @@ def main() -> None:
     )
     print(header + "\n")
     print(HEADER)
+    load_before = os.getloadavg()[0]
     rows = run(args.repeats, args.big_repeats, not args.no_big)
+    header += (
+        f" 1-minute load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after"
+        " the run (the benchmark itself adds about 1)."
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.write:
