@@ -38,3 +38,17 @@ def simulate_insteval(
             "dept": pd.Categorical([f"dept{i}" for i in dept]),
         }
     )
+
+
+def simulate_slopes(n: int = 100_000, n_groups: int = 100, seed: int = 1) -> pd.DataFrame:
+    """``y ~ 1 + x + (1 + x | g)``: correlated random intercepts and slopes (sd 1 and 0.5,
+    correlation 0.3), x ~ N(0, 1), residual sd 1; every group gets at least one row."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, n)
+    g[: min(n, n_groups)] = np.arange(min(n, n_groups))
+    cov = np.array([[1.0, 0.15], [0.15, 0.25]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, n_groups)
+    x = rng.normal(0, 1, n)
+    y = 2.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(0, 1, n)
+    cats = np.array([f"g{i}" for i in range(n_groups)])
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(cats[g], categories=cats)})
