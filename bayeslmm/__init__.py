@@ -1,7 +1,7 @@
 """bayeslmm: linear mixed models in lme4 syntax, fitted by REML and by NUTS, side by side."""
 
 from .bayes import Prior
-from .compare import compare, shrinkage
+from .compare import ComparisonError, compare, shrinkage
 from .datasets import list_datasets, load_dataset
 from .design import Design, ReTerm
 from .errors import (
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BayesLMMError",
+    "ComparisonError",
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
