@@ -121,6 +121,14 @@ class Design:
         return len(self.y)
 
     @property
+    def missing_note(self) -> list[str]:
+        """R's "(k observations deleted due to missingness)" line for summaries, if any."""
+        if not self.n_dropped:
+            return []
+        s = "s" if self.n_dropped > 1 else ""
+        return [f"({self.n_dropped} observation{s} deleted due to missingness)"]
+
+    @property
     def p(self) -> int:
         """Number of fixed-effect columns (after dropping aliased ones)."""
         return self.X.shape[1]

@@ -318,6 +318,7 @@ class Posterior:
             f"Bayesian linear mixed model fit by NUTS ({sampler})",
             f"Formula: {d.formula}",
             f"Number of obs: {d.nobs}, groups:  {ngr}",
+            *d.missing_note,
             f"Draws: {self.diagnostics['chains']} chains x {self.diagnostics['draws']}; "
             f"intervals: {self.ci_kind.upper()} {self.ci_prob:g}",
             "",

@@ -598,6 +598,7 @@ def _summary_text(fit: LmerFit) -> str:
     lines += _varcorr_lines(fit)
     groups = "; ".join(f"{k}, {v}" for k, v in fit.ngroups.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    lines += design.missing_note
     if design.p:
         lines += ["", "Fixed effects:", *_coef_lines(fit)]
     if design.p > 1:

@@ -284,3 +284,14 @@ def test_additive_fast_path_equals_formulaic(toy, expr):
     reference = formulaic.model_matrix(alias.encode(expr), work)
     np.testing.assert_array_equal(X, np.asarray(reference, dtype=float))
     assert names == [alias.decode(c).replace("Intercept", "(Intercept)") for c in reference.columns]
+
+
+def test_dropped_rows_reported_in_summaries(toy):
+    data = toy.assign(x=toy["x"].where(toy.index > 1))
+    with pytest.warns(blm.DataWarning):
+        model = blm.Model("y ~ x + (1 | g)", data)
+    assert model.design.missing_note == ["(2 observations deleted due to missingness)"]
+    summary = model.fit_reml().summary().splitlines()
+    at = next(i for i, line in enumerate(summary) if line.startswith("Number of obs: 58"))
+    assert summary[at + 1] == "(2 observations deleted due to missingness)"
+    assert blm.Model("y ~ x + (1 | g)", toy).design.missing_note == []
