@@ -307,6 +307,9 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
     )
 
 
+_PLAIN_SUM = re.compile(r"\s*(?:[01]|_v\d+_)(?:\s*\+\s*(?:[01]|_v\d+_))*\s*")
+
+
 class _Aliases:
     """Rename data columns to safe identifiers so any column name works in formulaic."""
 
@@ -335,6 +338,8 @@ class _Aliases:
         return re.sub(r"_v\d+_", lambda m: self.name[m.group(0)], text)
 
     def required(self, expr: str, where: str) -> list[str]:
+        if _PLAIN_SUM.fullmatch(expr):  # "1 + _v1_": nothing for formulaic to parse
+            return [self.name[v] for v in dict.fromkeys(re.findall(r"_v\d+_", expr))]
         try:
             variables = formulaic.Formula(expr).required_variables
         except Exception as exc:
@@ -353,7 +358,8 @@ class _Aliases:
 def _as_model_column(s: pd.Series) -> pd.Series:
     """Strings and bools become factors with R's level order; numbers stay numeric."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        return s.cat.remove_unused_categories()
+        used = np.bincount(s.cat.codes.to_numpy(), minlength=len(s.cat.categories))
+        return s if used.all() else s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(s):
         return pd.Categorical(np.where(s, "TRUE", "FALSE"), categories=["FALSE", "TRUE"])
     if pd.api.types.is_integer_dtype(s):
@@ -389,9 +395,11 @@ def _additive_numeric(expr: str, work: pd.DataFrame, alias: _Aliases):
     if "-" in expr or not numeric:
         return None
     columns = list(dict.fromkeys(columns))
-    X = work[columns].to_numpy(dtype=float).reshape(len(work), -1)
+    X = np.empty((len(work), intercept + len(columns)))
     if intercept:
-        X = np.column_stack([np.ones(len(work)), X])
+        X[:, 0] = 1.0
+    for j, c in enumerate(columns, start=intercept):
+        X[:, j] = work[c].to_numpy(dtype=float)
     return X, ["(Intercept)"] * intercept + [alias.name[c] for c in columns]
 
 
@@ -450,8 +458,11 @@ def _response(text: str, expr: str, work: pd.DataFrame, frame: pd.DataFrame, ali
 def _factor_levels(s: pd.Series) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.cat.remove_unused_categories()
-        return [str(c) for c in s.cat.categories], s.cat.codes.to_numpy().astype(np.intp)
+        codes = s.cat.codes.to_numpy()
+        used = np.flatnonzero(np.bincount(codes, minlength=len(s.cat.categories)))
+        remap = np.empty(len(s.cat.categories), dtype=np.intp)
+        remap[used] = np.arange(len(used))  # unused levels are dropped, as lme4 does
+        return [str(s.cat.categories[u]) for u in used], remap[codes]
     if pd.api.types.is_bool_dtype(s):
         s = s.map({False: "FALSE", True: "TRUE"})
     values, codes = np.unique(s.to_numpy(), return_inverse=True)
