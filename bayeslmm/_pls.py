@@ -20,8 +20,9 @@ computed once, in blocks, so one evaluation costs nothing proportional to n:
   from precomputed products of the non-zeros of A₂₁ (one scatter-add per evaluation);
 * block 3 is [X y]: the last diagonal element of its Cholesky factor is r.
 
-Models with q + p + 1 <= 300 evaluate the criterion from one dense Cholesky of the scaled
-augmented matrix instead (less Python overhead); the final solve always uses the blocks.
+Models with q + p + 1 <= 300 use one dense Cholesky of the scaled augmented matrix
+SᵀAS + diag(I_q, 0), S = diag(Λ, I_{p+1}), instead (less Python overhead), and have the
+exact gradient of the criterion (:meth:`Deviance.value_and_grad`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from .design import Design, ReTerm
 _LOG2PI = np.log(2.0 * np.pi)
 
 
+lapack = sla.lapack
+_dpotrf, _dpotri, _dtrtrs, _dpotrs = lapack.dpotrf, lapack.dpotri, lapack.dtrtrs, lapack.dpotrs
 _DENSE_MAX = 300  # below this size one dense Cholesky per evaluation has less overhead
 _TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -108,18 +111,31 @@ class _Block2:
 
 
 class Deviance:
-    """lme4's ``devfun``: θ -> profiled REML criterion (or ML deviance), blocked.
+    """lme4's ``devfun``: θ -> profiled REML criterion (or ML deviance).
 
-    ``state(theta)`` returns the pieces of the factorisation that the final solve needs.
+    Small models (``dense``; by default q + p + 1 <= 300) use one dense Cholesky of the
+    scaled augmented matrix and have an exact gradient (``value_and_grad``); larger ones
+    use the blocked factorisation (``state(theta)``).  ``result(theta)`` gives
+    everything a fit reports at θ.
     """
 
-    def __init__(self, design: Design, reml: bool = True):
+    def __init__(self, design: Design, reml: bool = True, dense: bool | None = None):
         self.design = design
         self.reml = reml
+        n, p = design.nobs, design.p
+        self.n, self.p, self.q = n, p, design.q
+        if dense is None:
+            dense = design.q + p + 1 <= _DENSE_MAX
+        self.has_gradient = dense
+        self._dense = self._dense_setup(design) if dense else None
+        if not dense:
+            self._blocked_setup(design)
+
+    def _blocked_setup(self, design: Design) -> None:
+        """A₁₁ per level, A₃₁, A₃₃ and (more terms) A₂₂, A₂₃, A₂₁ and its products."""
         terms = list(design.terms)
         slices = design.theta_slices
-        n, p = design.nobs, design.p
-        self.n, self.p = n, p
+        p = self.p
         # block 1: the term with the most random effects
         self.i1 = int(np.argmax([t.q for t in terms]))
         t1 = terms[self.i1]
@@ -149,58 +165,127 @@ class Deviance:
             A21.sum_duplicates()
             self.A21 = A21
             self._pairs(A21.tocoo())
-        self._dense = self._dense_setup(design, C) if design.q + p + 1 <= _DENSE_MAX else None
 
-    def _dense_setup(self, design: Design, C: np.ndarray) -> dict:
+    def _dense_setup(self, design: Design) -> dict:
         """Small models: the whole A = [Z X y]ᵀ[Z X y] dense, and where θ goes in Λ."""
-        Z = design.Z()
-        A = np.empty((design.q + self.p + 1,) * 2)
-        A[: design.q, : design.q] = (Z.T @ Z).toarray()
-        A[: design.q, design.q :] = np.asarray(Z.T @ C)
-        A[design.q :, : design.q] = A[: design.q, design.q :].T
-        A[design.q :, design.q :] = C.T @ C
+        q, n = design.q, design.nobs
+        N = q + self.p + 1
+        if n * N <= 2_000_000:  # [Z X y] as one dense array: A from one product
+            W = np.zeros((n, N))
+            offset, rows_n = 0, np.arange(n)[:, None]
+            for t in design.terms:
+                W[rows_n, offset + t.codes[:, None] * t.nc + np.arange(t.nc)] = t.X
+                offset += t.q
+            W[:, q:-1] = design.X
+            W[:, -1] = design.y
+            A = W.T @ W
+        else:
+            Z = design.Z()
+            C = np.column_stack([design.X, design.y])  # [X y]
+            A = np.empty((N, N))
+            A[:q, :q] = (Z.T @ Z).toarray()
+            A[:q, q:] = np.asarray(Z.T @ C)
+            A[q:, :q] = A[:q, q:].T
+            A[q:, q:] = C.T @ C
         rows, cols, index, offset = [], [], [], 0
         for t, sl in zip(design.terms, design.theta_slices):
             tr, tc = _tril(t.nc)
-            for lev in range(t.nl):
-                rows.append(offset + lev * t.nc + tr)
-                cols.append(offset + lev * t.nc + tc)
-                index.append(np.arange(sl.start, sl.stop))
+            base = offset + np.arange(t.nl)[:, None] * t.nc
+            rows.append((base + tr).ravel())
+            cols.append((base + tc).ravel())
+            index.append(np.tile(np.arange(sl.start, sl.stop), t.nl))
             offset += t.q
-        scalar = all(t.nc == 1 for t in design.terms)
+        rows, cols = np.concatenate(rows), np.concatenate(cols)  # Λ[rows, cols] = θ[index]
+        S0 = np.zeros((N, N))
+        S0[q:, q:] = np.eye(N - q)
         return {
             "A": A,
-            "rows": np.concatenate(rows),
-            "cols": np.concatenate(cols),
+            "scalar": all(t.nc == 1 for t in design.terms),
+            "scale": _Block2(list(design.terms), design.theta_slices).scale,
+            "s": np.ones(N),  # diag(S) when every term is scalar, reused
+            "S0": S0,  # S = diag(Λ, I_{p+1}) without θ
+            "lam_pos": rows * N + cols,
             "index": np.concatenate(index),
-            "scalar": scalar,
-            "ones": np.ones(self.p + 1),
-            "diag": np.diag_indices(design.q),
+            "rows": rows,
+            "cols": cols,
+            # (b, a) in the Fortran (k, q) array Ω⁻¹SᵀA[:k, :q], k = q + p (REML) or q (ML)
+            "trace_pos_f": cols + rows * (q + self.p if self.reml else q),
+            "diag": np.arange(q) * (N + 1),
+            "v": np.ones(N),
         }
+
+    def _dense_factor(self, theta: np.ndarray, scaled_a: bool = False):
+        """Scale A = [Z X y]ᵀ[Z X y] by S = diag(Λ, I_{p+1}) and factorise.
+
+        Returns (SᵀA if ``scaled_a``, Λ (dense, or its diagonal when every term is
+        scalar), L, info) with LLᵀ = SᵀAS + diag(I_q, 0).
+        """
+        d = self._dense
+        q, A = self.q, d["A"]
+        if d["scalar"]:
+            s = d["s"]
+            lam = s[:q] = d["scale"](theta)
+            At = A * s[:, None] * s[None, :]
+            SA = A * s[:, None] if scaled_a else None
+        else:
+            S = d["S0"].copy()
+            S.flat[d["lam_pos"]] = theta[d["index"]]
+            SA = S.T @ A
+            At = SA @ S
+            lam = S[:q, :q]
+        At.flat[d["diag"]] += 1.0
+        L, info = _dpotrf(At.T, lower=1, clean=0)  # symmetric: the transpose is Fortran order
+        return SA, lam, L, info
+
+    def _dense_criterion(self, L: np.ndarray) -> tuple[float, float]:
+        """(criterion, r²) from the factor of the scaled augmented matrix."""
+        q, p, n = self.q, self.p, self.n
+        diag = np.log(L.diagonal())
+        r2 = L[-1, -1] ** 2
+        if self.reml:
+            return 2.0 * diag[: q + p].sum() + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p))), r2
+        return 2.0 * diag[:q].sum() + n * (1.0 + _LOG2PI + np.log(r2 / n)), r2
 
     def _dense_objective(self, theta: np.ndarray) -> float:
         """The criterion from one dense Cholesky of [[ΛᵀZᵀZΛ + I, ΛᵀZᵀC], [CᵀZΛ, CᵀC]]."""
-        d = self._dense
-        q, p = self.design.q, self.p
-        if d["scalar"]:
-            s = np.concatenate([theta[d["index"]], d["ones"]])
-            A = d["A"] * s[:, None] * s[None, :]
-        else:
-            Lam = np.zeros((q, q))
-            Lam[d["rows"], d["cols"]] = theta[d["index"]]
-            A = d["A"].copy()
-            A[:q] = Lam.T @ A[:q]
-            A[:, :q] = A[:, :q] @ Lam
-        A[d["diag"]] += 1.0
-        L, info = sla.lapack.dpotrf(A, lower=1, clean=0)
-        if info and info <= q + p:
+        L, info = self._dense_factor(theta)[2:]
+        if info and info <= self.q + self.p:
             return np.inf
-        diag = np.log(np.diagonal(L))
-        r2 = L[-1, -1] ** 2
-        n = self.n
-        if self.reml:
-            return 2.0 * diag[: q + p].sum() + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
-        return 2.0 * diag[:q].sum() + n * (1.0 + _LOG2PI + np.log(r2 / n))
+        return self._dense_criterion(L)[0]
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in θ (small models, dense algebra).
+
+        With Ω = SᵀAS + diag(I_q, 0) the (u, β) system, x = Ω⁻¹c = (û, β̂), and
+        dS_j = ∂Λ/∂θ_j (ones where θ_j sits in Λ):
+
+            ∂ log|Ω| / ∂θ_j = 2 tr(Ω⁻¹ SᵀA dS_j) = 2 Σ_{Λ[a,b]=θ_j} (Ω⁻¹SᵀA)[b, a]
+            ∂ r² / ∂θ_j     = −2 Σ_{Λ[a,b]=θ_j} û_b (Zᵀ(y − Xβ̂ − ZΛû))_a
+
+        (ML uses log|Ω_uu| and the u-block of Ω⁻¹), so the REML criterion has gradient
+        ∂log|Ω| + (n − p)·∂r²/r² and the ML deviance ∂log|Ω_uu| + n·∂r²/r².
+        """
+        theta = np.asarray(theta, dtype=float)
+        d = self._dense
+        q, p, n = self.q, self.p, self.n
+        SA, lam, L, info = self._dense_factor(theta, scaled_a=True)
+        if info and info <= q + p:
+            return np.inf, np.zeros_like(theta)
+        f, r2 = self._dense_criterion(L)
+        m = q + p
+        x = _dtrtrs(L[:m, :m], L[m, :m], lower=1, trans=1)[0]
+        u = x[:q]
+        v = d["v"]  # (−Λû, −β̂, 1): Zᵀ(y − Xβ̂ − ZΛû) = A[:q] v
+        v[:q] = -(lam * u if d["scalar"] else lam @ u)
+        v[q:m] = -x[q:]
+        ztr = d["A"][:q] @ v
+        k = m if self.reml else q  # log|Ω| (REML) or log|Ω_uu| (ML)
+        Lk, SAk = np.asfortranarray(L[:k, :k]), np.asfortranarray(SA[:k, :q])
+        solved = _dpotrs(Lk, SAk, lower=1)[0]  # Ω⁻¹SᵀA[:, :q]
+        trace = solved.ravel(order="F")[d["trace_pos_f"]]
+        dr2 = u[d["cols"]] * ztr[d["rows"]]
+        weights = 2.0 * trace - (2.0 * (n - p if self.reml else n) / r2) * dr2
+        return float(f), np.bincount(d["index"], weights=weights, minlength=len(theta))
 
     def _pairs(self, coo: sp.coo_matrix) -> None:
         """Precompute products of the non-zeros of A₂₁ that meet in one level of term 1.
@@ -326,6 +411,56 @@ class Deviance:
             return np.inf
 
     # -- the solution at θ ---------------------------------------------------------------
+    def result(self, theta: np.ndarray) -> dict:
+        """Everything a fit reports at θ: the criterion ``fval``, β̂, r², R_X, û (Z's column
+        order) and, per term, the diagonal blocks of (ΛᵀZᵀZΛ + I)⁻¹ as (ℓ, k, k)."""
+        theta = np.asarray(theta, dtype=float)
+        if self._dense is not None:
+            return self._dense_result(theta)
+        st = self.state(theta)
+        sol = self.solution(st)
+        V11, V22 = self.cond_var(st)
+        terms = self.design.terms
+        u_parts, v_parts = {self.i1: sol["u1"]}, {self.i1: V11}
+        for j, i in enumerate(self.others):
+            a, b = self.b2.offsets[j], self.b2.offsets[j + 1]
+            t = terms[i]
+            u_parts[i] = sol["u2"][a:b]
+            v_parts[i] = np.einsum("lcld->lcd", V22[a:b, a:b].reshape(t.nl, t.nc, t.nl, t.nc))
+        return {
+            "fval": self.objective(st),
+            "beta": sol["beta"],
+            "r2": sol["r2"],
+            "Rx": sol["Rx"],
+            "u": np.concatenate([u_parts[i] for i in range(len(terms))]),
+            "V": [v_parts[i] for i in range(len(terms))],
+        }
+
+    def _dense_result(self, theta: np.ndarray) -> dict:
+        """:meth:`result` from the dense factor L: x = L_Ω⁻ᵀ l gives (û, β̂), R_X is L's
+        (β, β) block and (ΛᵀZᵀZΛ + I)⁻¹ comes from L's (u, u) block."""
+        q, m = self.q, self.q + self.p
+        L, info = self._dense_factor(theta)[2:]
+        if info and info <= m:
+            raise np.linalg.LinAlgError("the penalised system is not positive definite")
+        f = self._dense_criterion(L)[0]
+        x = _dtrtrs(L[:m, :m], L[m, :m], lower=1, trans=1)[0]
+        inv = _dpotri(L[:q, :q], lower=1)[0]
+        inv = np.tril(inv) + np.tril(inv, -1).T
+        V, offset = [], 0
+        for t in self.design.terms:
+            block = inv[offset : offset + t.q, offset : offset + t.q]
+            V.append(np.einsum("lcld->lcd", block.reshape(t.nl, t.nc, t.nl, t.nc)).copy())
+            offset += t.q
+        return {
+            "fval": float(f),
+            "beta": x[q:],
+            "r2": L[m, m] ** 2,
+            "Rx": np.tril(L[q:m, q:m]),
+            "u": x[:q],
+            "V": V,
+        }
+
     def _lam1(self, T1: np.ndarray, v: np.ndarray, transpose: bool) -> np.ndarray:
         """Λ₁v or Λ₁ᵀv for v of length q₁ (level-major)."""
         V = v.reshape(self.l1, self.k1)

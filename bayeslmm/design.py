@@ -14,6 +14,7 @@ import itertools
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import formulaic
 import numpy as np
@@ -112,9 +113,14 @@ class Design:
     X: np.ndarray
     fixef_names: tuple[str, ...]
     terms: tuple[ReTerm, ...]
-    frame: pd.DataFrame
+    columns: dict[str, np.ndarray | pd.api.extensions.ExtensionArray]
     n_dropped: int = 0
     dropped_columns: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The model frame: the columns the formula uses, complete rows, user dtypes."""
+        return pd.DataFrame(self.columns)
 
     @property
     def nobs(self) -> int:
@@ -219,32 +225,18 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
             used.append(name)
     used = list(dict.fromkeys(used))
 
-    frame = data.loc[:, [c for c in data.columns if str(c) in used]].copy()
-    frame.columns = [str(c) for c in frame.columns]
-    missing = frame.isna().any(axis=1).to_numpy()
-    n_dropped = int(missing.sum())
-    if n_dropped:
-        bad = [c for c in used if frame[c].isna().any()]
-        frame = frame.loc[~missing]
+    cols = _Columns(data, used, alias)
+    if cols.n_dropped:
         warnings.warn(
-            f"dropped {n_dropped} of {len(missing)} rows with missing values "
-            f"in {', '.join(repr(c) for c in bad)}",
+            f"dropped {cols.n_dropped} of {len(data)} rows with missing values "
+            f"in {', '.join(repr(c) for c in cols.with_missing)}",
             DataWarning,
             stacklevel=3,
         )
-    if len(frame) == 0:
-        raise DataError("no rows left after dropping rows with missing values")
-    frame = frame.reset_index(drop=True)
-    for col in frame.columns:
-        s = frame[col]
-        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-        if numeric and not np.isfinite(s.to_numpy(dtype=float)).all():
-            raise DataError(f"column '{col}' has infinite values")
+    n_dropped = cols.n_dropped
 
-    work = pd.DataFrame({alias.code[c]: _as_model_column(frame[c]) for c in frame.columns})
-
-    y = _response(parsed.response, response, work, frame, alias)
-    X, names = _model_matrix(fixed, work, alias, "the fixed effects")
+    y = _response(parsed.response, response, cols, alias)
+    X, names = _model_matrix(fixed, cols, alias, "the fixed effects")
     X, names, aliased = _drop_aliased(X, names)
     if aliased:
         warnings.warn(
@@ -257,10 +249,10 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
     n = len(y)
     terms = []
     for lhs, bar in bars:
-        Xi, cnames = _model_matrix(lhs, work, alias, str(bar))
+        Xi, cnames = _model_matrix(lhs, cols, alias, str(bar))
         if Xi.shape[1] == 0:
             raise FormulaError(f"random-effect term {bar} has no columns")
-        levels, codes = _grouping_factor(frame, bar.factors)
+        levels, codes = _grouping_factor(cols, bar.factors)
         if len(levels) < 2:
             raise DataError(
                 f"grouping factor '{bar.factor}' in {bar} has a single level "
@@ -301,7 +293,7 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         X=X,
         fixef_names=tuple(names),
         terms=tuple(reterms),
-        frame=frame,
+        columns=cols.values,
         n_dropped=n_dropped,
         dropped_columns=tuple(aliased),
     )
@@ -355,6 +347,52 @@ class _Aliases:
         return [self.name[v] for v in dict.fromkeys(re.findall(r"_v\d+_", expr))]
 
 
+class _Columns:
+    """The columns the formula uses, rows with a missing value dropped (no copy of
+    ``data`` otherwise), by original name; formulaic's alias-coded frame on demand."""
+
+    def __init__(self, data: pd.DataFrame, used: list[str], alias: _Aliases):
+        self.alias = alias
+        raw: dict[str, np.ndarray | pd.api.extensions.ExtensionArray] = {}
+        missing = np.zeros(len(data), dtype=bool)
+        self.with_missing = []
+        for c in data.columns:
+            if str(c) not in used:
+                continue
+            s = data[c]
+            if isinstance(s, pd.DataFrame):
+                raise DataError(f"column '{c}' appears more than once in data")
+            values = s.array if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) else s.values
+            na = np.isnan(values) if values.dtype.kind == "f" else np.asarray(s.isna())
+            if na.any():
+                missing |= na
+                self.with_missing.append(str(c))
+            raw[str(c)] = values
+        self.n_dropped = int(missing.sum())
+        if self.n_dropped == len(data):
+            raise DataError("no rows left after dropping rows with missing values")
+        # copies: the design must not change when the caller edits ``data`` later
+        raw = {c: v[~missing] if self.n_dropped else v.copy() for c, v in raw.items()}
+        self.values = raw
+        self.n = len(data) - self.n_dropped
+        for c in raw:
+            x = self.numeric(c)
+            if x is not None and not np.isfinite(x).all():
+                raise DataError(f"column '{c}' has infinite values")
+
+    def numeric(self, name: str) -> np.ndarray | None:
+        """The column as floats when it is numeric (not bool), else None."""
+        v = self.values[name]
+        return np.asarray(v, dtype=float) if v.dtype.kind in "iuf" else None
+
+    @cached_property
+    def work(self) -> pd.DataFrame:
+        """Alias-coded model columns for formulaic (R's factor conventions)."""
+        return pd.DataFrame(
+            {self.alias.code[c]: _as_model_column(pd.Series(v)) for c, v in self.values.items()}
+        )
+
+
 def _as_model_column(s: pd.Series) -> pd.Series:
     """Strings and bools become factors with R's level order; numbers stay numeric."""
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -378,35 +416,35 @@ def _r_name(column: str, alias: _Aliases) -> str:
     return alias.decode(column)
 
 
-def _additive_numeric(expr: str, work: pd.DataFrame, alias: _Aliases):
+def _additive_numeric(expr: str, cols: _Columns, alias: _Aliases):
     """X and names without formulaic for the common ``1 + x + z`` (numeric columns only).
 
     Returns None for anything else (factors, transformations, interactions, ``-``).
     """
+    if "-" in expr:
+        return None
     pieces = [p.strip() for p in expr.split("+")]
     intercept = "0" not in pieces
-    columns = [p for p in pieces if p not in ("0", "1")]
-    numeric = all(
-        p in work.columns
-        and pd.api.types.is_numeric_dtype(work[p])
-        and not pd.api.types.is_bool_dtype(work[p])
-        for p in columns
-    )
-    if "-" in expr or not numeric:
-        return None
-    columns = list(dict.fromkeys(columns))
-    X = np.empty((len(work), intercept + len(columns)))
+    names = list(dict.fromkeys(p for p in pieces if p not in ("0", "1")))
+    columns = []
+    for p in names:
+        x = cols.numeric(alias.name[p]) if p in alias.name else None
+        if x is None:
+            return None
+        columns.append(x)
+    X = np.empty((cols.n, intercept + len(columns)))
     if intercept:
         X[:, 0] = 1.0
-    for j, c in enumerate(columns, start=intercept):
-        X[:, j] = work[c].to_numpy(dtype=float)
-    return X, ["(Intercept)"] * intercept + [alias.name[c] for c in columns]
+    for j, x in enumerate(columns, start=intercept):
+        X[:, j] = x
+    return X, ["(Intercept)"] * intercept + [alias.name[c] for c in names]
 
 
-def _model_matrix(expr: str, work: pd.DataFrame, alias: _Aliases, where: str):
-    simple = _additive_numeric(expr, work, alias)
+def _model_matrix(expr: str, cols: _Columns, alias: _Aliases, where: str):
+    simple = _additive_numeric(expr, cols, alias)
     if simple is not None:
         return simple
+    work = cols.work
     try:
         mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")
     except Exception as exc:
@@ -444,25 +482,28 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7):
     return X[:, keep], [names[j] for j in keep], dropped
 
 
-def _response(text: str, expr: str, work: pd.DataFrame, frame: pd.DataFrame, alias: _Aliases):
-    if text in frame.columns:
-        s = frame[text]
-        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            raise DataError(f"response '{text}' must be numeric, got dtype {s.dtype}")
-    Y, _ = _model_matrix(f"0 + {expr}", work, alias, "the response")  # log(y) works too
+def _response(text: str, expr: str, cols: _Columns, alias: _Aliases):
+    if text in cols.values:
+        y = cols.numeric(text)
+        if y is None:
+            dtype = cols.values[text].dtype
+            raise DataError(f"response '{text}' must be numeric, got dtype {dtype}")
+        return y.copy()
+    Y, _ = _model_matrix(f"0 + {expr}", cols, alias, "the response")  # log(y) works too
     if Y.shape[1] != 1:
         raise DataError(f"response '{text}' must be one numeric column")
     return Y[:, 0].copy()
 
 
-def _factor_levels(s: pd.Series) -> tuple[list[str], np.ndarray]:
+def _factor_levels(v) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        codes = s.cat.codes.to_numpy()
-        used = np.flatnonzero(np.bincount(codes, minlength=len(s.cat.categories)))
-        remap = np.empty(len(s.cat.categories), dtype=np.intp)
+    if isinstance(v.dtype, pd.CategoricalDtype):
+        codes = np.asarray(v.codes)
+        used = np.flatnonzero(np.bincount(codes, minlength=len(v.categories)))
+        remap = np.empty(len(v.categories), dtype=np.intp)
         remap[used] = np.arange(len(used))  # unused levels are dropped, as lme4 does
-        return [str(s.cat.categories[u]) for u in used], remap[codes]
+        return [str(x) for x in v.categories.take(used).tolist()], remap[codes]
+    s = pd.Series(v)
     if pd.api.types.is_bool_dtype(s):
         s = s.map({False: "FALSE", True: "TRUE"})
     values, codes = np.unique(s.to_numpy(), return_inverse=True)
@@ -473,11 +514,11 @@ def _factor_levels(s: pd.Series) -> tuple[list[str], np.ndarray]:
     return labels, codes.astype(np.intp)
 
 
-def _grouping_factor(frame: pd.DataFrame, factors: tuple[str, ...]):
+def _grouping_factor(cols: _Columns, factors: tuple[str, ...]):
     """Levels and codes of ``a:b:...``: observed combinations, the first factor slowest."""
-    labels, codes = _factor_levels(frame[factors[0]])
+    labels, codes = _factor_levels(cols.values[factors[0]])
     for name in factors[1:]:
-        lab2, codes2 = _factor_levels(frame[name])
+        lab2, codes2 = _factor_levels(cols.values[name])
         combined = codes * len(lab2) + codes2
         used, codes = np.unique(combined, return_inverse=True)
         labels = [f"{labels[u // len(lab2)]}:{lab2[u % len(lab2)]}" for u in used]

@@ -6,8 +6,12 @@ least squares problem gives β̂(θ), û(θ) and r²(θ); the profiled criteria
     ML deviance  d(θ)  = log|L_θ|² + n·(1 + log(2π r²/n))
     REML         d_R(θ) = log|L_θ|² + log|R_X|² + (n−p)·(1 + log(2π r²/(n−p)))
 
-are minimised over θ (diagonal of each term's template ≥ 0) with NLopt's BOBYQA at
-lme4's settings, followed by a short BOBYQA polish from that optimum.
+are minimised over θ (diagonal of each term's template ≥ 0).  Small models
+(q + p + 1 <= 300) have the exact gradient (:meth:`Deviance.value_and_grad`) and use a
+projected BFGS from a finite-difference Hessian at lme4's start; larger ones, and any
+small one where BFGS gives up, use lme4's ``optimizeLmer``: NLopt's BOBYQA at lme4's
+settings, then a short BOBYQA polish.  lme4's convergence check follows (on the exact
+gradient where there is one).
 σ̂² = r²/n (ML) or r²/(n−p) (REML), vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹ and
 Var(b | y) = σ̂²Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ (lme4's condVar).  The linear algebra is in
 :mod:`bayeslmm._pls`.
@@ -20,12 +24,14 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import nlopt
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
@@ -101,7 +107,28 @@ def _bobyqa(
 
 
 def _optimize(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> dict:
-    """lme4's optimizeLmer: BOBYQA, a restart from the edge, a polish, the boundary snap."""
+    """Minimise the profiled criterion over θ >= lower from lme4's start.
+
+    Small models (exact gradient): projected quasi-Newton.  Otherwise, and wherever
+    that does not converge, lme4's optimizeLmer: BOBYQA, a restart from the edge and a
+    polish (flat optima such as iris or Penicillin stop early at lme4's settings).
+    Last, lme4's boundary snap.
+    """
+    out = _quasi_newton(dev, start, lower) if dev.has_gradient else None
+    if out is None:
+        out = _bobyqa_path(dev, start, lower)
+    near = (out["theta"] - lower > 0) & (out["theta"] - lower < _BOUNDARY_TOL)
+    if near.any():
+        snapped = np.where(near, lower, out["theta"])
+        fsnap = dev(snapped)
+        out["nevals"] += 1
+        if fsnap < out["fval"]:
+            out.update(theta=snapped, fval=fsnap, derivs=None)
+    return out
+
+
+def _bobyqa_path(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> dict:
+    """lme4's optimizeLmer with NLopt BOBYQA (restart_edge), then a polish."""
     theta, fval, nevals = _bobyqa(dev, start, lower)
     at_bound = np.flatnonzero(theta == lower)
     if at_bound.size:
@@ -118,17 +145,106 @@ def _optimize(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> dict:
             theta, fval, extra = _bobyqa(dev, theta, lower)
             nevals += extra
     polished, fpol, extra = _bobyqa(dev, theta, lower, polish=True)
-    nevals += extra
     if fpol < fval:
         theta, fval = polished, fpol
-    near = (theta - lower > 0) & (theta - lower < _BOUNDARY_TOL)
-    if near.any():
-        snapped = np.where(near, lower, theta)
-        fsnap = dev(snapped)
-        nevals += 1
-        if fsnap < fval:
-            theta, fval = snapped, fsnap
-    return {"theta": theta, "fval": fval, "nevals": nevals}
+    return {
+        "theta": theta,
+        "fval": fval,
+        "nevals": nevals + extra,
+        "derivs": None,
+        "optimizer": "nloptwrap (NLopt LN_BOBYQA)",
+    }
+
+
+def _quasi_newton(dev: Deviance, x: np.ndarray, lower: np.ndarray, maxiter: int = 200):
+    """Projected BFGS on the exact gradient, from a finite-difference Hessian at the start.
+
+    Coordinates on their bound with an outward gradient are held there; steps are
+    projected onto θ >= lower and backtracked (Armijo).  Once the Newton decrement
+    −gᵀp/2 (the predicted fall of the criterion) is below 1e-10·|f|, one last step is
+    taken and the search stops.  Returns None when it does not converge (the caller
+    then uses BOBYQA); else the optimum, with the gradient and a fresh Hessian there for
+    lme4's convergence check.
+    """
+    x = np.maximum(np.asarray(x, dtype=float), lower)
+    f, g = dev.value_and_grad(x)
+    if not np.isfinite(f):
+        return None
+    Hinv = np.linalg.inv(_positive_definite(_hessian(dev, x, g)))  # BFGS on the inverse
+    nevals = 1 + len(x)
+    for _ in range(maxiter):
+        free = ~((x <= lower) & (g > 0))
+        if free.all():
+            p = -Hinv @ g
+        elif free.any():
+            p = np.zeros_like(x)
+            B = np.linalg.inv(Hinv)
+            try:
+                p[free] = -np.linalg.solve(B[np.ix_(free, free)], g[free])
+            except np.linalg.LinAlgError:
+                return None
+        else:
+            break
+        decrement = -float(g @ p) / 2
+        if decrement < 0:  # not a descent direction: steepest descent instead
+            p = np.where(free, -g, 0.0)
+        last = 0 <= decrement <= 1e-10 * max(1.0, abs(f))
+        # first try the longest step that stays feasible (the bound, not past it)
+        alpha = 1.0
+        for i in np.flatnonzero((x + p < lower) & (x > lower)):
+            alpha = min(alpha, float((lower[i] - x[i]) / p[i]))
+        for _ in range(40):
+            xn = np.maximum(x + alpha * p, lower)
+            fn, gn = dev.value_and_grad(xn)
+            nevals += 1
+            if fn <= f + 1e-4 * float(g @ (xn - x)):
+                break
+            alpha *= 0.5
+        else:
+            if decrement <= 1e-8 * max(1.0, abs(f)):
+                break  # at the limit of the criterion's precision
+            return None
+        if last:
+            if fn <= f:
+                x, f, g = xn, fn, gn
+            break
+        s, yv = xn - x, gn - g
+        x, f, g = xn, fn, gn
+        sy = float(s @ yv)
+        if sy > 1e-12 * math.sqrt(float(s @ s) * float(yv @ yv)):
+            Hy = Hinv @ yv
+            Hinv = (
+                Hinv
+                - (np.outer(s, Hy) + np.outer(Hy, s)) / sy
+                + (1.0 + float(yv @ Hy) / sy) / sy * np.outer(s, s)
+            )
+    else:
+        return None
+    return {
+        "theta": x,
+        "fval": float(f),
+        "nevals": nevals + len(x),
+        "derivs": (g, _hessian(dev, x, g)),
+        "optimizer": "projected BFGS (exact gradient)",
+    }
+
+
+def _positive_definite(H: np.ndarray) -> np.ndarray:
+    """H with its eigenvalues replaced by their absolute values (floored)."""
+    w, V = np.linalg.eigh(H)
+    w = np.maximum(np.abs(w), max(1e-8, 1e-6 * float(np.max(np.abs(w)))))
+    return (V * w) @ V.T
+
+
+def _hessian(dev: Deviance, x: np.ndarray, g: np.ndarray, delta: float = 1e-5) -> np.ndarray:
+    """Hessian by forward differences of the exact gradient g at x (steps into the
+    feasible side, so bounds are never crossed), symmetrised."""
+    H = np.empty((len(x), len(x)))
+    for j in range(len(x)):
+        xa = x.copy()
+        xa[j] += delta
+        H[:, j] = (dev.value_and_grad(xa)[1] - g) / delta
+    return (H + H.T) / 2
 
 
 def _deriv12(dev: Deviance, x: np.ndarray, fx: float, delta: float = 1e-4):
@@ -153,9 +269,13 @@ def _deriv12(dev: Deviance, x: np.ndarray, fx: float, delta: float = 1e-4):
     return g, H
 
 
-def _check_convergence(dev: Deviance, theta: np.ndarray, fval: float) -> list[str]:
-    """lme4's checkConv gradient and Hessian checks (skipped for singular fits)."""
-    g, H = _deriv12(dev, theta, fval)
+def _check_convergence(
+    dev: Deviance, theta: np.ndarray, fval: float, derivs: tuple | None = None
+) -> list[str]:
+    """lme4's checkConv gradient and Hessian checks (skipped for singular fits).
+
+    ``derivs`` = (g, H) at θ where the polish computed them (exact gradient)."""
+    g, H = derivs if derivs is not None else _deriv12(dev, theta, fval)
     messages = []
     try:
         scgrad = np.linalg.solve(np.linalg.cholesky(H).T, g)
@@ -191,73 +311,42 @@ def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
     with _blas_threads(1):
         opt = _optimize(dev, _start(design), lower)
         theta = opt["theta"]
-        st = dev.state(theta)
-        fval = dev.objective(st)
+        res = dev.result(theta)
+        fval = res["fval"]
         is_singular = bool((theta[lower == 0] < _SINGULAR_TOL).any())
         messages: list[str] = []
         if is_singular:
             messages.append(_SINGULAR_MSG)
         elif design.nobs < 10_000 and len(theta) < 10:  # lme4 >= 1.1-35 skips larger fits
-            messages = _check_convergence(dev, theta, fval)
-        sol = dev.solution(st)
-        V11, V22 = dev.cond_var(st)
+            messages = _check_convergence(dev, theta, fval, opt["derivs"])
     for msg in messages:
         category = SingularFitWarning if msg == _SINGULAR_MSG else ConvergenceWarning
         warnings.warn(msg, category, stacklevel=3)
-    return _assemble(design, reml, dev, theta, fval, opt["nevals"], messages, sol, V11, V22)
+    return _assemble(design, reml, theta, res, opt, messages)
 
 
-def _assemble(design, reml, dev, theta, fval, nevals, messages, sol, V11, V22) -> LmerFit:
+def _assemble(design: Design, reml: bool, theta, res: dict, opt: dict, messages) -> LmerFit:
+    """The numbers of the fit; its tables (pandas) are built when first asked for."""
     n, p = design.nobs, design.p
-    sigma = math.sqrt(sol["r2"] / (n - p if reml else n))
-    names = list(design.fixef_names)
-    fixef = pd.Series(sol["beta"], index=names, name="fixef")
-    Rx_inv = np.linalg.inv(sol["Rx"]) if p else np.zeros((0, 0))
-    vcov = pd.DataFrame(sigma**2 * Rx_inv.T @ Rx_inv, index=names, columns=names)
-    slices = design.theta_slices
-    # u and the conditional variance blocks, back in design order
-    u_parts, v_parts = {}, {}
-    u_parts[dev.i1] = sol["u1"].reshape(dev.l1, dev.k1)
-    v_parts[dev.i1] = V11
-    for j, i in enumerate(dev.others):
-        a, b = dev.b2.offsets[j], dev.b2.offsets[j + 1]
-        t = design.terms[i]
-        u_parts[i] = sol["u2"][a:b].reshape(t.nl, t.nc)
-        Vt = V22[a:b, a:b].reshape(t.nl, t.nc, t.nl, t.nc)
-        v_parts[i] = np.einsum("lcld->lcd", Vt)
-    u_list, b_list, csd_list = [], [], []
-    for i, t in enumerate(design.terms):
-        T = _template(theta[slices[i]], t.nc)
-        ui = u_parts[i]
-        u_list.append(ui.ravel())
-        bi = ui @ T.T
-        b_list.append(bi)
-        cv = np.einsum("cd,lde,fe->lcf", T, v_parts[i], T)
-        csd_list.append(sigma * np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0, None)))
-    ranef, conditional_sd = _by_factor(design, b_list), _by_factor(design, csd_list)
-    coef = {}
-    for factor, df in ranef.items():
-        values = np.tile(sol["beta"], (len(df), 1))
-        extra = [c for c in df.columns if c not in names]
-        for j, col in enumerate(df.columns):
-            if col in names:
-                values[:, names.index(col)] += df.iloc[:, j].to_numpy()
-        if extra:
-            values = np.column_stack([values, df[extra].to_numpy()])
-        coef[factor] = pd.DataFrame(values, index=df.index, columns=names + extra)
-    fitted = design.X @ sol["beta"]
-    for t, bi in zip(design.terms, b_list):
-        fitted = fitted + np.einsum("nk,nk->n", t.X, bi[t.codes])
+    fval = res["fval"]
+    sigma = math.sqrt(res["r2"] / (n - p if reml else n))
+    Rx_inv = sla.solve_triangular(res["Rx"], np.eye(p), lower=True) if p else np.zeros((0, 0))
+    u_terms = _per_term(design, res["u"])
+    b_list, csd_list = [], []
+    for t, sl, ui, Vi in zip(design.terms, design.theta_slices, u_terms, res["V"]):
+        T = _template(theta[sl], t.nc)
+        b_list.append((ui @ T.T).ravel())
+        if t.nc == 1:
+            cv = T[0, 0] ** 2 * Vi[:, 0, 0]
+        else:
+            cv = np.einsum("cd,lde,ce->lc", T, Vi, T).ravel()
+        csd_list.append(sigma * np.sqrt(np.clip(cv, 0, None)))
     df_ = p + len(theta) + 1
     loglik = -fval / 2
     return LmerFit(
         design=design,
         reml=reml,
-        fixef=fixef,
-        vcov=vcov,
-        theta=pd.Series(theta, index=design.theta_names, name="theta"),
         sigma=sigma,
-        varcorr=_varcorr(design, theta, sigma),
         reml_criterion=float(fval) if reml else None,
         deviance=None if reml else float(fval),
         loglik=float(loglik),
@@ -266,21 +355,29 @@ def _assemble(design, reml, dev, theta, fval, nevals, messages, sol, V11, V22) -
         df=df_,
         nobs=n,
         ngroups=dict(design.ngroups),
-        ranef=ranef,
-        conditional_sd=conditional_sd,
-        coef=coef,
-        fitted=fitted,
-        residuals=design.y - fitted,
         is_singular=bool((theta[design.theta_lower == 0] < _SINGULAR_TOL).any()),
         optinfo={
-            "optimizer": "nloptwrap (NLopt LN_BOBYQA)",
-            "n_evals": int(nevals),
+            "optimizer": opt["optimizer"],
+            "n_evals": int(opt["nevals"]),
             "converged": not any(m != _SINGULAR_MSG for m in messages),
             "messages": list(messages),
         },
-        u=np.concatenate(u_list),
-        b=np.concatenate([bi.ravel() for bi in b_list]),
+        u=np.asarray(res["u"], dtype=float).copy(),
+        b=np.concatenate(b_list),
+        _beta=np.asarray(res["beta"], dtype=float).copy(),
+        _vcov=sigma**2 * Rx_inv.T @ Rx_inv,
+        _theta=np.asarray(theta, dtype=float),
+        _conditional_sd=np.concatenate(csd_list),
     )
+
+
+def _per_term(design: Design, values: np.ndarray) -> list[np.ndarray]:
+    """A vector in Z's column order (like b) -> per-term (ℓ, k) arrays."""
+    out, offset = [], 0
+    for t in design.terms:
+        out.append(values[offset : offset + t.q].reshape(t.nl, t.nc))
+        offset += t.q
+    return out
 
 
 def _by_factor(design: Design, per_term: list[np.ndarray]) -> dict[str, pd.DataFrame]:
@@ -335,11 +432,7 @@ class LmerFit:
 
     design: Design
     reml: bool
-    fixef: pd.Series
-    vcov: pd.DataFrame
-    theta: pd.Series
     sigma: float
-    varcorr: pd.DataFrame
     reml_criterion: float | None
     deviance: float | None
     loglik: float
@@ -348,16 +441,77 @@ class LmerFit:
     df: int
     nobs: int
     ngroups: dict[str, int]
-    ranef: dict[str, pd.DataFrame]
-    conditional_sd: dict[str, pd.DataFrame]
-    coef: dict[str, pd.DataFrame]
-    fitted: np.ndarray
-    residuals: np.ndarray
     is_singular: bool
     optinfo: dict[str, Any]
     u: np.ndarray
     b: np.ndarray
+    _beta: np.ndarray
+    _vcov: np.ndarray
+    _theta: np.ndarray
+    _conditional_sd: np.ndarray  # in Z's column order, like b
     data_name: str | None = field(default=None)
+
+    # -- the tables, built on first use ------------------------------------------------
+    @cached_property
+    def fixef(self) -> pd.Series:
+        """β̂ by lme4's column names."""
+        return pd.Series(self._beta, index=list(self.design.fixef_names), name="fixef")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """σ̂²(R_XR_Xᵀ)⁻¹, the covariance of β̂."""
+        names = list(self.design.fixef_names)
+        return pd.DataFrame(self._vcov, index=names, columns=names)
+
+    @cached_property
+    def theta(self) -> pd.Series:
+        """θ̂ with lme4's names (column-wise lower triangles of the templates)."""
+        return pd.Series(self._theta, index=list(self.design.theta_names), name="theta")
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
+        return _varcorr(self.design, self._theta, self.sigma)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b̂: factor -> levels x terms (lme4's ``ranef``)."""
+        return _by_factor(self.design, _per_term(self.design, self.b))
+
+    @cached_property
+    def conditional_sd(self) -> dict[str, pd.DataFrame]:
+        """sqrt(diag Var(b | y)), same layout as ``ranef`` (lme4's ``condVar``)."""
+        return _by_factor(self.design, _per_term(self.design, self._conditional_sd))
+
+    @cached_property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """β̂ + b̂ per level, every fixed column (lme4's ``coef``)."""
+        names = list(self.design.fixef_names)
+        out = {}
+        for factor, df in self.ranef.items():
+            values = np.tile(self._beta, (len(df), 1))
+            extra = [c for c in df.columns if c not in names]
+            for j, col in enumerate(df.columns):
+                if col in names:
+                    values[:, names.index(col)] += df.iloc[:, j].to_numpy()
+            if extra:
+                values = np.column_stack([values, df[extra].to_numpy()])
+            out[factor] = pd.DataFrame(values, index=df.index, columns=names + extra)
+        return out
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """Xβ̂ + Zb̂."""
+        design = self.design
+        fitted = design.X @ self._beta
+        for t, bi in zip(design.terms, _per_term(design, self.b)):
+            fitted = fitted + np.einsum("nk,nk->n", t.X, bi[t.codes])
+        return fitted
+
+    @cached_property
+    def residuals(self) -> np.ndarray:
+        """y − Xβ̂ − Zb̂."""
+        return self.design.y - self.fitted
 
     @property
     def fixef_se(self) -> pd.Series:
@@ -373,7 +527,7 @@ class LmerFit:
         """Relative covariance factor Λ_θ (q x q, block diagonal I_ℓ ⊗ T_i)."""
         blocks = []
         for t, sl in zip(self.design.terms, self.design.theta_slices):
-            T = _template(self.theta.to_numpy()[sl], t.nc)
+            T = _template(self._theta[sl], t.nc)
             blocks.append(sp.kron(sp.identity(t.nl), sp.csr_matrix(T)))
         return sp.block_diag(blocks, format="csc")
 
@@ -386,7 +540,7 @@ class LmerFit:
         Rows of ``newdata`` with missing values get NaN.
         """
         design = self.design
-        beta = self.fixef.to_numpy()
+        beta = self._beta
         if newdata is None:
             return self.fitted.copy() if random_effects else design.X @ beta
         if not isinstance(newdata, pd.DataFrame):
@@ -458,10 +612,8 @@ class LmerFit:
                 },
             },
         }
-        for f in fields(self):
-            if f.name == "design":
-                continue
-            out[f.name] = _to_json(getattr(self, f.name))
+        for name in _SAVED:
+            out[name] = _to_json(getattr(self, name))
         return out
 
     @classmethod
@@ -474,14 +626,35 @@ class LmerFit:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             design = build_design(d["formula"], frame)
-        kwargs = {f.name: _from_json(d[f.name]) for f in fields(cls) if f.name != "design"}
+        saved = {name: _from_json(d[name]) for name in _SAVED}
         for key in ("fitted", "residuals", "u", "b"):
-            kwargs[key] = np.asarray(kwargs[key], dtype=float)
-        return cls(design=design, **kwargs)
+            saved[key] = np.asarray(saved[key], dtype=float)
+        csd = saved["conditional_sd"]
+        fit = cls(
+            design=design,
+            _beta=saved["fixef"].to_numpy(),
+            _vcov=saved["vcov"].to_numpy(),
+            _theta=saved["theta"].to_numpy(),
+            _conditional_sd=np.concatenate(
+                [csd[t.factor][list(t.cnames)].to_numpy().ravel() for t in design.terms]
+            ),
+            **{k: v for k, v in saved.items() if k in _FIELDS},
+        )
+        fit.__dict__.update({k: v for k, v in saved.items() if k not in _FIELDS})
+        return fit
 
     def save(self, path: str | Path) -> None:
         """Write the fit as JSON (:func:`load_fit` reads it back)."""
         Path(path).write_text(json.dumps(self.to_dict()))
+
+
+#: what :meth:`LmerFit.to_dict` writes, in order
+_SAVED = (
+    "reml", "fixef", "vcov", "theta", "sigma", "varcorr", "reml_criterion", "deviance",
+    "loglik", "aic", "bic", "df", "nobs", "ngroups", "ranef", "conditional_sd", "coef",
+    "fitted", "residuals", "is_singular", "optinfo", "u", "b", "data_name",
+)  # fmt: skip
+_FIELDS = {f.name for f in fields(LmerFit)}
 
 
 def load_fit(path: str | Path) -> LmerFit:

@@ -276,12 +276,12 @@ def test_additive_fast_path_equals_formulaic(toy, expr):
     """The formulaic-free path for sums of numeric columns gives formulaic's matrix."""
     import formulaic
 
-    from bayeslmm.design import _additive_numeric, _Aliases
+    from bayeslmm.design import _additive_numeric, _Aliases, _Columns
 
     alias = _Aliases(list(toy.columns))
-    work = toy.rename(columns=alias.code)
-    X, names = _additive_numeric(alias.encode(expr), work, alias)
-    reference = formulaic.model_matrix(alias.encode(expr), work)
+    cols = _Columns(toy, list(toy.columns), alias)
+    X, names = _additive_numeric(alias.encode(expr), cols, alias)
+    reference = formulaic.model_matrix(alias.encode(expr), cols.work)
     np.testing.assert_array_equal(X, np.asarray(reference, dtype=float))
     assert names == [alias.decode(c).replace("Intercept", "(Intercept)") for c in reference.columns]
 

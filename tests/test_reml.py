@@ -250,14 +250,21 @@ def _dense(design, theta, reml):
 @pytest.mark.parametrize("reml", [True, False])
 def test_blocked_algebra_equals_dense(formula, reml):
     design = blm.Model(formula, _simulated()).design
-    dev = Deviance(design, reml=reml)
+    blocked, dense = Deviance(design, reml=reml, dense=False), Deviance(design, reml=reml)
+    assert dense.has_gradient and not blocked.has_gradient  # small models default to dense
     rng = np.random.default_rng(0)
     theta = design.theta_start + rng.uniform(0.1, 0.9, len(design.theta_start))
     crit, u, V = _dense(design, theta, reml)
-    st = dev.state(theta)
-    assert dev.objective(st) == pytest.approx(crit, rel=1e-11)  # blocked
-    assert dev(theta) == pytest.approx(crit, rel=1e-11)  # dense path for small models
-    assert dev._dense is not None
+    assert blocked.objective(blocked.state(theta)) == pytest.approx(crit, rel=1e-11)
+    assert blocked(theta) == pytest.approx(crit, rel=1e-11)
+    assert dense(theta) == pytest.approx(crit, rel=1e-11)
+    # both paths report the same solution at θ
+    r_blocked, r_dense = blocked.result(theta), dense.result(theta)
+    for key in ("fval", "beta", "r2", "Rx", "u"):
+        np.testing.assert_allclose(r_blocked[key], r_dense[key], rtol=1e-9, atol=1e-12)
+    for vb, vd in zip(r_blocked["V"], r_dense["V"]):
+        np.testing.assert_allclose(vb, vd, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r_dense["u"], u, rtol=1e-9, atol=1e-12)
     # û and the conditional variance blocks at the optimum
     fit = blm.Model(formula, _simulated()).fit_reml(reml=reml)
     crit, u, V = _dense(design, fit.theta.to_numpy(), reml)
@@ -359,3 +366,64 @@ def test_blocked_path_fits_like_the_dense_path(monkeypatch):
     assert blocked.reml_criterion == pytest.approx(dense.reml_criterion, rel=1e-9)
     np.testing.assert_allclose(blocked.theta, dense.theta, rtol=1e-4)
     np.testing.assert_allclose(blocked.fixef, dense.fixef, rtol=1e-8)
+
+
+# --------------------------------------------------------------------------------------
+# The exact gradient and the optimizers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1|g1) + (1|g2) + (1|g3)",
+        "y ~ x + (x|g1) + (1|g2)",
+        "y ~ x + (1|g1) + (x|g2) + (1|g3)",
+        "y ~ x + (x||g2)",
+    ],
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_exact_gradient_matches_finite_differences(formula, reml):
+    design = blm.Model(formula, _simulated()).design
+    dev = Deviance(design, reml=reml)
+    rng = np.random.default_rng(1)
+    theta = np.maximum(design.theta_start + rng.uniform(-0.4, 0.9, len(design.theta_start)), 0)
+    f, g = dev.value_and_grad(theta)
+    assert f == pytest.approx(dev(theta), rel=1e-12)
+    h = 1e-6
+    numeric = [(dev(theta + h * e) - dev(theta - h * e)) / (2 * h) for e in np.eye(len(theta))]
+    np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-5 * np.abs(numeric).max())
+
+
+def test_bobyqa_fallback_fits_like_the_quasi_newton_path(monkeypatch):
+    """Where projected BFGS gives up, lme4's BOBYQA path gives the same fit."""
+    import bayeslmm.reml as reml_module
+
+    ref, bfgs = _case(Path(__file__).parent / "reference" / "ss_slope.json")
+    assert bfgs.optinfo["optimizer"] == "projected BFGS (exact gradient)"
+    monkeypatch.setattr(reml_module, "_quasi_newton", lambda *args: None)
+    bobyqa = blm.lmer(ref["formula"], blm.load_dataset(ref["dataset"]))
+    assert bobyqa.optinfo["optimizer"] == "nloptwrap (NLopt LN_BOBYQA)"
+    assert bobyqa.reml_criterion == pytest.approx(ref["reml_criterion"], rel=1e-9)
+    np.testing.assert_allclose(bobyqa.theta, bfgs.theta, rtol=1e-4)
+    np.testing.assert_allclose(bobyqa.fixef, bfgs.fixef, rtol=1e-7)
+
+
+def test_convergence_check_flags_a_point_that_is_not_an_optimum():
+    """lme4's checkConv on the exact gradient agrees with its finite-difference version."""
+    from bayeslmm.reml import _check_convergence, _hessian
+
+    design = blm.Model("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy")).design
+    dev = Deviance(design)
+    theta = np.array([0.9, 0.05, 0.3])  # near the optimum (0.967, 0.015, 0.231), not at it
+    f, g = dev.value_and_grad(theta)
+    finite = _check_convergence(dev, theta, f)  # lme4's deriv12
+    exact = _check_convergence(dev, theta, f, (g, _hessian(dev, theta, g)))
+    assert len(exact) == len(finite) == 1
+    assert exact[0].startswith("Model failed to converge with max|grad| = ")
+    grad = [float(m.split("= ")[1].split(" ")[0]) for m in (exact[0], finite[0])]
+    assert grad[0] == pytest.approx(grad[1], rel=1e-4) and grad[0] > 1
+    theta_hat = blm.lmer(design.formula, blm.load_dataset("sleepstudy")).theta.to_numpy()
+    f, g = dev.value_and_grad(theta_hat)
+    assert np.abs(g).max() < 1e-3
+    assert _check_convergence(dev, theta_hat, f, (g, _hessian(dev, theta_hat, g))) == []
