@@ -20,7 +20,7 @@ computed once, in blocks, so one evaluation costs nothing proportional to n:
   from precomputed products of the non-zeros of A₂₁ (one scatter-add per evaluation);
 * block 3 is [X y]: the last diagonal element of its Cholesky factor is r.
 
-Models with q + p + 1 <= 300 use one dense Cholesky of the scaled augmented matrix
+Models with q + p + 1 <= 100 use one dense Cholesky of the scaled augmented matrix
 SᵀAS + diag(I_q, 0), S = diag(Λ, I_{p+1}), instead (less Python overhead), and have the
 exact gradient of the criterion (:meth:`Deviance.value_and_grad`).
 """
@@ -38,7 +38,7 @@ _LOG2PI = np.log(2.0 * np.pi)
 
 lapack = sla.lapack
 _dpotrf, _dpotri, _dtrtrs, _dpotrs = lapack.dpotrf, lapack.dpotri, lapack.dtrtrs, lapack.dpotrs
-_DENSE_MAX = 300  # below this size one dense Cholesky per evaluation has less overhead
+_DENSE_MAX = 100  # q + p + 1 up to this: dense Cholesky with the exact gradient
 _TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -113,7 +113,7 @@ class _Block2:
 class Deviance:
     """lme4's ``devfun``: θ -> profiled REML criterion (or ML deviance).
 
-    Small models (``dense``; by default q + p + 1 <= 300) use one dense Cholesky of the
+    Small models (``dense``; by default q + p + 1 <= 100) use one dense Cholesky of the
     scaled augmented matrix and have an exact gradient (``value_and_grad``); larger ones
     use the blocked factorisation (``state(theta)``).  ``result(theta)`` gives
     everything a fit reports at θ.
