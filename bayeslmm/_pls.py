@@ -69,6 +69,23 @@ def _term_scalars(term: ReTerm, X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _inv_logdet(M: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverses and Σ log det of a batch (ℓ, k, k) of symmetric positive definite
+    matrices; closed forms for k <= 2."""
+    k = M.shape[1]
+    if k == 1:
+        return 1.0 / M, float(np.log(M).sum())
+    if k == 2:
+        a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+        det = a * c - b * b
+        inv = np.empty_like(M)
+        inv[:, 0, 0], inv[:, 1, 1] = c / det, a / det
+        inv[:, 0, 1] = inv[:, 1, 0] = -b / det
+        return inv, float(np.log(det).sum())
+    L = np.linalg.cholesky(M)
+    return np.linalg.inv(M), 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+
+
 class _Block2:
     """Dense block of the terms after the first: scaling by Λ₂ without forming it."""
 
@@ -126,10 +143,10 @@ class Deviance:
         self.n, self.p, self.q = n, p, design.q
         if dense is None:
             dense = design.q + p + 1 <= _DENSE_MAX
-        self.has_gradient = dense
         self._dense = self._dense_setup(design) if dense else None
         if not dense:
             self._blocked_setup(design)
+        self.has_gradient = dense or not self.b2.q  # one term: blocked gradient
 
     def _blocked_setup(self, design: Design) -> None:
         """A₁₁ per level, A₃₁, A₃₃ and (more terms) A₂₂, A₂₃, A₂₁ and its products."""
@@ -254,6 +271,12 @@ class Deviance:
         return self._dense_criterion(L)[0]
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in θ (dense models and single-term ones)."""
+        if self._dense is not None:
+            return self._dense_value_and_grad(theta)
+        return self._single_value_and_grad(theta)
+
+    def _dense_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient in θ (small models, dense algebra).
 
         With Ω = SᵀAS + diag(I_q, 0) the (u, β) system, x = Ω⁻¹c = (û, β̂), and
@@ -286,6 +309,54 @@ class Deviance:
         dr2 = u[d["cols"]] * ztr[d["rows"]]
         weights = 2.0 * trace - (2.0 * (n - p if self.reml else n) / r2) * dr2
         return float(f), np.bincount(d["index"], weights=weights, minlength=len(theta))
+
+    def _single_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Criterion and exact gradient for one random-effect term, batched over levels.
+
+        Per level l: M_l = TᵀA₁₁,ₗT + I, C_l = Tᵀ Z_lᵀ[X y], E_l = M_l⁻¹C_l; the Schur
+        complement [X y]ᵀ[X y] − Σ C_lᵀE_l = RRᵀ gives R_X, r and β̂, and û_l = E_l(−β̂, 1).
+        The gradient is the dense one (see :meth:`_dense_value_and_grad`) with
+        (Ω⁻¹SᵀA) restricted to the level blocks:
+
+            Q_l = (M_l⁻¹ + F_l E_xlᵀ) TᵀA₁₁,ₗ − F_l Z_lᵀX,   F_l = E_xl (R_XR_Xᵀ)⁻¹  (REML)
+            Q_l = M_l⁻¹ TᵀA₁₁,ₗ                                                      (ML)
+
+        and ∂/∂T[r, c] = 2 Σ_l Q_l[c, r] − (coef/r²)·2 Σ_l (Z_lᵀr)[r] û_l[c].
+        """
+        theta = np.asarray(theta, dtype=float)
+        k, p, n = self.k1, self.p, self.n
+        T = _template(theta, k)
+        TA = T.T @ self.A11  # (ℓ, k, k): TᵀA₁₁,ₗ
+        M = TA @ T
+        M[:, np.arange(k), np.arange(k)] += 1.0
+        Minv, logdet = _inv_logdet(M)
+        C = np.transpose(self.A31 @ T, (1, 2, 0))  # (ℓ, k, p+1)
+        E = Minv @ C
+        B33 = self.A33 - np.einsum("lkr,lks->rs", C, E)
+        R, info = _dpotrf(B33, lower=1, clean=1)
+        if info and info <= p:
+            return np.inf, np.zeros_like(theta)
+        r2 = R[p, p] ** 2
+        Rx = R[:p, :p]
+        beta = sla.solve_triangular(Rx.T, R[p, :p], lower=False) if p else np.zeros(0)
+        coef = np.concatenate([-beta, [1.0]])
+        u = E @ coef  # (ℓ, k)
+        ztr = np.einsum("rlk,r->lk", self.A31, coef) - (self.A11 @ (u @ T.T)[:, :, None])[:, :, 0]
+        Q = Minv @ TA
+        if self.reml:
+            f = logdet + 2.0 * float(np.log(np.diagonal(Rx)).sum())
+            f += (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
+            scale = 2.0 * (n - p) / r2
+            if p:
+                Ex = E[:, :, :p]
+                F = Ex @ sla.cho_solve((Rx, True), np.eye(p))
+                Zx = np.transpose(self.A31[:p], (1, 0, 2))  # (ℓ, p, k): Z_lᵀX transposed
+                Q = Q + F @ (np.transpose(Ex, (0, 2, 1)) @ TA) - F @ Zx
+        else:
+            f = logdet + n * (1.0 + _LOG2PI + np.log(r2 / n))
+            scale = 2.0 * n / r2
+        G = 2.0 * Q.sum(axis=0).T - scale * (ztr.T @ u)  # G[r, c] = ∂/∂T[r, c]
+        return float(f), G[_tril(k)]
 
     def _pairs(self, coo: sp.coo_matrix) -> None:
         """Precompute products of the non-zeros of A₂₁ that meet in one level of term 1.
@@ -339,15 +410,7 @@ class Deviance:
             return W, float(np.log(d).sum()), th.reshape(1, 1)
         T = _template(th, self.k1)
         M = self._m11(T)
-        if self.k1 == 2:  # closed-form 2 x 2 determinant and inverse
-            a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
-            det = a * c - b * b
-            logdet = float(np.log(det).sum())
-            Minv = np.stack([np.stack([c, -b], -1), np.stack([-b, a], -1)], -2) / det[:, None, None]
-        else:
-            L = np.linalg.cholesky(M)
-            logdet = 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
-            Minv = np.linalg.inv(M)
+        Minv, logdet = _inv_logdet(M)
         return T @ Minv @ T.T, logdet, T
 
     def _s22(self, theta: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ least squares problem gives β̂(θ), û(θ) and r²(θ); the profiled criteria
     REML         d_R(θ) = log|L_θ|² + log|R_X|² + (n−p)·(1 + log(2π r²/(n−p)))
 
 are minimised over θ (diagonal of each term's template ≥ 0).  Small models
-(q + p + 1 <= 100) have the exact gradient (:meth:`Deviance.value_and_grad`) and use a
-projected BFGS from a finite-difference Hessian at lme4's start; larger ones, and any
-small one where BFGS gives up, use lme4's ``optimizeLmer``: NLopt's BOBYQA at lme4's
-settings, then a short BOBYQA polish.  lme4's convergence check follows (on the exact
+(q + p + 1 <= 100) and models with one random-effect term have the exact gradient
+(:meth:`Deviance.value_and_grad`) and use a projected BFGS from a finite-difference
+Hessian at lme4's start; the others, and any model where BFGS gives up, use lme4's
+``optimizeLmer``: NLopt's BOBYQA at lme4's settings, then a short BOBYQA polish.  lme4's convergence check follows (on the exact
 gradient where there is one).
 σ̂² = r²/n (ML) or r²/(n−p) (REML), vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹ and
 Var(b | y) = σ̂²Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ (lme4's condVar).  The linear algebra is in

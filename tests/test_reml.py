@@ -375,18 +375,23 @@ def test_blocked_path_fits_like_the_dense_path(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "formula",
+    "formula, dense",
     [
-        "y ~ x + (1|g1) + (1|g2) + (1|g3)",
-        "y ~ x + (x|g1) + (1|g2)",
-        "y ~ x + (1|g1) + (x|g2) + (1|g3)",
-        "y ~ x + (x||g2)",
+        ("y ~ x + (1|g1) + (1|g2) + (1|g3)", True),
+        ("y ~ x + (x|g1) + (1|g2)", True),
+        ("y ~ x + (1|g1) + (x|g2) + (1|g3)", True),
+        ("y ~ x + (x||g2)", True),
+        ("y ~ x + (x|g1)", True),
+        ("y ~ x + (x|g1)", False),  # one term: the blocked gradient
+        ("y ~ x + (1|g4)", False),
+        ("y ~ x + (1 + x + I(x**2)|g2)", False),
     ],
 )
 @pytest.mark.parametrize("reml", [True, False])
-def test_exact_gradient_matches_finite_differences(formula, reml):
+def test_exact_gradient_matches_finite_differences(formula, dense, reml):
     design = blm.Model(formula, _simulated()).design
-    dev = Deviance(design, reml=reml)
+    dev = Deviance(design, reml=reml, dense=dense)
+    assert dev.has_gradient
     rng = np.random.default_rng(1)
     theta = np.maximum(design.theta_start + rng.uniform(-0.4, 0.9, len(design.theta_start)), 0)
     f, g = dev.value_and_grad(theta)
