@@ -8,9 +8,10 @@ least squares problem gives β̂(θ), û(θ) and r²(θ); the profiled criteria
 
 are minimised over θ (diagonal of each term's template ≥ 0).  Small models
 (q + p + 1 <= 100) and models with one random-effect term have the exact gradient
-(:meth:`Deviance.value_and_grad`) and use a projected BFGS from a finite-difference
-Hessian at lme4's start; the others, and any model where BFGS gives up, use lme4's
-``optimizeLmer``: NLopt's BOBYQA at lme4's settings, then a short BOBYQA polish.  lme4's convergence check follows (on the exact
+(:meth:`Deviance.value_and_grad`) and use BFGS from a finite-difference Hessian at lme4's
+start (θ unbounded, then mapped back: see :func:`_quasi_newton`); the others, and any
+model where BFGS gives up, use lme4's ``optimizeLmer``: NLopt's BOBYQA at lme4's
+settings, then a short BOBYQA polish.  lme4's convergence check follows (on the exact
 gradient where there is one).
 σ̂² = r²/n (ML) or r²/(n−p) (REML), vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹ and
 Var(b | y) = σ̂²Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ (lme4's condVar).  The linear algebra is in
@@ -35,7 +36,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-from ._pls import Deviance, _template
+from ._pls import Deviance, _template, _tril
 from ._rformat import abbreviate, print_matrix, print_named, r_format, zapsmall
 from .design import Design, build_design
 from .errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
@@ -109,12 +110,12 @@ def _bobyqa(
 def _optimize(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> dict:
     """Minimise the profiled criterion over θ >= lower from lme4's start.
 
-    Small models (exact gradient): projected quasi-Newton.  Otherwise, and wherever
+    Small and single-term models (exact gradient): BFGS.  Otherwise, and wherever
     that does not converge, lme4's optimizeLmer: BOBYQA, a restart from the edge and a
     polish (flat optima such as iris or Penicillin stop early at lme4's settings).
     Last, lme4's boundary snap.
     """
-    out = _quasi_newton(dev, start, lower) if dev.has_gradient else None
+    out = _quasi_newton(dev, start) if dev.has_gradient else None
     if out is None:
         out = _bobyqa_path(dev, start, lower)
     near = (out["theta"] - lower > 0) & (out["theta"] - lower < _BOUNDARY_TOL)
@@ -156,48 +157,37 @@ def _bobyqa_path(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> dict:
     }
 
 
-def _quasi_newton(dev: Deviance, x: np.ndarray, lower: np.ndarray, maxiter: int = 200):
-    """Projected BFGS on the exact gradient, from a finite-difference Hessian at the start.
+def _quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> dict | None:
+    """BFGS on the exact gradient, from a finite-difference Hessian at the start.
 
-    Coordinates on their bound with an outward gradient are held there; steps are
-    projected onto θ >= lower and backtracked (Armijo).  Once the Newton decrement
-    −gᵀp/2 (the predicted fall of the criterion) is below 1e-10·|f|, one last step is
-    taken and the search stops.  Returns None when it does not converge (the caller
-    then uses BOBYQA); else the optimum, with the gradient and a fresh Hessian there for
-    lme4's convergence check.
+    The criterion depends on each term's TTᵀ only, so a template with a negative
+    diagonal entry is the same model as the one with that column negated: θ is searched
+    without bounds (no boundary traps: for a scalar term θ = 0 is always stationary) and
+    mapped back to θ >= lower at the end.  Steps are backtracked (Armijo); once the Newton
+    decrement −gᵀp/2 (the predicted fall) is below 1e-10·|f|, one last step is taken.
+    Returns None when it does not converge (the caller then uses BOBYQA); else the
+    optimum, with the gradient and a fresh Hessian there for lme4's convergence check.
     """
-    x = np.maximum(np.asarray(x, dtype=float), lower)
+    x = np.asarray(x, dtype=float).copy()
     f, g = dev.value_and_grad(x)
     if not np.isfinite(f):
         return None
     Hinv = np.linalg.inv(_positive_definite(_hessian(dev, x, g)))  # BFGS on the inverse
     nevals = 1 + len(x)
     for _ in range(maxiter):
-        free = ~((x <= lower) & (g > 0))
-        if free.all():
-            p = -Hinv @ g
-        elif free.any():
-            p = np.zeros_like(x)
-            B = np.linalg.inv(Hinv)
-            try:
-                p[free] = -np.linalg.solve(B[np.ix_(free, free)], g[free])
-            except np.linalg.LinAlgError:
-                return None
-        else:
-            break
+        p = -Hinv @ g
         decrement = -float(g @ p) / 2
-        if decrement < 0:  # not a descent direction: steepest descent instead
-            p = np.where(free, -g, 0.0)
-        last = 0 <= decrement <= 1e-10 * max(1.0, abs(f))
-        # first try the longest step that stays feasible (the bound, not past it)
+        if decrement <= 0:  # not a descent direction: restart from steepest descent
+            Hinv = np.eye(len(x)) / max(1.0, float(np.abs(g).max()))
+            p = -Hinv @ g
+            decrement = -float(g @ p) / 2
+        last = decrement <= 1e-10 * max(1.0, abs(f))
         alpha = 1.0
-        for i in np.flatnonzero((x + p < lower) & (x > lower)):
-            alpha = min(alpha, float((lower[i] - x[i]) / p[i]))
         for _ in range(40):
-            xn = np.maximum(x + alpha * p, lower)
+            xn = x + alpha * p
             fn, gn = dev.value_and_grad(xn)
             nevals += 1
-            if fn <= f + 1e-4 * float(g @ (xn - x)):
+            if fn <= f - 2e-4 * alpha * decrement:
                 break
             alpha *= 0.5
         else:
@@ -220,13 +210,25 @@ def _quasi_newton(dev: Deviance, x: np.ndarray, lower: np.ndarray, maxiter: int 
             )
     else:
         return None
+    x = _canonical(dev.design, x)
+    f, g = dev.value_and_grad(x)
     return {
         "theta": x,
         "fval": float(f),
-        "nevals": nevals + len(x),
+        "nevals": nevals + 1 + len(x),
         "derivs": (g, _hessian(dev, x, g)),
-        "optimizer": "projected BFGS (exact gradient)",
+        "optimizer": "BFGS (exact gradient)",
     }
+
+
+def _canonical(design: Design, theta: np.ndarray) -> np.ndarray:
+    """θ with every template column whose diagonal is negative negated (same TTᵀ)."""
+    theta = theta.copy()
+    for t, sl in zip(design.terms, design.theta_slices):
+        T = _template(theta[sl], t.nc)
+        T[:, np.diag(T) < 0] *= -1.0
+        theta[sl] = T[_tril(t.nc)]
+    return theta
 
 
 def _positive_definite(H: np.ndarray) -> np.ndarray:
