@@ -210,12 +210,15 @@ def _quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> dict | No
             )
     else:
         return None
-    x = _canonical(dev.design, x)
-    f, g = dev.value_and_grad(x)
+    canonical = _canonical(dev.design, x)
+    if (canonical != x).any():
+        x = canonical
+        f, g = dev.value_and_grad(x)
+        nevals += 1
     return {
         "theta": x,
         "fval": float(f),
-        "nevals": nevals + 1 + len(x),
+        "nevals": nevals + len(x),
         "derivs": (g, _hessian(dev, x, g)),
         "optimizer": "BFGS (exact gradient)",
     }
