@@ -36,8 +36,8 @@ from .design import Design, ReTerm
 _LOG2PI = np.log(2.0 * np.pi)
 
 
-lapack = sla.lapack
-_dpotrf, _dpotri, _dtrtrs, _dpotrs = lapack.dpotrf, lapack.dpotri, lapack.dtrtrs, lapack.dpotrs
+_dpotrf, _dpotri = sla.lapack.dpotrf, sla.lapack.dpotri
+_dtrtrs, _dpotrs = sla.lapack.dtrtrs, sla.lapack.dpotrs
 _DENSE_MAX = 100  # q + p + 1 up to this: dense Cholesky with the exact gradient
 _TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -67,6 +67,11 @@ def _term_scalars(term: ReTerm, X: np.ndarray) -> np.ndarray:
             out[:, c, d] = s
             out[:, d, c] = s
     return out
+
+
+def _level_blocks(V: np.ndarray, term: ReTerm) -> np.ndarray:
+    """The (ℓ, k, k) diagonal blocks of a term's (ℓk x ℓk) part of a matrix (level-major)."""
+    return np.einsum("lcld->lcd", V.reshape(term.nl, term.nc, term.nl, term.nc))
 
 
 def _inv_logdet(M: np.ndarray) -> tuple[np.ndarray, float]:
@@ -141,6 +146,7 @@ class Deviance:
         self.reml = reml
         n, p = design.nobs, design.p
         self.n, self.p, self.q = n, p, design.q
+        self.dof = n - p if reml else n  # the residual degrees of freedom in the criterion
         if dense is None:
             dense = design.q + p + 1 <= _DENSE_MAX
         self._dense = self._dense_setup(design) if dense else None
@@ -254,14 +260,19 @@ class Deviance:
         L, info = _dpotrf(At.T, lower=1, clean=0)  # symmetric: the transpose is Fortran order
         return SA, lam, L, info
 
+    def _profiled(self, logdet: float, R: np.ndarray) -> tuple[float, float]:
+        """(criterion, r²) from log|L_θ|² and the lower Cholesky factor R of the [X y]
+        Schur complement: R_X is its (p x p) block and r its last diagonal element."""
+        p, dof = self.p, self.dof
+        r2 = R[p, p] ** 2
+        if self.reml:
+            logdet += 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
+        return logdet + dof * (1.0 + _LOG2PI + np.log(r2 / dof)), r2
+
     def _dense_criterion(self, L: np.ndarray) -> tuple[float, float]:
         """(criterion, r²) from the factor of the scaled augmented matrix."""
-        q, p, n = self.q, self.p, self.n
-        diag = np.log(L.diagonal())
-        r2 = L[-1, -1] ** 2
-        if self.reml:
-            return 2.0 * diag[: q + p].sum() + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p))), r2
-        return 2.0 * diag[:q].sum() + n * (1.0 + _LOG2PI + np.log(r2 / n)), r2
+        q = self.q
+        return self._profiled(2.0 * float(np.log(L.diagonal()[:q]).sum()), L[q:, q:])
 
     def _dense_objective(self, theta: np.ndarray) -> float:
         """The criterion from one dense Cholesky of [[ΛᵀZᵀZΛ + I, ΛᵀZᵀC], [CᵀZΛ, CᵀC]]."""
@@ -290,7 +301,7 @@ class Deviance:
         """
         theta = np.asarray(theta, dtype=float)
         d = self._dense
-        q, p, n = self.q, self.p, self.n
+        q, p = self.q, self.p
         SA, lam, L, info = self._dense_factor(theta, scaled_a=True)
         if info and info <= q + p:
             return np.inf, np.zeros_like(theta)
@@ -307,7 +318,7 @@ class Deviance:
         solved = _dpotrs(Lk, SAk, lower=1)[0]  # Ω⁻¹SᵀA[:, :q]
         trace = solved.ravel(order="F")[d["trace_pos_f"]]
         dr2 = u[d["cols"]] * ztr[d["rows"]]
-        weights = 2.0 * trace - (2.0 * (n - p if self.reml else n) / r2) * dr2
+        weights = 2.0 * trace - (2.0 * self.dof / r2) * dr2
         return float(f), np.bincount(d["index"], weights=weights, minlength=len(theta))
 
     def _single_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -324,7 +335,7 @@ class Deviance:
         and ∂/∂T[r, c] = 2 Σ_l Q_l[c, r] − (coef/r²)·2 Σ_l (Z_lᵀr)[r] û_l[c].
         """
         theta = np.asarray(theta, dtype=float)
-        k, p, n = self.k1, self.p, self.n
+        k, p = self.k1, self.p
         T = _template(theta, k)
         TA = T.T @ self.A11  # (ℓ, k, k): TᵀA₁₁,ₗ
         M = TA @ T
@@ -336,26 +347,19 @@ class Deviance:
         R, info = _dpotrf(B33, lower=1, clean=1)
         if info and info <= p:
             return np.inf, np.zeros_like(theta)
-        r2 = R[p, p] ** 2
+        f, r2 = self._profiled(logdet, R)
         Rx = R[:p, :p]
         beta = sla.solve_triangular(Rx.T, R[p, :p], lower=False) if p else np.zeros(0)
         coef = np.concatenate([-beta, [1.0]])
         u = E @ coef  # (ℓ, k)
         ztr = np.einsum("rlk,r->lk", self.A31, coef) - (self.A11 @ (u @ T.T)[:, :, None])[:, :, 0]
         Q = Minv @ TA
-        if self.reml:
-            f = logdet + 2.0 * float(np.log(np.diagonal(Rx)).sum())
-            f += (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
-            scale = 2.0 * (n - p) / r2
-            if p:
-                Ex = E[:, :, :p]
-                F = Ex @ sla.cho_solve((Rx, True), np.eye(p))
-                Zx = np.transpose(self.A31[:p], (1, 0, 2))  # (ℓ, p, k): Z_lᵀX transposed
-                Q = Q + F @ (np.transpose(Ex, (0, 2, 1)) @ TA) - F @ Zx
-        else:
-            f = logdet + n * (1.0 + _LOG2PI + np.log(r2 / n))
-            scale = 2.0 * n / r2
-        G = 2.0 * Q.sum(axis=0).T - scale * (ztr.T @ u)  # G[r, c] = ∂/∂T[r, c]
+        if self.reml and p:
+            Ex = E[:, :, :p]
+            F = Ex @ sla.cho_solve((Rx, True), np.eye(p))
+            Zx = np.transpose(self.A31[:p], (1, 0, 2))  # (ℓ, p, k): Z_lᵀX transposed
+            Q = Q + F @ (np.transpose(Ex, (0, 2, 1)) @ TA) - F @ Zx
+        G = 2.0 * Q.sum(axis=0).T - (2.0 * self.dof / r2) * (ztr.T @ u)  # G[r, c] = ∂/∂T[r, c]
         return float(f), G[_tril(k)]
 
     def _pairs(self, coo: sp.coo_matrix) -> None:
@@ -458,12 +462,7 @@ class Deviance:
 
     def objective(self, st: dict) -> float:
         """The profiled criterion from a factorisation."""
-        R, n, p = st["R"], self.n, self.p
-        r2 = R[p, p] ** 2
-        if self.reml:
-            logdet_rx = 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
-            return st["logdet"] + logdet_rx + (n - p) * (1.0 + _LOG2PI + np.log(r2 / (n - p)))
-        return st["logdet"] + n * (1.0 + _LOG2PI + np.log(r2 / n))
+        return self._profiled(st["logdet"], st["R"])[0]
 
     def __call__(self, theta: np.ndarray) -> float:
         if self._dense is not None:
@@ -487,9 +486,8 @@ class Deviance:
         u_parts, v_parts = {self.i1: sol["u1"]}, {self.i1: V11}
         for j, i in enumerate(self.others):
             a, b = self.b2.offsets[j], self.b2.offsets[j + 1]
-            t = terms[i]
             u_parts[i] = sol["u2"][a:b]
-            v_parts[i] = np.einsum("lcld->lcd", V22[a:b, a:b].reshape(t.nl, t.nc, t.nl, t.nc))
+            v_parts[i] = _level_blocks(V22[a:b, a:b], terms[i])
         return {
             "fval": self.objective(st),
             "beta": sol["beta"],
@@ -512,8 +510,7 @@ class Deviance:
         inv = np.tril(inv) + np.tril(inv, -1).T
         V, offset = [], 0
         for t in self.design.terms:
-            block = inv[offset : offset + t.q, offset : offset + t.q]
-            V.append(np.einsum("lcld->lcd", block.reshape(t.nl, t.nc, t.nl, t.nc)).copy())
+            V.append(_level_blocks(inv[offset : offset + t.q, offset : offset + t.q], t).copy())
             offset += t.q
         return {
             "fval": float(f),

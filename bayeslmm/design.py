@@ -375,15 +375,17 @@ class _Columns:
         raw = {c: v[~missing] if self.n_dropped else v.copy() for c, v in raw.items()}
         self.values = raw
         self.n = len(data) - self.n_dropped
-        for c in raw:
-            x = self.numeric(c)
-            if x is not None and not np.isfinite(x).all():
+        # numeric (not bool) columns as floats, converted once
+        self._floats = {
+            c: np.asarray(v, dtype=float) for c, v in raw.items() if v.dtype.kind in "iuf"
+        }
+        for c, x in self._floats.items():
+            if not np.isfinite(x).all():
                 raise DataError(f"column '{c}' has infinite values")
 
     def numeric(self, name: str) -> np.ndarray | None:
         """The column as floats when it is numeric (not bool), else None."""
-        v = self.values[name]
-        return np.asarray(v, dtype=float) if v.dtype.kind in "iuf" else None
+        return self._floats.get(name)
 
     @cached_property
     def work(self) -> pd.DataFrame:
@@ -495,7 +497,9 @@ def _response(text: str, expr: str, cols: _Columns, alias: _Aliases):
     return Y[:, 0].copy()
 
 
-def _factor_levels(v) -> tuple[list[str], np.ndarray]:
+def _factor_levels(
+    v: np.ndarray | pd.api.extensions.ExtensionArray,
+) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
     if isinstance(v.dtype, pd.CategoricalDtype):
         codes = np.asarray(v.codes)

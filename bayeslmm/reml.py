@@ -242,8 +242,8 @@ def _positive_definite(H: np.ndarray) -> np.ndarray:
 
 
 def _hessian(dev: Deviance, x: np.ndarray, g: np.ndarray, delta: float = 1e-5) -> np.ndarray:
-    """Hessian by forward differences of the exact gradient g at x (steps into the
-    feasible side, so bounds are never crossed), symmetrised."""
+    """Hessian by forward differences of the exact gradient g at x, symmetrised (the
+    steps go up, so a θ on its bound stays feasible)."""
     H = np.empty((len(x), len(x)))
     for j in range(len(x)):
         xa = x.copy()
@@ -279,7 +279,8 @@ def _check_convergence(
 ) -> list[str]:
     """lme4's checkConv gradient and Hessian checks (skipped for singular fits).
 
-    ``derivs`` = (g, H) at θ where the polish computed them (exact gradient)."""
+    ``derivs`` = (g, H) at θ where BFGS computed them (exact gradient); otherwise
+    lme4's finite differences."""
     g, H = derivs if derivs is not None else _deriv12(dev, theta, fval)
     messages = []
     try:
