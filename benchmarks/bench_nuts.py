@@ -29,9 +29,11 @@ import time
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import replace_section
+
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 BAMBI_FORMULA = "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)"
-MARK_START, MARK_END = "<!-- NUTS:start -->", "<!-- NUTS:end -->"
 
 
 def _bayeslmm_fit(sampler: str, seed: int) -> dict:
@@ -124,9 +126,10 @@ def _table(results: dict[str, list[dict]]) -> str:
 
 
 def _write(path: Path, table: str, repeats: int) -> None:
-    section = "\n".join(
+    replace_section(
+        path,
+        "NUTS",
         [
-            MARK_START,
             "## NUTS: sleepstudy `Reaction ~ Days + (Days | Subject)`",
             "",
             f"Run {dt.date.today().isoformat()} on a 2-core machine (shared), "
@@ -146,16 +149,8 @@ def _write(path: Path, table: str, repeats: int) -> None:
             "1.9 s for `(Days || Subject)` on an empty cache); the compile cache on disk "
             "removes it from later processes.",
             "",
-            MARK_END,
-        ]
+        ],
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START in text:
-        before, rest = text.split(MARK_START, 1)
-        text = before + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import bayeslmm as blm
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import replace_section
 from _sim import simulate_insteval
 
 REFERENCES = Path(__file__).parent.parent / "tests" / "reference"
@@ -171,9 +172,10 @@ share the machine; the load averages in the header say how busy it was.
 
 def write_section(path: Path, rows: list[dict], header: str) -> None:
     """Replace (or append) the REML section of docs/benchmarks.md, between markers."""
-    body = "\n".join(
+    replace_section(
+        path,
+        "REML",
         [
-            "<!-- REML:start -->",
             "## REML / ML: `bayeslmm.lmer` vs mixedlm, statsmodels and lme4",
             "",
             header,
@@ -182,17 +184,8 @@ def write_section(path: Path, rows: list[dict], header: str) -> None:
             *[_line(r) for r in rows],
             "",
             NOTES,
-            "<!-- REML:end -->",
-        ]
+        ],
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if "<!-- REML:start -->" in text:
-        start = text.index("<!-- REML:start -->")
-        end = text.index("<!-- REML:end -->") + len("<!-- REML:end -->")
-        text = text[:start] + body + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.write_text(text)
 
 
 def main() -> None:
