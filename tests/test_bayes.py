@@ -265,25 +265,6 @@ def test_prior_predictive(ss):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("options", "match"),
-    [
-        ({"draws": 0}, "draws"),
-        ({"draws": 10.5}, "draws"),
-        ({"chains": -1}, "chains"),
-        ({"chains": True}, "chains"),
-        ({"tune": -5}, "tune"),
-        ({"cores": 0}, "cores"),
-        ({"target_accept": 1.2}, "target_accept"),
-        ({"nuts_sampler": "stan"}, "nuts_sampler"),
-        ({"random_seed": 3}, "seed="),
-    ],
-)
-def test_bad_sampler_settings(ss, options, match):
-    with pytest.raises(SamplingError, match=match):
-        ss.sample(**options)
-
-
 def test_seed_reproducible(ss):
     options = {"draws": 40, "tune": 40, "chains": 2, "cores": 1}
     with warnings.catch_warnings():
