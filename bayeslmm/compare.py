@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import names
 from .design import Design
 from .errors import BayesLMMError
 
@@ -125,20 +126,14 @@ def _ci_settings(
 ) -> tuple[str, float]:
     """Interval kind and probability: as given, else the posterior's, else ArviZ's default."""
     if ci_kind is None:
-        ci_kind = az.rcParams["stats.ci_kind"] if posterior is None else posterior.ci_kind
+        ci_kind = names.DEFAULT_CI_KIND if posterior is None else posterior.ci_kind
     if ci_prob is None:
-        ci_prob = az.rcParams["stats.ci_prob"] if posterior is None else posterior.ci_prob
+        ci_prob = names.DEFAULT_CI_PROB if posterior is None else posterior.ci_prob
     if ci_kind not in ("eti", "hdi"):
         raise ComparisonError(f"ci_kind must be 'eti' or 'hdi', got {ci_kind!r}")
     if not 0 < ci_prob < 1:
         raise ComparisonError(f"ci_prob must be in (0, 1), got {ci_prob!r}")
     return ci_kind, float(ci_prob)
-
-
-def _ci_names(kind: str, prob: float) -> tuple[str, str]:
-    """ArviZ's interval column names, e.g. ``eti89_lb``, ``eti89_ub``."""
-    label = f"{kind}{int(prob * 100)}"
-    return f"{label}_lb", f"{label}_ub"
 
 
 def _interval(draws: xr.DataArray, kind: str, prob: float) -> xr.DataArray:
@@ -190,16 +185,8 @@ def compare(
 
 def _parameter_keys(design: Design) -> pd.DataFrame:
     """The shared parameters: label (index) and the ``varcorr`` keys grp, var1, var2."""
-    rows = [(f"fixef[{name}]", None, name, None) for name in design.fixef_names]
-    for term in design.terms:
-        g, c = term.group, term.cnames
-        rows += [(f"sd_{g}[{name}]", g, name, None) for name in c]
-        rows += [
-            (f"corr_{g}[{c[j]}, {c[i]}]", g, c[j], c[i])
-            for j in range(len(c))
-            for i in range(j + 1, len(c))
-        ]
-    rows.append(("sigma", "Residual", None, None))
+    params = names.parameters(design.fixef_names, [(t.group, t.cnames) for t in design.terms])
+    rows = [(p.label, p.grp, p.var1, p.var2) for p in params]
     keys = pd.DataFrame(rows, columns=["parameter", "grp", "var1", "var2"], dtype=object)
     return keys.set_index("parameter")
 
@@ -353,7 +340,7 @@ def _shrinkage_table(
         population["reml"] = _reml_population(fit, pool.terms)
     if posterior is not None:
         draws = posterior.coef_draws(factor).sel(term=pool.terms)
-        lb, ub = _ci_names(kind, prob)
+        lb, ub = names.ci_columns(kind, prob)
         interval = _interval(draws, kind, prob)
         table["posterior_mean"] = draws.mean(("chain", "draw")).to_numpy().ravel()
         table[lb] = interval.sel(ci_bound="lower").to_numpy().ravel()
@@ -422,7 +409,7 @@ def _posterior_columns(
             )
         rows.append(draws.drop_vars(list(draws.coords), errors="ignore"))
     stacked = xr.concat(rows, dim="parameter").transpose("chain", "draw", "parameter")
-    lb, ub = _ci_names(kind, prob)
+    lb, ub = names.ci_columns(kind, prob)
     interval = _interval(stacked, kind, prob)
     return pd.DataFrame(
         {

@@ -25,10 +25,10 @@ from matplotlib.patches import Ellipse, Patch
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from . import names
 from .compare import (
     ComparisonError,
     _check_inputs,
-    _ci_names,
     _ci_settings,
     _interval,
     _pooling,
@@ -78,7 +78,7 @@ def plot_compare(
     """
     table = compare(fit, posterior, ci_kind=ci_kind, ci_prob=ci_prob)
     kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
-    lb, ub = _ci_names(kind, prob)
+    lb, ub = names.ci_columns(kind, prob)
     est = next((c for c in ("reml", "ml") if c in table.columns), None)
     nrow = len(table)
     fig = Figure(figsize=(7.0, 0.9 + 0.42 * nrow), layout="constrained")
@@ -103,7 +103,7 @@ def plot_compare(
         name = "REML" if est == "reml" else "ML"
         handles.append(_handle("reml", f"{name} estimate ± 1.96 SE (fixed effects)"))
     if "mean" in table.columns:
-        interval = f"{int(prob * 100)}% {kind.upper()}"
+        interval = names.ci_legend(kind, prob)
         handles.append(_handle("posterior", f"posterior mean and {interval}"))
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=9)
     return fig
@@ -263,7 +263,7 @@ def _shrinkage_2d(est, pool, factor: str, terms: list[str], cov: np.ndarray, con
             )
         )
         top = centre + r * vecs[:, -1] * math.sqrt(max(vals[-1], 0.0))
-        ax.annotate(f"{int(p * 100)}%", top, fontsize=8, color="0.45", ha="center")
+        ax.annotate(f"{names.ci_percent(p)}%", top, fontsize=8, color="0.45", ha="center")
     # arrows to the REML estimates (to the posterior means when there is no fit)
     for a, b in zip(nopool, est[targets[0]].to_numpy()):
         if np.all(np.isfinite(a)):
@@ -345,7 +345,7 @@ def _marker(which: str) -> dict:
 
 
 def _pct(contours) -> str:
-    return "/".join(f"{int(p * 100)}" for p in sorted(contours)) + " %"
+    return "/".join(names.ci_percent(p) for p in sorted(contours)) + " %"
 
 
 # --------------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ def plot_group_fits(
         if w in est
     ]
     if "draws" in est:
-        label = f"posterior {int(prob * 100)}% band"
+        label = f"posterior {names.ci_percent(prob)}% band"
         handles.append(Patch(alpha=0.2, lw=0, label=label, **_color("posterior")))
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8)
     return fig

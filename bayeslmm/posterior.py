@@ -16,13 +16,14 @@ import json
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import names
 from .bayes import Prior, build_pymc_model
 from .errors import BayesLMMError, ConvergenceWarning
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from .design import Design
     from .model import Model
 
-CIKind = Literal["eti", "hdi"]
+CIKind = names.CIKind
 
 #: thresholds of the post-sampling checks
 RHAT_MAX = 1.01
@@ -62,8 +63,8 @@ class Posterior:
         *,
         priors: dict[str, Prior],
         parameterization: dict[str, str],
-        ci_prob: float = 0.89,
-        ci_kind: CIKind = "eti",
+        ci_prob: float = names.DEFAULT_CI_PROB,
+        ci_kind: CIKind = names.DEFAULT_CI_KIND,
     ):
         if ci_kind not in ("eti", "hdi"):
             raise BayesLMMError(f"ci_kind must be 'eti' or 'hdi', got {ci_kind!r}")
@@ -108,8 +109,7 @@ class Posterior:
 
     @property
     def _ci_columns(self) -> tuple[str, str]:
-        label = f"{self.ci_kind}{round(self.ci_prob * 100, 6):g}"
-        return f"{label}_lb", f"{label}_ub"
+        return names.ci_columns(self.ci_kind, self.ci_prob)
 
     def _summarise(self, da: xr.DataArray, index: pd.Index) -> pd.DataFrame:
         """Summary rows of draws with dims (chain, draw, param)."""

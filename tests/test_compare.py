@@ -146,6 +146,12 @@ def test_compare_interval_kind_and_probability_are_configurable(sleep):
     wide = blm.compare(fit, posterior.with_ci(0.95))
     assert wide.loc["sigma", "eti95_lb"] == pytest.approx(float(sigma.quantile(0.025)))
     assert wide.loc["sigma", "eti95_ub"] == pytest.approx(float(sigma.quantile(0.975)))
+    # one labelling rule everywhere: the percentage, not int(100 p) (0.57 -> 56.99...)
+    for prob, label in [(0.57, "eti57"), (0.999, "eti99.9")]:
+        columns = [f"{label}_lb", f"{label}_ub"]
+        assert list(posterior.with_ci(prob).fixef.columns[2:4]) == columns
+        assert set(columns) <= set(blm.compare(fit, posterior, ci_prob=prob).columns)
+        assert set(columns) <= set(blm.shrinkage(fit, posterior, ci_prob=prob).columns)
     with pytest.raises(ComparisonError, match="ci_kind"):
         blm.compare(fit, posterior, ci_kind="quantile")
     with pytest.raises(ComparisonError, match="ci_prob"):
