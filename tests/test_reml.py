@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
-from bayeslmm._pls import Deviance
 from bayeslmm.errors import DataError, DataWarning, SingularFitWarning
+from bayeslmm.reml import optimize
+from bayeslmm.reml.blocked import BlockedDeviance
+from bayeslmm.reml.dense import DenseDeviance
+from bayeslmm.reml.fit import make_deviance
 
 REFERENCES = sorted(Path(__file__).parent.joinpath("reference").glob("*.json"))
 _FITS: dict[str, tuple[dict, blm.LmerFit]] = {}
@@ -149,7 +152,7 @@ def test_summary_text_is_verbatim_where_the_optimum_is_sharp(name):
 
 def test_dyestuff_criterion_at_fixed_theta():
     design = blm.Model("Yield ~ 1 + (1|Batch)", blm.load_dataset("dyestuff")).design
-    dev = Deviance(design, reml=True)
+    dev = make_deviance(design, reml=True)
     assert dev(np.array([1.0])) == pytest.approx(319.7923890420018, abs=1e-9)
     assert dev(np.array([0.0])) == pytest.approx(326.0232321558786, abs=1e-9)
 
@@ -250,26 +253,28 @@ def _dense(design, theta, reml):
 @pytest.mark.parametrize("reml", [True, False])
 def test_blocked_algebra_equals_dense(formula, reml):
     design = blm.Model(formula, _simulated()).design
-    blocked = Deviance(design, reml=reml, dense=False)
-    dense = Deviance(design, reml=reml, dense=True)
+    blocked = BlockedDeviance(design, reml=reml)
+    dense = DenseDeviance(design, reml=reml)
     assert dense.has_gradient and not blocked.has_gradient
     rng = np.random.default_rng(0)
     theta = design.theta_start + rng.uniform(0.1, 0.9, len(design.theta_start))
     crit, u, V = _dense(design, theta, reml)
-    assert blocked.objective(blocked.state(theta)) == pytest.approx(crit, rel=1e-11)
+    assert blocked.objective(blocked.factor(theta)) == pytest.approx(crit, rel=1e-11)
     assert blocked(theta) == pytest.approx(crit, rel=1e-11)
     assert dense(theta) == pytest.approx(crit, rel=1e-11)
     # both paths report the same solution at θ
-    r_blocked, r_dense = blocked.result(theta), dense.result(theta)
+    r_blocked, r_dense = blocked.solution(theta), dense.solution(theta)
     for key in ("fval", "beta", "r2", "Rx", "u"):
-        np.testing.assert_allclose(r_blocked[key], r_dense[key], rtol=1e-9, atol=1e-12)
-    for vb, vd in zip(r_blocked["V"], r_dense["V"]):
+        np.testing.assert_allclose(
+            getattr(r_blocked, key), getattr(r_dense, key), rtol=1e-9, atol=1e-12
+        )
+    for vb, vd in zip(r_blocked.V, r_dense.V, strict=True):
         np.testing.assert_allclose(vb, vd, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(r_dense["u"], u, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r_dense.u, u, rtol=1e-9, atol=1e-12)
     # û and the conditional variance blocks at the optimum
     fit = blm.Model(formula, _simulated()).fit_reml(reml=reml)
     crit, u, V = _dense(design, fit.theta.to_numpy(), reml)
-    assert fit.reml_criterion if reml else fit.deviance == pytest.approx(crit, rel=1e-11)
+    assert (fit.reml_criterion if reml else fit.deviance) == pytest.approx(crit, rel=1e-11)
     np.testing.assert_allclose(fit.u, u, atol=1e-8 * np.abs(u).max())
     np.testing.assert_allclose(fit.b, fit.Lambda @ u, atol=1e-8 * np.abs(u).max())
     LVL = fit.Lambda @ V @ fit.Lambda.T
@@ -357,12 +362,12 @@ def test_no_warnings_on_clean_fits(sleep_fit):
 
 def test_blocked_path_fits_like_the_dense_path(monkeypatch):
     """Large models optimise on the blocked factor: force it on the crossed Penicillin."""
-    import bayeslmm._pls as pls
+    import bayeslmm.reml.fit as fit_module
 
     ref, dense = _case(Path(__file__).parent / "reference" / "penicillin.json")
-    monkeypatch.setattr(pls, "_DENSE_MAX", 0)
+    monkeypatch.setattr(fit_module, "DENSE_MAX", 0)
     model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
-    assert Deviance(model.design)._dense is None
+    assert isinstance(make_deviance(model.design), BlockedDeviance)
     blocked = model.fit_reml()
     assert blocked.reml_criterion == pytest.approx(dense.reml_criterion, rel=1e-9)
     np.testing.assert_allclose(blocked.theta, dense.theta, rtol=1e-4)
@@ -390,7 +395,7 @@ def test_blocked_path_fits_like_the_dense_path(monkeypatch):
 @pytest.mark.parametrize("reml", [True, False])
 def test_exact_gradient_matches_finite_differences(formula, dense, reml):
     design = blm.Model(formula, _simulated()).design
-    dev = Deviance(design, reml=reml, dense=dense)
+    dev = (DenseDeviance if dense else BlockedDeviance)(design, reml=reml)
     assert dev.has_gradient
     rng = np.random.default_rng(1)
     theta = np.maximum(design.theta_start + rng.uniform(-0.4, 0.9, len(design.theta_start)), 0)
@@ -403,11 +408,9 @@ def test_exact_gradient_matches_finite_differences(formula, dense, reml):
 
 def test_bobyqa_fallback_fits_like_the_quasi_newton_path(monkeypatch):
     """Where BFGS gives up, lme4's BOBYQA path gives the same fit."""
-    import bayeslmm.reml as reml_module
-
     ref, bfgs = _case(Path(__file__).parent / "reference" / "ss_slope.json")
     assert bfgs.optinfo["optimizer"] == "BFGS (exact gradient)"
-    monkeypatch.setattr(reml_module, "_quasi_newton", lambda *args: None)
+    monkeypatch.setattr(optimize, "quasi_newton", lambda *args: None)
     bobyqa = blm.lmer(ref["formula"], blm.load_dataset(ref["dataset"]))
     assert bobyqa.optinfo["optimizer"] == "nloptwrap (NLopt LN_BOBYQA)"
     assert bobyqa.reml_criterion == pytest.approx(ref["reml_criterion"], rel=1e-9)
@@ -417,14 +420,12 @@ def test_bobyqa_fallback_fits_like_the_quasi_newton_path(monkeypatch):
 
 def test_convergence_check_flags_a_point_that_is_not_an_optimum():
     """lme4's checkConv on the exact gradient agrees with its finite-difference version."""
-    from bayeslmm.reml import _check_convergence, _hessian
-
     design = blm.Model("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy")).design
-    dev = Deviance(design)
+    dev = make_deviance(design)
     theta = np.array([0.9, 0.05, 0.3])  # near the optimum (0.967, 0.015, 0.231), not at it
     f, g = dev.value_and_grad(theta)
-    finite = _check_convergence(dev, theta, f)  # lme4's deriv12
-    exact = _check_convergence(dev, theta, f, (g, _hessian(dev, theta, g)))
+    finite = optimize.check_convergence(dev, theta, f)  # lme4's deriv12
+    exact = optimize.check_convergence(dev, theta, f, (g, optimize.hessian(dev, theta, g)))
     assert len(exact) == len(finite) == 1
     assert exact[0].startswith("Model failed to converge with max|grad| = ")
     grad = [float(m.split("= ")[1].split(" ")[0]) for m in (exact[0], finite[0])]
@@ -432,7 +433,8 @@ def test_convergence_check_flags_a_point_that_is_not_an_optimum():
     theta_hat = blm.lmer(design.formula, blm.load_dataset("sleepstudy")).theta.to_numpy()
     f, g = dev.value_and_grad(theta_hat)
     assert np.abs(g).max() < 1e-3
-    assert _check_convergence(dev, theta_hat, f, (g, _hessian(dev, theta_hat, g))) == []
+    derivs = (g, optimize.hessian(dev, theta_hat, g))
+    assert optimize.check_convergence(dev, theta_hat, f, derivs) == []
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -440,8 +442,6 @@ def test_bfgs_reaches_bobyqas_optimum_on_singular_and_regular_fits(monkeypatch, 
     """No boundary traps: for a scalar term θ = 0 is always stationary, and a bounded
     Newton-type search that steps onto it stays there; BFGS searches θ unbounded (the
     criterion depends on TTᵀ only) and must never end above lme4's BOBYQA path."""
-    import bayeslmm.reml as reml_module
-
     rng = np.random.default_rng(seed)
     formulas = [
         "y ~ x + (x|g)",
@@ -471,7 +471,7 @@ def test_bfgs_reaches_bobyqas_optimum_on_singular_and_regular_fits(monkeypatch, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (SingularFitWarning, blm.ConvergenceWarning))
         bfgs = [blm.lmer(f, d) for f, d in fits]
-        monkeypatch.setattr(reml_module, "_quasi_newton", lambda *args: None)
+        monkeypatch.setattr(optimize, "quasi_newton", lambda *args: None)
         bobyqa = [blm.lmer(f, d) for f, d in fits]
     for a, b in zip(bfgs, bobyqa):
         assert a.optinfo["optimizer"] == "BFGS (exact gradient)"

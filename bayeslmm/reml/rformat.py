@@ -82,16 +82,17 @@ def print_matrix(
     def cell(text, w):
         return text.rjust(w) if right else text.ljust(w)
 
-    lines = [" " * rw + "".join(" " + cell(c, w) for c, w in zip(colnames, widths))]
-    for name, row in zip(rownames, cells):
-        lines.append(name.ljust(rw) + "".join(" " + cell(c, w) for c, w in zip(row, widths)))
+    lines = [" " * rw + "".join(" " + cell(c, w) for c, w in zip(colnames, widths, strict=True))]
+    for name, row in zip(rownames, cells, strict=True):
+        cells_text = "".join(" " + cell(c, w) for c, w in zip(row, widths, strict=True))
+        lines.append(name.ljust(rw) + cells_text)
     return lines
 
 
 def print_named(values: list[str], names: list[str]) -> list[str]:
     """R's ``print()`` of a named vector: right-justified columns, a space after each."""
-    widths = [max(len(a), len(b)) for a, b in zip(values, names)]
+    widths = [max(len(a), len(b)) for a, b in zip(values, names, strict=True)]
     return [
-        "".join(n.rjust(w) + " " for n, w in zip(names, widths)),
-        "".join(v.rjust(w) + " " for v, w in zip(values, widths)),
+        "".join(n.rjust(w) + " " for n, w in zip(names, widths, strict=True)),
+        "".join(v.rjust(w) + " " for v, w in zip(values, widths, strict=True)),
     ]

@@ -1,0 +1,408 @@
+"""REML / ML fits of ``y = Xβ + Zb + ε`` by lme4's profiled PLS algorithm (``lmer``).
+
+``b = Λ_θ u`` with ``u ~ N(0, σ²I)`` and ``ε ~ N(0, σ²I)``.  For fixed θ the penalised
+least squares problem gives β̂(θ), û(θ) and r²(θ) (:mod:`bayeslmm.reml.pls`); the profiled
+criterion is minimised over θ (:mod:`bayeslmm.reml.optimize`).  Then
+
+    σ̂² = r²/n (ML) or r²/(n−p) (REML),   vcov(β̂) = σ̂²(R_XR_Xᵀ)⁻¹,
+    Var(b | y) = σ̂²Λ(ΛᵀZᵀZΛ + I)⁻¹Λᵀ   (lme4's condVar).
+
+Models with q + p + 1 <= :data:`DENSE_MAX` factorise densely
+(:class:`~bayeslmm.reml.dense.DenseDeviance`), larger ones by blocks
+(:class:`~bayeslmm.reml.blocked.BlockedDeviance`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
+
+from ..design import Design, build_design
+from ..errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
+from .blocked import BlockedDeviance
+from .dense import DenseDeviance
+from .io import frame_from_json, frame_to_json, from_json, to_json
+from .optimize import OptResult, check_convergence, optimize, start_theta
+from .pls import Deviance, PLSSolution, template
+from .summary import summary_text
+
+#: models with q + p + 1 up to this factorise densely (with the exact gradient)
+DENSE_MAX = 100
+_SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance
+_SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
+_THREADPOOLS: list[ThreadpoolController] = []  # scanning for BLAS libraries costs ~3 ms
+
+
+def _blas_threads(n: int) -> Any:
+    """Limit BLAS threads (threadpoolctl), scanning the loaded libraries only once."""
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=n)
+
+
+def make_deviance(design: Design, reml: bool = True) -> Deviance:
+    """The criterion of ``design``: dense for small models, blocked for larger ones."""
+    if design.q + design.p + 1 <= DENSE_MAX:
+        return DenseDeviance(design, reml)
+    return BlockedDeviance(design, reml)
+
+
+def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
+    """Fit ``design`` by REML (``reml=True``) or ML, as lme4's ``lmer``."""
+    if design.p == 0 and reml:
+        raise BayesLMMError("REML needs at least one fixed-effect column; use reml=False")
+    dev = make_deviance(design, reml)
+    lower = design.theta_lower
+    # one BLAS thread: on a busy 2-core machine threads made fits 10-40x slower
+    with _blas_threads(1):
+        opt = optimize(dev, start_theta(design), lower)
+        theta = opt.theta
+        sol = dev.solution(theta)
+        messages: list[str] = []
+        if _is_singular(design, theta):
+            messages.append(_SINGULAR_MSG)
+        elif design.nobs < 10_000 and len(theta) < 10:  # lme4 >= 1.1-35 skips larger fits
+            messages = check_convergence(dev, theta, sol.fval, opt.derivs)
+    for msg in messages:
+        category = SingularFitWarning if msg == _SINGULAR_MSG else ConvergenceWarning
+        warnings.warn(msg, category, stacklevel=3)
+    return _assemble(design, reml, sol, opt, messages)
+
+
+def _is_singular(design: Design, theta: np.ndarray) -> bool:
+    """lme4's isSingular: a diagonal θ (variance parameter) within 1e-4 of 0."""
+    return bool((theta[design.theta_lower == 0] < _SINGULAR_TOL).any())
+
+
+def _assemble(
+    design: Design, reml: bool, sol: PLSSolution, opt: OptResult, messages: list[str]
+) -> LmerFit:
+    """The numbers of the fit; its tables (pandas) are built when first asked for."""
+    n, p = design.nobs, design.p
+    theta = opt.theta
+    sigma = math.sqrt(sol.r2 / (n - p if reml else n))
+    Rx_inv = sla.solve_triangular(sol.Rx, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    u_terms = _per_term(design, sol.u)
+    b_list, csd_list = [], []
+    for t, sl, ui, Vi in zip(design.terms, design.theta_slices, u_terms, sol.V, strict=True):
+        T = template(theta[sl], t.nc)
+        b_list.append((ui @ T.T).ravel())
+        if t.nc == 1:
+            cv = T[0, 0] ** 2 * Vi[:, 0, 0]
+        else:
+            cv = np.einsum("cd,lde,ce->lc", T, Vi, T).ravel()
+        csd_list.append(sigma * np.sqrt(np.clip(cv, 0, None)))
+    df_ = p + len(theta) + 1
+    loglik = -sol.fval / 2
+    return LmerFit(
+        design=design,
+        reml=reml,
+        sigma=sigma,
+        reml_criterion=float(sol.fval) if reml else None,
+        deviance=None if reml else float(sol.fval),
+        loglik=float(loglik),
+        aic=float(-2 * loglik + 2 * df_),
+        bic=float(-2 * loglik + math.log(n) * df_),
+        df=df_,
+        nobs=n,
+        ngroups=dict(design.ngroups),
+        is_singular=_is_singular(design, theta),
+        optinfo={
+            "optimizer": opt.optimizer,
+            "n_evals": int(opt.nevals),
+            "converged": not any(m != _SINGULAR_MSG for m in messages),
+            "messages": list(messages),
+        },
+        u=np.asarray(sol.u, dtype=float).copy(),
+        b=np.concatenate(b_list),
+        _beta=np.asarray(sol.beta, dtype=float).copy(),
+        _vcov=sigma**2 * Rx_inv.T @ Rx_inv,
+        _theta=np.asarray(theta, dtype=float),
+        _conditional_sd=np.concatenate(csd_list),
+    )
+
+
+def _per_term(design: Design, values: np.ndarray) -> list[np.ndarray]:
+    """A vector in Z's column order (like b) -> per-term (ℓ, k) arrays."""
+    out, offset = [], 0
+    for t in design.terms:
+        out.append(values[offset : offset + t.q].reshape(t.nl, t.nc))
+        offset += t.q
+    return out
+
+
+def _by_factor(design: Design, per_term: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+    """Per-term (ℓ, k) arrays -> factor -> DataFrame (levels x all its terms' columns)."""
+    out: dict[str, pd.DataFrame] = {}
+    for t, arr in zip(design.terms, per_term, strict=True):
+        df = pd.DataFrame(arr, index=pd.Index(t.levels, name=t.factor), columns=list(t.cnames))
+        out[t.factor] = df if t.factor not in out else pd.concat([out[t.factor], df], axis=1)
+    return out
+
+
+def _varcorr(design: Design, theta: np.ndarray, sigma: float) -> pd.DataFrame:
+    """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
+    rows: list[tuple[str, str | None, str | None, float, float]] = []
+    for t, sl in zip(design.terms, design.theta_slices, strict=True):
+        T = template(theta[sl], t.nc)
+        S = sigma**2 * T @ T.T
+        sd = np.sqrt(np.diag(S))
+        for c in range(t.nc):
+            rows.append((t.group, t.cnames[c], None, S[c, c], sd[c]))
+        for c in range(t.nc):
+            for r in range(c + 1, t.nc):
+                corr = S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0
+                rows.append((t.group, t.cnames[c], t.cnames[r], S[r, c], corr))
+    rows.append(("Residual", None, None, sigma**2, sigma))
+    grp, var1, var2, vcov, sdcor = zip(*rows, strict=True)
+    return pd.DataFrame(
+        {
+            "grp": pd.Series(grp, dtype=object),
+            "var1": pd.Series(var1, dtype=object),
+            "var2": pd.Series(var2, dtype=object),
+            "vcov": np.asarray(vcov, dtype=float),
+            "sdcor": np.asarray(sdcor, dtype=float),
+        }
+    )
+
+
+@dataclass(eq=False, repr=False)
+class LmerFit:
+    """A REML / ML fit of ``y = Xβ + Zb + ε`` (lme4's ``merMod``), in the model's vocabulary.
+
+    ``fixef`` β̂, ``vcov`` σ̂²(R_XR_Xᵀ)⁻¹, ``theta`` θ̂ (lme4's names), ``sigma`` σ̂,
+    ``varcorr`` (R's ``as.data.frame(VarCorr())``), ``ranef`` / ``conditional_sd``
+    (factor -> levels x terms), ``coef`` = β̂ + b̂ per level, ``u`` (spherical modes) and
+    ``b = Λu`` in Z's column order, ``optinfo`` (optimizer, n_evals, converged, messages).
+    """
+
+    design: Design
+    reml: bool
+    sigma: float
+    reml_criterion: float | None
+    deviance: float | None
+    loglik: float
+    aic: float
+    bic: float
+    df: int
+    nobs: int
+    ngroups: dict[str, int]
+    is_singular: bool
+    optinfo: dict[str, Any]
+    u: np.ndarray
+    b: np.ndarray
+    _beta: np.ndarray
+    _vcov: np.ndarray
+    _theta: np.ndarray
+    _conditional_sd: np.ndarray  # in Z's column order, like b
+    data_name: str | None = field(default=None)
+
+    # -- the tables, built on first use ------------------------------------------------
+    @cached_property
+    def fixef(self) -> pd.Series:
+        """β̂ by lme4's column names."""
+        return pd.Series(self._beta, index=list(self.design.fixef_names), name="fixef")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """σ̂²(R_XR_Xᵀ)⁻¹, the covariance of β̂."""
+        names = list(self.design.fixef_names)
+        return pd.DataFrame(self._vcov, index=names, columns=names)
+
+    @cached_property
+    def theta(self) -> pd.Series:
+        """θ̂ with lme4's names (column-wise lower triangles of the templates)."""
+        return pd.Series(self._theta, index=list(self.design.theta_names), name="theta")
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
+        return _varcorr(self.design, self._theta, self.sigma)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b̂: factor -> levels x terms (lme4's ``ranef``)."""
+        return _by_factor(self.design, _per_term(self.design, self.b))
+
+    @cached_property
+    def conditional_sd(self) -> dict[str, pd.DataFrame]:
+        """sqrt(diag Var(b | y)), same layout as ``ranef`` (lme4's ``condVar``)."""
+        return _by_factor(self.design, _per_term(self.design, self._conditional_sd))
+
+    @cached_property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """β̂ + b̂ per level, every fixed column (lme4's ``coef``)."""
+        names = list(self.design.fixef_names)
+        out = {}
+        for factor, df in self.ranef.items():
+            values = np.tile(self._beta, (len(df), 1))
+            extra = [c for c in df.columns if c not in names]
+            for j, col in enumerate(df.columns):
+                if col in names:
+                    values[:, names.index(col)] += df.iloc[:, j].to_numpy()
+            if extra:
+                values = np.column_stack([values, df[extra].to_numpy()])
+            out[factor] = pd.DataFrame(values, index=df.index, columns=names + extra)
+        return out
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """Xβ̂ + Zb̂."""
+        design = self.design
+        fitted = design.X @ self._beta
+        for t, bi in zip(design.terms, _per_term(design, self.b), strict=True):
+            fitted = fitted + np.einsum("nk,nk->n", t.X, bi[t.codes])
+        return fitted
+
+    @cached_property
+    def residuals(self) -> np.ndarray:
+        """y − Xβ̂ − Zb̂."""
+        return self.design.y - self.fitted
+
+    @property
+    def fixef_se(self) -> pd.Series:
+        """Standard errors of β̂: sqrt(diag(vcov))."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.vcov.index)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.optinfo["converged"])
+
+    @property
+    def Lambda(self) -> sp.csc_matrix:
+        """Relative covariance factor Λ_θ (q x q, block diagonal I_ℓ ⊗ T_i)."""
+        blocks = []
+        for t, sl in zip(self.design.terms, self.design.theta_slices, strict=True):
+            T = template(self._theta[sl], t.nc)
+            blocks.append(sp.kron(sp.identity(t.nl), sp.csr_matrix(T)))
+        return sp.csc_matrix(sp.block_diag(blocks))
+
+    # -- prediction ------------------------------------------------------------------
+    def predict(
+        self, newdata: pd.DataFrame | None = None, random_effects: bool = True
+    ) -> np.ndarray:
+        """Xβ̂ (+ Zb̂ with ``random_effects``); unseen levels get b = 0 (allow.new.levels).
+
+        Rows of ``newdata`` with missing values get NaN.
+        """
+        design = self.design
+        beta = self._beta
+        if newdata is None:
+            return self.fitted.copy() if random_effects else design.X @ beta
+        if not isinstance(newdata, pd.DataFrame):
+            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+        frame = design.frame
+        missing = [c for c in frame.columns if c not in newdata.columns and c != design.response]
+        if missing:
+            raise DataError(
+                f"newdata lacks column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(c) for c in missing)} used by the formula"
+            )
+        new = pd.DataFrame(index=range(len(newdata)))
+        for c in frame.columns:
+            if c in newdata.columns:
+                new[c] = newdata[c].to_numpy()
+            else:
+                new[c] = 0.0  # the response is not needed for prediction
+        complete = ~new.isna().any(axis=1).to_numpy()
+        new = new.loc[complete]
+        out = np.full(len(newdata), np.nan)
+        if not len(new):
+            return out
+        both = pd.concat([frame, new], ignore_index=True)
+        for c in frame.columns:
+            if isinstance(frame[c].dtype, pd.CategoricalDtype) or isinstance(
+                new[c].dtype, pd.CategoricalDtype
+            ):
+                both[c] = both[c].astype(str)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = build_design(design.formula, both)
+        rows = slice(design.nobs, design.nobs + len(new))
+        cols = list(full.fixef_names)
+        absent = [c for c in design.fixef_names if c not in cols]
+        if absent:
+            raise DataError(f"newdata does not give the fixed-effect columns {absent}")
+        X = full.X[rows][:, [cols.index(c) for c in design.fixef_names]]
+        eta = X @ beta
+        if random_effects:
+            for t in full.terms:
+                table = self.ranef[t.factor]
+                vals = table.reindex(list(t.levels))[list(t.cnames)].fillna(0.0).to_numpy()
+                eta = eta + np.einsum("nk,nk->n", t.X[rows], vals[t.codes[rows]])
+        out[complete] = eta
+        return out
+
+    # -- text ------------------------------------------------------------------------
+    def summary(self) -> str:
+        """lme4's ``summary(fit)`` text."""
+        return summary_text(self)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    # -- persistence -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (the model frame included)."""
+        out: dict[str, Any] = {
+            "formula": self.design.formula,
+            "frame": frame_to_json(self.design.frame),
+        }
+        for name in _SAVED:
+            out[name] = to_json(getattr(self, name))
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LmerFit:
+        """Rebuild a fit from :meth:`to_dict`'s output (no refitting)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            design = build_design(d["formula"], frame_from_json(d["frame"]))
+        saved = {name: from_json(d[name]) for name in _SAVED}
+        for key in ("fitted", "residuals", "u", "b"):
+            saved[key] = np.asarray(saved[key], dtype=float)
+        csd = saved["conditional_sd"]
+        fit = cls(
+            design=design,
+            _beta=saved["fixef"].to_numpy(),
+            _vcov=saved["vcov"].to_numpy(),
+            _theta=saved["theta"].to_numpy(),
+            _conditional_sd=np.concatenate(
+                [csd[t.factor][list(t.cnames)].to_numpy().ravel() for t in design.terms]
+            ),
+            **{k: v for k, v in saved.items() if k in _FIELDS},
+        )
+        fit.__dict__.update({k: v for k, v in saved.items() if k not in _FIELDS})
+        return fit
+
+    def save(self, path: str | Path) -> None:
+        """Write the fit as JSON (:func:`load_fit` reads it back)."""
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+
+#: what :meth:`LmerFit.to_dict` writes, in order
+_SAVED = (
+    "reml", "fixef", "vcov", "theta", "sigma", "varcorr", "reml_criterion", "deviance",
+    "loglik", "aic", "bic", "df", "nobs", "ngroups", "ranef", "conditional_sd", "coef",
+    "fitted", "residuals", "is_singular", "optinfo", "u", "b", "data_name",
+)  # fmt: skip
+_FIELDS = {f.name for f in fields(LmerFit)}
+
+
+def load_fit(path: str | Path) -> LmerFit:
+    """Read a fit written by :meth:`LmerFit.save`."""
+    try:
+        return LmerFit.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read a saved fit from {path}: {exc}") from None

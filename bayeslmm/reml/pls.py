@@ -1,0 +1,118 @@
+"""Penalised least squares for ``y = Xβ + Zb + ε``: lme4's profiled criterion at θ.
+
+With spherical effects ``b = Λ_θ u`` the PLS system for (u, β) has the matrix
+
+    M = [[ΛᵀZᵀZΛ + I, ΛᵀZᵀX], [XᵀZΛ, XᵀX]]
+
+and the profiled criteria (Bates et al. 2015, eqs. 34 and 41) are
+
+    ML:   log|L_θ|² + n·(1 + log(2π r²/n))
+    REML: log|L_θ|² + log|R_X|² + (n−p)·(1 + log(2π r²/(n−p)))
+
+where L_θL_θᵀ = ΛᵀZᵀZΛ + I, R_XR_Xᵀ is the Schur complement of the X block and r² the
+penalised residual sum of squares.  :class:`Deviance` is lme4's ``devfun`` (θ -> criterion);
+:class:`~bayeslmm.reml.dense.DenseDeviance` and :class:`~bayeslmm.reml.blocked.BlockedDeviance`
+factorise M two ways.  Λ_θ is block diagonal, ``I_ℓ ⊗ T_i`` per term, with T_i lower
+triangular and filled column-wise from θ (lme4's layout).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..design import Design, ReTerm
+
+LOG2PI = float(np.log(2.0 * np.pi))
+_TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def tril(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of a k x k lower triangle in lme4's column-wise θ order."""
+    if k not in _TRIL:
+        rows, cols = np.triu_indices(k)  # row-major upper = column-major lower, transposed
+        _TRIL[k] = (cols, rows)
+    return _TRIL[k]
+
+
+def template(theta: np.ndarray, k: int) -> np.ndarray:
+    """Lower-triangular k x k factor T filled column-wise from θ (lme4's layout)."""
+    T = np.zeros((k, k))
+    T[tril(k)] = theta
+    return T
+
+
+def level_blocks(V: np.ndarray, term: ReTerm) -> np.ndarray:
+    """The (ℓ, k, k) diagonal blocks of a term's (ℓk x ℓk) part of a matrix (level-major)."""
+    return np.einsum("lcld->lcd", V.reshape(term.nl, term.nc, term.nl, term.nc))
+
+
+def inv_logdet(M: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverses and Σ log det of a batch (ℓ, k, k) of symmetric positive definite
+    matrices; closed forms for k <= 2."""
+    k = M.shape[1]
+    if k == 1:
+        return 1.0 / M, float(np.log(M).sum())
+    if k == 2:
+        a, b, c = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+        det = a * c - b * b
+        inv = np.empty_like(M)
+        inv[:, 0, 0], inv[:, 1, 1] = c / det, a / det
+        inv[:, 0, 1] = inv[:, 1, 0] = -b / det
+        return inv, float(np.log(det).sum())
+    L = np.linalg.cholesky(M)
+    return np.linalg.inv(M), 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+
+
+@dataclass(frozen=True)
+class PLSSolution:
+    """Everything a fit reports at θ.
+
+    fval:  the criterion; beta: β̂ (R_Xᵀβ̂ = c_β); r2: penalised RSS r²; Rx: lower
+    triangular R_X; u: û = (ΛᵀZᵀZΛ + I)⁻¹ΛᵀZᵀ(y − Xβ̂) in Z's column order; V: per term, the
+    (ℓ, k, k) diagonal blocks of (ΛᵀZᵀZΛ + I)⁻¹.
+    """
+
+    fval: float
+    beta: np.ndarray
+    r2: float
+    Rx: np.ndarray
+    u: np.ndarray
+    V: tuple[np.ndarray, ...]
+
+
+class Deviance(ABC):
+    """lme4's ``devfun``: θ -> profiled REML criterion (or ML deviance)."""
+
+    #: whether :meth:`value_and_grad` gives the exact gradient
+    has_gradient: bool
+
+    def __init__(self, design: Design, reml: bool = True):
+        self.design = design
+        self.reml = reml
+        self.n, self.p, self.q = design.nobs, design.p, design.q
+        # the residual degrees of freedom in the criterion
+        self.dof = self.n - self.p if reml else self.n
+
+    def profiled(self, logdet: float, R: np.ndarray) -> tuple[float, float]:
+        """(criterion, r²) from log|L_θ|² and the lower Cholesky factor R of the [X y]
+        Schur complement: R_X is its (p x p) block and r its last diagonal element."""
+        p, dof = self.p, self.dof
+        r2 = float(R[p, p] ** 2)
+        if self.reml:
+            logdet += 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
+        return logdet + dof * (1.0 + LOG2PI + float(np.log(r2 / dof))), r2
+
+    @abstractmethod
+    def __call__(self, theta: np.ndarray) -> float:
+        """The criterion at θ (inf where the factorisation fails)."""
+
+    @abstractmethod
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient in θ (where ``has_gradient``)."""
+
+    @abstractmethod
+    def solution(self, theta: np.ndarray) -> PLSSolution:
+        """The PLS solution at θ."""
