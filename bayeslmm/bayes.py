@@ -133,11 +133,6 @@ def _scale(x: np.ndarray) -> float:
     return sd if sd > 0 else float(np.sqrt(np.mean(x**2)))
 
 
-def _intercept_index(design: Design) -> int | None:
-    names = list(design.fixef_names)
-    return names.index("(Intercept)") if "(Intercept)" in names else None
-
-
 def default_priors(design: Design) -> dict[str, Prior]:
     """The data-scaled default prior of every parameter, keyed by parameter name."""
     y = design.y
@@ -145,7 +140,7 @@ def default_priors(design: Design) -> dict[str, Prior]:
     if not sy > 0:
         sy = max(float(np.sqrt(np.mean(y**2))), 1.0)
     out: dict[str, Prior] = {}
-    icpt = _intercept_index(design)
+    icpt = design.intercept_index
     if icpt is not None:
         out["Intercept"] = Prior(
             "Normal",
@@ -371,24 +366,11 @@ def choose_parameterization(
         return {t.group: parameterization for t in design.terms}
     return {
         t.group: "centered"
-        if not _nested(design, t) and information_ratio(design, t).min() >= CENTER_RATIO
+        if not any(t.nested_in(other) for other in design.terms)
+        and information_ratio(design, t).min() >= CENTER_RATIO
         else "noncentered"
         for t in design.terms
     }
-
-
-def _nested(design: Design, term: ReTerm) -> bool:
-    """Whether ``term``'s factor is nested in another grouping factor (cask:batch in batch).
-
-    Such a term's levels share their parent's effect, so centring them on β alone leaves
-    a ridge between the parent's and the children's effects: keep it non-centred.
-    """
-    for other in design.terms:
-        if other.factor != term.factor and other.nl < term.nl:
-            pairs = np.unique(term.codes * other.nl + other.codes)
-            if len(pairs) == term.nl:
-                return True
-    return False
 
 
 # --------------------------------------------------------------------------------------
@@ -413,7 +395,7 @@ def coords(design: Design) -> dict[str, list[str]]:
         "fixef__term": list(design.fixef_names),
         "obs": list(range(design.nobs)),
     }
-    icpt = _intercept_index(design)
+    icpt = design.intercept_index
     slopes = [n for j, n in enumerate(design.fixef_names) if j != icpt]
     if slopes:
         out["slope"] = slopes
@@ -431,7 +413,7 @@ def build_pymc_model(
 ) -> pm.Model:
     """The PyMC model of ``design`` (see the module docstring for the math and names)."""
     X, y = design.X, design.y
-    icpt = _intercept_index(design)
+    icpt = design.intercept_index
     slope_idx = [j for j in range(design.p) if j != icpt]
     slopes = [f"fixef[{design.fixef_names[j]}]" for j in slope_idx]
     absorbed = _absorbed_columns(design, parameterization)

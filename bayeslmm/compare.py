@@ -19,15 +19,12 @@ import pandas as pd
 import xarray as xr
 
 from . import names
-from .design import Design
+from .design import Design, independent_columns
 from .errors import BayesLMMError
 
 if TYPE_CHECKING:
     from .posterior import Posterior
     from .reml import LmerFit
-
-#: R's ``lm`` tolerance for declaring a column aliased (``qr(tol = 1e-7)``).
-_ALIAS_TOL = 1e-7
 
 
 class ComparisonError(BayesLMMError, ValueError):
@@ -91,34 +88,12 @@ def _check_inputs(fit: Any, posterior: Any) -> Design:
     if fit is None and posterior is None:
         raise ComparisonError("give a REML fit, a posterior, or both; got neither")
     if fit is not None and posterior is not None:
-        _check_same_model(fit.design, posterior.design)
+        problems = fit.design.differences(posterior.design)
+        if problems:
+            raise ComparisonError(
+                "the REML fit and the posterior are of different models: " + "; ".join(problems)
+            )
     return (fit if fit is not None else posterior).design
-
-
-def _check_same_model(a: Design, b: Design) -> None:
-    """Raise unless the two designs describe the same model fitted to the same data."""
-    if a is b:
-        return
-    problems = []
-    if a.formula != b.formula:
-        problems.append(f"formulas differ ({a.formula!r} vs {b.formula!r})")
-    if a.nobs != b.nobs:
-        problems.append(f"numbers of observations differ ({a.nobs} vs {b.nobs})")
-    else:
-        if not np.array_equal(a.y, b.y):
-            problems.append("responses differ")
-        if a.X.shape == b.X.shape and not np.array_equal(a.X, b.X):
-            problems.append("fixed-effect model matrices differ")
-    if tuple(a.fixef_names) != tuple(b.fixef_names):
-        problems.append(f"fixed effects differ ({list(a.fixef_names)} vs {list(b.fixef_names)})")
-    ka = [(t.group, t.levels, t.cnames) for t in a.terms]
-    kb = [(t.group, t.levels, t.cnames) for t in b.terms]
-    if ka != kb:
-        problems.append("random-effect terms or their levels differ")
-    if problems:
-        raise ComparisonError(
-            "the REML fit and the posterior are of different models: " + "; ".join(problems)
-        )
 
 
 def _ci_settings(
@@ -197,24 +172,11 @@ def _parameter_keys(design: Design) -> pd.DataFrame:
 
 
 def _lm(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares as R's ``lm``: a column in the span of the earlier ones gets NaN.
-
-    Columns are kept greedily left to right (R's ``dqrdc2`` pivoting): column j is
-    aliased when its residual on the kept columns has norm ≤ 1e-7 · ‖x_j‖.  With fewer
-    observations than columns the trailing columns are therefore NaN.
-    """
-    n, p = X.shape
-    basis = np.zeros((n, 0))
-    keep = []
-    for j in range(p):
-        x = X[:, j]
-        r = x - basis @ (basis.T @ x)
-        r = r - basis @ (basis.T @ r)  # second Gram-Schmidt pass for accuracy
-        norm = np.linalg.norm(x)
-        if norm > 0 and np.linalg.norm(r) > _ALIAS_TOL * norm:
-            keep.append(j)
-            basis = np.column_stack([basis, r / np.linalg.norm(r)])
-    coef = np.full(p, np.nan)
+    """Least squares as R's ``lm``: a column in the span of the earlier ones gets NaN
+    (:func:`~bayeslmm.design.independent_columns`; with fewer observations than columns
+    the trailing columns are therefore NaN)."""
+    coef = np.full(X.shape[1], np.nan)
+    keep = independent_columns(X)
     if keep:
         coef[keep] = np.linalg.lstsq(X[:, keep], y, rcond=None)[0]
     return coef

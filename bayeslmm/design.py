@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import names
 from .errors import DataError, DataWarning, FormulaError
 from .formula import parse_formula
 
@@ -70,14 +71,14 @@ class ReTerm:
     @property
     def theta_names(self) -> list[str]:
         """lme4's θ names, column-wise lower triangle: ``g.a``, ``g.b.a``, ``g.b``."""
-        names = []
+        out = []
         for j in range(self.nc):
             for i in range(j, self.nc):
                 if i == j:
-                    names.append(f"{self.factor}.{self.cnames[i]}")
+                    out.append(f"{self.factor}.{self.cnames[i]}")
                 else:
-                    names.append(f"{self.factor}.{self.cnames[i]}.{self.cnames[j]}")
-        return names
+                    out.append(f"{self.factor}.{self.cnames[i]}.{self.cnames[j]}")
+        return out
 
     @property
     def theta_lower(self) -> np.ndarray:
@@ -97,6 +98,14 @@ class ReTerm:
         rows = np.repeat(np.arange(n), k)
         cols = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
         return sp.csc_matrix((self.X.ravel(), (rows, cols)), shape=(n, self.q))
+
+    def nested_in(self, other: ReTerm) -> bool:
+        """Whether this term's factor is nested in ``other``'s (cask:batch in batch): it has
+        more levels, and each of its levels occurs within a single level of ``other``."""
+        if self.nl <= other.nl:
+            return False
+        pairs = np.unique(self.codes * other.nl + other.codes)
+        return len(pairs) == self.nl
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,6 +162,58 @@ class Design:
     def ngroups(self) -> dict[str, int]:
         """Number of levels of each grouping factor (lme4's ``ngrps``)."""
         return {t.factor: t.nl for t in self.terms}
+
+    @property
+    def intercept_index(self) -> int | None:
+        """Position of ``(Intercept)`` among the fixed effects, None without one."""
+        if "(Intercept)" not in self.fixef_names:
+            return None
+        return self.fixef_names.index("(Intercept)")
+
+    def factor_terms(self, factor: str) -> list[ReTerm]:
+        """The terms on grouping factor ``factor``, in term order."""
+        return [t for t in self.terms if t.factor == factor]
+
+    def factor_columns(self, factor: str) -> list[str]:
+        """The factor's columns side by side over its terms, as lme4's ``ranef`` has them."""
+        return [c for t in self.factor_terms(factor) for c in t.cnames]
+
+    @property
+    def parameters(self) -> list[names.Parameter]:
+        """Every scalar parameter: fixed effects, per term SDs and correlations, sigma."""
+        return names.parameters(self.fixef_names, [(t.group, t.cnames) for t in self.terms])
+
+    def differences(self, other: Design, *, same_data: bool = True) -> list[str]:
+        """What makes ``other`` a different model; empty when it is the same one.
+
+        Always compared: the fixed effects and the random-effect terms (group labels and
+        columns): the parameters mean the same.  With ``same_data`` also the formula, the
+        observations (y, X) and the grouping factors' levels: the same model fitted to the
+        same data.
+        """
+        if other is self:
+            return []
+        problems = []
+        if same_data and self.formula != other.formula:
+            problems.append(f"formulas differ ({self.formula!r} vs {other.formula!r})")
+        if same_data and self.nobs != other.nobs:
+            problems.append(f"numbers of observations differ ({self.nobs} vs {other.nobs})")
+        elif same_data:
+            if not np.array_equal(self.y, other.y):
+                problems.append("responses differ")
+            if self.X.shape == other.X.shape and not np.array_equal(self.X, other.X):
+                problems.append("fixed-effect model matrices differ")
+        if self.fixef_names != other.fixef_names:
+            problems.append(
+                f"fixed effects differ ({list(self.fixef_names)} vs {list(other.fixef_names)})"
+            )
+
+        def terms(d: Design) -> list[tuple]:
+            return [(t.group, t.cnames) + ((t.levels,) if same_data else ()) for t in d.terms]
+
+        if terms(self) != terms(other):
+            problems.append("random-effect terms or their levels differ")
+        return problems
 
     @property
     def theta_names(self) -> list[str]:
@@ -236,8 +297,10 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
     n_dropped = cols.n_dropped
 
     y = _response(parsed.response, response, cols, alias)
-    X, names = _model_matrix(fixed, cols, alias, "the fixed effects")
-    X, names, aliased = _drop_aliased(X, names)
+    X, columns = _model_matrix(fixed, cols, alias, "the fixed effects")
+    keep = independent_columns(X)
+    aliased = [name for j, name in enumerate(columns) if j not in keep]
+    X, columns = X[:, keep], [columns[j] for j in keep]
     if aliased:
         warnings.warn(
             "fixed-effect model matrix is rank deficient so dropping "
@@ -291,7 +354,7 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         response=parsed.response,
         y=y,
         X=X,
-        fixef_names=tuple(names),
+        fixef_names=tuple(columns),
         terms=tuple(reterms),
         columns=cols.values,
         n_dropped=n_dropped,
@@ -370,7 +433,14 @@ class _Columns:
             raw[str(c)] = values
         self.n_dropped = int(missing.sum())
         if self.n_dropped == len(data):
-            raise DataError("no rows left after dropping rows with missing values")
+            empty = [c for c in self.with_missing if pd.isna(raw[c]).all()]
+            detail = (
+                f"column{'s' if len(empty) > 1 else ''} {', '.join(repr(c) for c in empty)} "
+                f"{'have' if len(empty) > 1 else 'has'} no values"
+                if empty
+                else f"every row misses a value in {', '.join(repr(c) for c in self.with_missing)}"
+            )
+            raise DataError(f"no rows left after dropping rows with missing values: {detail}")
         # copies: the design must not change when the caller edits ``data`` later
         raw = {c: v[~missing] if self.n_dropped else v.copy() for c, v in raw.items()}
         self.values = raw
@@ -427,9 +497,9 @@ def _additive_numeric(expr: str, cols: _Columns, alias: _Aliases):
         return None
     pieces = [p.strip() for p in expr.split("+")]
     intercept = "0" not in pieces
-    names = list(dict.fromkeys(p for p in pieces if p not in ("0", "1")))
+    used = list(dict.fromkeys(p for p in pieces if p not in ("0", "1")))
     columns = []
-    for p in names:
+    for p in used:
         x = cols.numeric(alias.name[p]) if p in alias.name else None
         if x is None:
             return None
@@ -439,7 +509,7 @@ def _additive_numeric(expr: str, cols: _Columns, alias: _Aliases):
         X[:, 0] = 1.0
     for j, x in enumerate(columns, start=intercept):
         X[:, j] = x
-    return X, ["(Intercept)"] * intercept + [alias.name[c] for c in names]
+    return X, ["(Intercept)"] * intercept + [alias.name[c] for c in used]
 
 
 def _model_matrix(expr: str, cols: _Columns, alias: _Aliases, where: str):
@@ -456,18 +526,24 @@ def _model_matrix(expr: str, cols: _Columns, alias: _Aliases, where: str):
             raise DataError(f"column '{unknown.group(1)}' in {where} not found in data") from None
         raise FormulaError(f"cannot build {where} from {alias.decode(expr)!r}: {msg}") from None
     X = np.asarray(mm, dtype=float).reshape(len(work), -1)
-    names = [_r_name(c, alias) for c in mm.columns]
+    columns = [_r_name(c, alias) for c in mm.columns]
     if not np.isfinite(X).all():
-        col = names[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
+        col = columns[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
         raise DataError(f"column '{col}' of {where} has non-finite values (e.g. log of 0)")
-    return X, names
+    return X, columns
 
 
-def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7):
-    """Drop columns that are linear combinations of earlier ones, as lme4 does.
+#: R's tolerance for declaring a column aliased (``lm``'s ``qr(tol = 1e-7)``)
+ALIAS_TOL = 1e-7
 
-    Column j is aliased when its residual after projection on the kept columns is
-    below ``tol`` times its norm (R's QR keeps the first columns of full rank).
+
+def independent_columns(X: np.ndarray, tol: float = ALIAS_TOL) -> list[int]:
+    """Indices of the columns R keeps: a column is aliased (dropped) when it is a linear
+    combination of the kept ones to its left.
+
+    Greedy, left to right (R's ``dqrdc2`` pivoting, as lme4 and ``lm`` use it): column j
+    is kept when its residual after projection on the kept columns has norm above
+    ``tol`` times its own norm.
     """
     keep: list[int] = []
     Q = np.empty((X.shape[0], 0))
@@ -480,8 +556,7 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7):
         if norm > 0 and rnorm > tol * norm:
             keep.append(j)
             Q = np.column_stack([Q, resid / rnorm])
-    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
-    return X[:, keep], [names[j] for j in keep], dropped
+    return keep
 
 
 def _response(text: str, expr: str, cols: _Columns, alias: _Aliases):

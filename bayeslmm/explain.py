@@ -177,9 +177,9 @@ class _Story:
         first = {f: next(t for t in design.terms if t.factor == f) for f in design.group_factors}
         parts = [(f"{f} ({first[f].nl} levels)", f"`{f}` ({first[f].nl} levels)") for f in first]
         for a, b in itertools.combinations(design.group_factors, 2):
-            if _nested(first[b], first[a]):
+            if first[b].nested_in(first[a]):
                 a, b = b, a
-            relation = "nested in" if _nested(first[a], first[b]) else "crossed with"
+            relation = "nested in" if first[a].nested_in(first[b]) else "crossed with"
             parts.append((f"; {a} {relation} {b}", f"; `{a}` {relation} `{b}`"))
         title = "Grouping factor" if len(first) == 1 else "Grouping factors"
         n = len(first)
@@ -332,13 +332,6 @@ class _Story:
         if prior is not None:
             text, latex = f"{text} (prior {prior})", f"{latex} (prior {prior})"
         return text, latex
-
-
-def _nested(inner: ReTerm, outer: ReTerm) -> bool:
-    """Every level of ``inner`` occurs within a single level of ``outer``."""
-    return inner.nl > outer.nl and bool(
-        (pd.Series(outer.codes).groupby(inner.codes).nunique() == 1).all()
-    )
 
 
 def _column_expr(column: str, frame: pd.DataFrame) -> tuple[str, str]:

@@ -145,9 +145,6 @@ class Posterior:
         """Residual SD: one summary row."""
         return self._summarise(self._draws["sigma"], pd.Index(["sigma"])).iloc[0]
 
-    def _factor_terms(self, factor: str) -> list:
-        return [t for t in self.design.terms if t.factor == factor]
-
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Per factor: summaries of the deviations b, indexed by (level, term)."""
@@ -155,7 +152,7 @@ class Posterior:
         for factor in self.design.group_factors:
             parts = [
                 self._draws[f"ranef_{t.group}"].rename({f"{t.group}__term": "term"})
-                for t in self._factor_terms(factor)
+                for t in self.design.factor_terms(factor)
             ]
             da = xr.concat(parts, dim="term").stack(param=(factor, "term"))
             index = pd.MultiIndex.from_tuples(list(da.indexes["param"]), names=[factor, "term"])
@@ -168,7 +165,7 @@ class Posterior:
         Columns: every fixed effect (b = 0 where the factor has no such random column),
         then random-only columns (β = 0), as lme4's ``coef``.
         """
-        terms = self._factor_terms(factor)
+        terms = self.design.factor_terms(factor)
         if not terms:
             raise BayesLMMError(
                 f"unknown grouping factor {factor!r}; have {', '.join(self.design.group_factors)}"

@@ -195,7 +195,7 @@ def _draw(
         levels = design.terms[idx[0]].levels
         rows = pd.MultiIndex.from_product([sims, levels], names=["sim", factor])
         values = np.concatenate([effects[i] for i in idx], axis=2).reshape(nsim * len(levels), -1)
-        ranef[factor] = pd.DataFrame(values, rows, _factor_columns(design, factor))
+        ranef[factor] = pd.DataFrame(values, rows, design.factor_columns(factor))
     return Simulation(
         data=data,
         fixef=pd.DataFrame(params.fixef, sims, list(design.fixef_names)),
@@ -237,11 +237,6 @@ def _frame(design: Design, y: np.ndarray) -> pd.DataFrame:
             frame.insert(0, "sim", s)
         frames.append(frame)
     return frames[0] if nsim == 1 else pd.concat(frames, ignore_index=True)
-
-
-def _factor_columns(design: Design, factor: str) -> list[str]:
-    """The factor's columns side by side over its terms, as lme4's ``ranef`` has them."""
-    return [c for t in design.terms if t.factor == factor for c in t.cnames]
 
 
 # --------------------------------------------------------------------------------------
@@ -303,10 +298,7 @@ def _fit_kind(design: Design, fit: Any, name: str) -> Literal["reml", "posterior
             + f", got {type(fit).__name__}"
         )
 
-    def structure(d: Design) -> tuple:
-        return tuple(d.fixef_names), tuple((t.group, t.cnames) for t in d.terms)
-
-    if structure(fit.design) != structure(design):
+    if design.differences(fit.design, same_data=False):
         raise ParameterError(
             f"{what} is of another model ({fit.design.formula!r}, fixed effects "
             f"{list(fit.design.fixef_names)}, groups {[t.group for t in fit.design.terms]}) "
@@ -679,7 +671,7 @@ def _ranef(design: Design, value: Any, what: str) -> tuple[np.ndarray, ...]:
         if factor not in value:
             raise ParameterError(f"{what}: ranef lacks the grouping factor {factor!r}")
         df = value[factor]
-        columns = _factor_columns(design, factor)
+        columns = design.factor_columns(factor)
         levels = list(next(t for t in design.terms if t.factor == factor).levels)
         if not isinstance(df, pd.DataFrame) or [str(c) for c in df.columns] != columns:
             raise ParameterError(

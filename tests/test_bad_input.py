@@ -88,7 +88,16 @@ def fake_posterior(model):
         ("y ~ x + (1 | h)", _frame, DataError, "grouping factor 'h'"),
         ("y ~ x + (1 | g", _frame, FormulaError, "unbalanced parentheses"),
         (FORMULA, lambda: _frame().assign(y=lambda d: d.y.astype(str)), DataError, "numeric"),
-        (FORMULA, lambda: _frame().assign(y=np.nan), DataError, "no rows left"),
+        (FORMULA, lambda: _frame().assign(y=np.nan), DataError, "no rows left.*'y' has no"),
+        (FORMULA, lambda: _frame().assign(x=np.nan), DataError, "column 'x' has no values"),
+        (
+            FORMULA,
+            lambda: _frame().assign(
+                x=lambda d: d.x.where(d.index % 2 == 0), y=lambda d: d.y.where(d.index % 2 == 1)
+            ),
+            DataError,
+            "every row misses a value in 'y', 'x'",
+        ),
         ("y ~ x + (1 | x)", _frame, DataError, "40 levels for 40 observations"),
         ("y ~ x + (1 | k)", lambda: _frame().assign(k="one"), DataError, "single level"),
     ],
