@@ -1,6 +1,7 @@
 """bayeslmm: linear mixed models in lme4 syntax, fitted by REML and by NUTS, side by side."""
 
-from .bayes import Prior
+from .bayes.posterior import Posterior, load_posterior
+from .bayes.priors import Prior
 from .compare import ComparisonError, compare, shrinkage
 from .datasets import list_datasets, load_dataset
 from .design import Design, ReTerm
@@ -17,7 +18,6 @@ from .errors import (
 )
 from .model import Model, lmer
 from .plots import plot_compare, plot_group_fits, plot_shrinkage
-from .posterior import Posterior, load_posterior
 from .reml import LmerFit, load_fit
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ bayeslmm explain "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -141,7 +142,7 @@ def _fit(args: argparse.Namespace) -> int:
             out["posterior"] = {
                 "fixef": _records(posterior.fixef),
                 "varcorr": _records(posterior.varcorr),
-                "diagnostics": {k: _jsonable(v) for k, v in posterior.diagnostics.items()},
+                "diagnostics": dataclasses.asdict(posterior.diagnostics),
             }
         else:
             print(posterior.summary())

@@ -6,6 +6,10 @@ random-effect SDs and correlations keyed like ``varcorr``, the residual SD).
 three classic estimates of a group's coefficient: no pooling (the group's own least
 squares fit, as lme4's ``lmList``), complete pooling (least squares ignoring the groups)
 and partial pooling (REML ``coef`` and the posterior of ``fixef + ranef``).
+
+Both read the two results through their shared vocabulary (docs/vocabulary.md):
+``LmerFit.fixef``/``varcorr``/``coef`` and ``Posterior.parameter_draws``/``coef_draws``,
+summarised by :func:`~bayeslmm.bayes.summary.summarize`.
 """
 
 from __future__ import annotations
@@ -13,18 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from . import names
 from .design import Design, independent_columns
 from .errors import BayesLMMError
+from .reml.fit import LmerFit
 
 if TYPE_CHECKING:
-    from .posterior import Posterior
-    from .reml import LmerFit
+    from .bayes.posterior import Posterior
+
+#: the posterior statistics of a compare table
+_COMPARE_STATS = ("mean", "median", "sd", "ci", "r_hat", "ess_bulk")
 
 
 class ComparisonError(BayesLMMError, ValueError):
@@ -70,21 +75,21 @@ def _fmt(value: float) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _check_inputs(fit: Any, posterior: Any) -> Design:
-    """Validate the pair and return their (shared) design."""
-    from .posterior import Posterior
-    from .reml import LmerFit
-
+def check_inputs(fit: Any, posterior: Any) -> Design:
+    """Validate a (fit, posterior) pair, either may be None, and return their design."""
     if fit is not None and not isinstance(fit, LmerFit):
         raise ComparisonError(
             f"fit must be an LmerFit (from Model.fit_reml or lmer) or None, "
             f"got {type(fit).__name__}"
         )
-    if posterior is not None and not isinstance(posterior, Posterior):
-        raise ComparisonError(
-            f"posterior must be a Posterior (from Model.sample) or None, "
-            f"got {type(posterior).__name__}"
-        )
+    if posterior is not None:
+        from .bayes.posterior import Posterior
+
+        if not isinstance(posterior, Posterior):
+            raise ComparisonError(
+                f"posterior must be a Posterior (from Model.sample) or None, "
+                f"got {type(posterior).__name__}"
+            )
     if fit is None and posterior is None:
         raise ComparisonError("give a REML fit, a posterior, or both; got neither")
     if fit is not None and posterior is not None:
@@ -93,10 +98,11 @@ def _check_inputs(fit: Any, posterior: Any) -> Design:
             raise ComparisonError(
                 "the REML fit and the posterior are of different models: " + "; ".join(problems)
             )
-    return (fit if fit is not None else posterior).design
+    design: Design = (fit if fit is not None else posterior).design
+    return design
 
 
-def _ci_settings(
+def ci_settings(
     ci_kind: str | None, ci_prob: float | None, posterior: Posterior | None
 ) -> tuple[str, float]:
     """Interval kind and probability: as given, else the posterior's, else ArviZ's default."""
@@ -104,16 +110,28 @@ def _ci_settings(
         ci_kind = names.DEFAULT_CI_KIND if posterior is None else posterior.ci_kind
     if ci_prob is None:
         ci_prob = names.DEFAULT_CI_PROB if posterior is None else posterior.ci_prob
-    if ci_kind not in ("eti", "hdi"):
+    if ci_kind not in names.CI_KINDS:
         raise ComparisonError(f"ci_kind must be 'eti' or 'hdi', got {ci_kind!r}")
     if not 0 < ci_prob < 1:
         raise ComparisonError(f"ci_prob must be in (0, 1), got {ci_prob!r}")
     return ci_kind, float(ci_prob)
 
 
-def _interval(draws: xr.DataArray, kind: str, prob: float) -> xr.DataArray:
-    fn = az.eti if kind == "eti" else az.hdi
-    return fn(draws, prob=prob)
+def resolve_factor(design: Design, factor: str | None) -> str:
+    """``factor`` checked against the model's grouping factors; None -> the first one."""
+    if factor is None:
+        return design.group_factors[0]
+    if factor not in design.group_factors:
+        raise ComparisonError(
+            f"unknown grouping factor {factor!r}; the model has {design.group_factors}"
+        )
+    return factor
+
+
+def _summarize(draws: Any, index: pd.Index, kind: str, prob: float, stats: tuple) -> pd.DataFrame:
+    from .bayes.summary import summarize
+
+    return summarize(draws, index, kind=kind, prob=prob, stats=stats)
 
 
 # --------------------------------------------------------------------------------------
@@ -132,7 +150,7 @@ def compare(
 
     Rows: each fixed effect, then per random-effect term its SDs and correlations (in
     ``varcorr`` order, keyed by ``grp``, ``var1``, ``var2``), then the residual SD.  The
-    index labels them with the PyMC variable names (``fixef[Days]``, ``sd_Subject[Days]``,
+    index labels them (:mod:`bayeslmm.names`: ``fixef[Days]``, ``sd_Subject[Days]``,
     ``corr_Subject[(Intercept), Days]``, ``sigma``).
 
     Columns: ``reml`` and ``reml_se`` (``ml``, ``ml_se`` for an ML fit; the SE is the Wald
@@ -143,14 +161,20 @@ def compare(
     ``std_diff`` = (posterior mean − REML) / posterior SD.  With only one side given, the
     table has only that side's columns.
     """
-    design = _check_inputs(fit, posterior)
-    kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
-    keys = _parameter_keys(design)
+    design = check_inputs(fit, posterior)
+    kind, prob = ci_settings(ci_kind, ci_prob, posterior)
+    params = design.parameters
+    keys = pd.DataFrame(
+        [(p.label, p.grp, p.var1, p.var2) for p in params],
+        columns=["parameter", "grp", "var1", "var2"],
+        dtype=object,
+    ).set_index("parameter")
     parts = [keys]
     if fit is not None:
-        parts.append(_reml_columns(fit, keys))
+        parts.append(_reml_columns(fit, params, keys.index))
     if posterior is not None:
-        parts.append(_posterior_columns(posterior, keys, kind, prob))
+        draws = posterior.parameter_draws()
+        parts.append(_summarize(draws, keys.index, kind, prob, _COMPARE_STATS))
     table = pd.concat(parts, axis=1)
     if fit is not None and posterior is not None:
         est = "reml" if fit.reml else "ml"
@@ -158,12 +182,27 @@ def compare(
     return ComparisonTable(table)
 
 
-def _parameter_keys(design: Design) -> pd.DataFrame:
-    """The shared parameters: label (index) and the ``varcorr`` keys grp, var1, var2."""
-    params = names.parameters(design.fixef_names, [(t.group, t.cnames) for t in design.terms])
-    rows = [(p.label, p.grp, p.var1, p.var2) for p in params]
-    keys = pd.DataFrame(rows, columns=["parameter", "grp", "var1", "var2"], dtype=object)
-    return keys.set_index("parameter")
+def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) -> pd.DataFrame:
+    """The fit's own estimates (and fixed-effect SEs) of ``params``."""
+    est = "reml" if fit.reml else "ml"
+    lookup = {
+        (row.grp, _key(row.var1), _key(row.var2)): row.sdcor
+        for row in fit.varcorr.itertuples(index=False)
+    }
+    values, se = [], []
+    for p in params:
+        if p.kind == "fixef":
+            values.append(float(fit.fixef[p.var1]))
+            se.append(float(fit.fixef_se[p.var1]))
+        else:
+            values.append(float(lookup[(p.grp, p.var1, p.var2)]))
+            se.append(np.nan)
+    return pd.DataFrame({est: values, f"{est}_se": se}, index=index)
+
+
+def _key(value: Any) -> str | None:
+    """varcorr key cell -> str or None (missing values may be None or NaN)."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 # --------------------------------------------------------------------------------------
@@ -183,7 +222,7 @@ def _lm(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Pooling:
+class Pooling:
     """No-pooling and complete-pooling fits for one grouping factor.
 
     ``columns``: the fixed-effect columns, then the factor's random-effect columns that
@@ -201,9 +240,9 @@ class _Pooling:
     complete_pooling: pd.Series
 
 
-def _pooling(design: Design, factor: str) -> _Pooling:
+def pooling(design: Design, factor: str) -> Pooling:
     """Per-level least squares (lme4's ``lmList``) and one pooled least squares fit."""
-    terms = [t for t in design.terms if t.factor == factor]
+    terms = design.factor_terms(factor)
     columns = list(design.fixef_names)
     blocks = [design.X]
     term_columns: list[str] = []
@@ -217,7 +256,7 @@ def _pooling(design: Design, factor: str) -> _Pooling:
     X = np.column_stack(blocks)
     codes, levels = terms[0].codes, terms[0].levels
     per_level = np.array([_lm(X[codes == i], design.y[codes == i]) for i in range(len(levels))])
-    return _Pooling(
+    return Pooling(
         factor=factor,
         levels=levels,
         codes=codes,
@@ -260,22 +299,11 @@ def shrinkage(
       when the correlation with another coefficient, or another covariate, moves the
       estimate past β or away from it.  NaN when no pooling is NaN or equals β.
     """
-    design = _check_inputs(fit, posterior)
-    kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
-    factors = [_resolve_factor(design, factor)] if factor is not None else design.group_factors
+    design = check_inputs(fit, posterior)
+    kind, prob = ci_settings(ci_kind, ci_prob, posterior)
+    factors = [resolve_factor(design, factor)] if factor is not None else design.group_factors
     tables = [_shrinkage_table(design, f, fit, posterior, kind, prob) for f in factors]
     return ComparisonTable(pd.concat(tables))
-
-
-def _resolve_factor(design: Design, factor: str | None) -> str:
-    """``factor`` checked against the model's grouping factors; None -> the first one."""
-    if factor is None:
-        return design.group_factors[0]
-    if factor not in design.group_factors:
-        raise ComparisonError(
-            f"unknown grouping factor {factor!r}; the model has {design.group_factors}"
-        )
-    return factor
 
 
 def _shrinkage_table(
@@ -286,7 +314,7 @@ def _shrinkage_table(
     kind: str,
     prob: float,
 ) -> pd.DataFrame:
-    pool = _pooling(design, factor)
+    pool = pooling(design, factor)
     index = pd.MultiIndex.from_product(
         [[factor], list(pool.levels), pool.terms], names=["factor", "level", "term"]
     )
@@ -299,15 +327,12 @@ def _shrinkage_table(
     population = {}
     if fit is not None:
         table["reml"] = fit.coef[factor][pool.terms].to_numpy().ravel()
-        population["reml"] = _reml_population(fit, pool.terms)
+        population["reml"] = reml_population(fit, pool.terms)
     if posterior is not None:
         draws = posterior.coef_draws(factor).sel(term=pool.terms)
-        lb, ub = names.ci_columns(kind, prob)
-        interval = _interval(draws, kind, prob)
-        table["posterior_mean"] = draws.mean(("chain", "draw")).to_numpy().ravel()
-        table[lb] = interval.sel(ci_bound="lower").to_numpy().ravel()
-        table[ub] = interval.sel(ci_bound="upper").to_numpy().ravel()
-        population["posterior_mean"] = _posterior_population(posterior, pool.terms)
+        stats = _summarize(draws, index, kind, prob, ("mean", "ci"))
+        table = table.join(stats.rename(columns={"mean": "posterior_mean"}))
+        population["posterior_mean"] = posterior_population(posterior, pool.terms)
     for col, beta in population.items():
         beta = np.tile(beta, len(pool.levels))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -317,83 +342,18 @@ def _shrinkage_table(
     return table
 
 
-# --------------------------------------------------------------------------------------
-# Reading the two results
-# --------------------------------------------------------------------------------------
-
-
-def _reml_columns(fit: LmerFit, keys: pd.DataFrame) -> pd.DataFrame:
-    """The fit's own estimates (and fixed-effect SEs) on the rows of ``keys``."""
-    est = "reml" if fit.reml else "ml"
-    vc = fit.varcorr
-    lookup = {
-        (row.grp, _key(row.var1), _key(row.var2)): row.sdcor for row in vc.itertuples(index=False)
-    }
-    values, se = [], []
-    for row in keys.itertuples():
-        if row.Index.startswith("fixef["):
-            values.append(float(fit.fixef[row.var1]))
-            se.append(float(fit.fixef_se[row.var1]))
-        else:
-            values.append(float(lookup[(row.grp, _key(row.var1), _key(row.var2))]))
-            se.append(np.nan)
-    return pd.DataFrame({est: values, f"{est}_se": se}, index=keys.index)
-
-
-def _key(value: Any) -> str | None:
-    """varcorr key cell -> str or None (missing values may be None or NaN)."""
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-
-
-def _fixef_draws(ds: xr.Dataset) -> xr.DataArray:
-    """Draws of β with the fixed-effect dimension named ``fixef``, whatever it is stored as."""
-    da = ds["fixef"]
-    (dim,) = [d for d in da.dims if d not in ("chain", "draw")]
-    return da.rename({dim: "fixef"}) if dim != "fixef" else da
-
-
-def _posterior_columns(
-    posterior: Posterior, keys: pd.DataFrame, kind: str, prob: float
-) -> pd.DataFrame:
-    """Posterior summaries of the parameters in ``keys``: one DataArray per row, stacked."""
-    ds = posterior.draws
-    rows = []
-    for row in keys.itertuples():
-        if row.Index.startswith("fixef["):
-            draws = _fixef_draws(ds).sel(fixef=row.var1)
-        elif row.grp == "Residual":
-            draws = ds["sigma"]
-        elif row.var2 is None:
-            draws = ds[f"sd_{row.grp}"].sel({f"{row.grp}__term": row.var1})
-        else:
-            draws = ds[f"corr_{row.grp}"].sel(
-                {f"{row.grp}__term": row.var2, f"{row.grp}__term_bis": row.var1}
-            )
-        rows.append(draws.drop_vars(list(draws.coords), errors="ignore"))
-    stacked = xr.concat(rows, dim="parameter").transpose("chain", "draw", "parameter")
-    lb, ub = names.ci_columns(kind, prob)
-    interval = _interval(stacked, kind, prob)
-    return pd.DataFrame(
-        {
-            "mean": stacked.mean(("chain", "draw")).to_numpy(),
-            "median": stacked.median(("chain", "draw")).to_numpy(),
-            "sd": stacked.std(("chain", "draw"), ddof=1).to_numpy(),
-            lb: interval.sel(ci_bound="lower").to_numpy(),
-            ub: interval.sel(ci_bound="upper").to_numpy(),
-            "r_hat": az.rhat(stacked).to_numpy(),
-            "ess_bulk": az.ess(stacked, method="bulk").to_numpy(),
-        },
-        index=keys.index,
-    )
-
-
-def _reml_population(fit: LmerFit, terms: list[str]) -> np.ndarray:
+def reml_population(fit: LmerFit, terms: list[str]) -> np.ndarray:
     """β̂ for each column (0 for a random-only column, as lme4's ``coef`` fills it)."""
     return np.array([float(fit.fixef[c]) if c in fit.fixef.index else 0.0 for c in terms])
 
 
-def _posterior_population(posterior: Posterior, terms: list[str]) -> np.ndarray:
+def posterior_population(posterior: Posterior, terms: list[str]) -> np.ndarray:
     """Posterior mean of β for each column (0 for a random-only column)."""
-    fixef = _fixef_draws(posterior.draws).mean(("chain", "draw"))
-    names = list(fixef.coords["fixef"].values)
-    return np.array([float(fixef.sel(fixef=c)) if c in names else 0.0 for c in terms])
+    draws = posterior.parameter_draws()
+    fixef = posterior.design.fixef_names
+    return np.array(
+        [
+            float(draws.sel(parameter=names.fixef_label(c)).mean()) if c in fixef else 0.0
+            for c in terms
+        ]
+    )

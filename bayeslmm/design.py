@@ -10,6 +10,7 @@ coefficients, then level 2's, ...), exactly as lme4's ``reTrms``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import warnings
@@ -24,6 +25,13 @@ import scipy.sparse as sp
 from . import names
 from .errors import DataError, DataWarning, FormulaError
 from .formula import parse_formula
+
+
+@functools.cache
+def lower_triangle(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of a k x k lower triangle in lme4's column-wise θ order."""
+    rows, cols = np.triu_indices(k)  # row-major upper = column-major lower, transposed
+    return cols, rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,14 +79,11 @@ class ReTerm:
     @property
     def theta_names(self) -> list[str]:
         """lme4's θ names, column-wise lower triangle: ``g.a``, ``g.b.a``, ``g.b``."""
-        out = []
-        for j in range(self.nc):
-            for i in range(j, self.nc):
-                if i == j:
-                    out.append(f"{self.factor}.{self.cnames[i]}")
-                else:
-                    out.append(f"{self.factor}.{self.cnames[i]}.{self.cnames[j]}")
-        return out
+        c = self.cnames
+        return [
+            f"{self.factor}.{c[i]}" if i == j else f"{self.factor}.{c[i]}.{c[j]}"
+            for i, j in zip(*lower_triangle(self.nc), strict=True)
+        ]
 
     @property
     def theta_lower(self) -> np.ndarray:

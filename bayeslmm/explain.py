@@ -15,16 +15,18 @@ and the priors of the Bayesian model.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from . import names
 from .design import Design, ReTerm
+from .params import ParameterSet, parameters_of
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .bayes.priors import Prior
 
 _LETTERS = "uvwrst"
 
@@ -64,41 +66,33 @@ class Explanation:
         return self.to_markdown()
 
 
-@dataclass(frozen=True)
-class _Values:
-    """Numbers to fill in: fixef, per-term SDs and correlation matrices, sigma."""
-
-    fixef: np.ndarray
-    sd: tuple[np.ndarray, ...]
-    corr: tuple[np.ndarray, ...]
-    sigma: float
+#: how the story names each kind of source
+_SOURCES = {
+    "values": "given parameter values",
+    "reml": "REML estimates",
+    "posterior": "posterior means",
+}
 
 
-def explain(model: Model, fit: Any = None, *, priors: bool = False) -> Explanation:
-    """The generative story of ``model``: symbols only, or filled in from ``fit``.
+def explain(
+    design: Design, fit: Any = None, *, priors: Mapping[str, Prior] | None = None
+) -> Explanation:
+    """The generative story of ``design``'s model: symbols only, or filled in from ``fit``.
 
     ``fit`` is None (symbols), a REML fit (estimates), a Posterior (posterior means and
     the priors it was sampled with) or a dict of parameter values (see
-    :mod:`bayeslmm.simulate`).  ``priors=True`` adds the model's own priors (the story
-    that ``model.simulate()`` follows for the prior predictive).
+    :mod:`bayeslmm.params`).  ``priors`` (resolved) are listed beside the parameters: the
+    story that the prior predictive follows.
     """
-    from .bayes import resolve_priors
-    from .posterior import Posterior
-    from .simulate import _point_values
-
-    design = model.design
     values, source = None, "symbols"
+    used: Mapping[str, Prior] = {}
     if fit is not None:
-        params, source = _point_values(design, fit)
-        values = _Values(params.fixef, params.sd, params.corr, float(params.sigma))
-    if isinstance(fit, Posterior):
-        used = fit.priors
-        source += " and the priors used"
-    elif priors:
-        used = resolve_priors(design, model.prior_overrides)
-        source += " and the model's priors"
-    else:
-        used = {}
+        params, kind = parameters_of(design, fit, role="fit")
+        values, source = params.mean(), _SOURCES[kind]
+        if kind == "posterior":
+            used, source = fit.priors, source + " and the priors used"
+    if priors is not None and not used:
+        used, source = priors, source + " and the model's priors"
     texts = {name: str(prior) for name, prior in used.items()}
     return Explanation(design.formula, source, tuple(_Story(design, values, texts).steps()))
 
@@ -117,7 +111,7 @@ def _tex_name(name: str) -> str:
 class _Story:
     """Symbols for every parameter of one design, and the steps that use them."""
 
-    def __init__(self, design: Design, values: _Values | None, priors: dict[str, str]):
+    def __init__(self, design: Design, values: ParameterSet | None, priors: dict[str, str]):
         self.design, self.values, self.priors = design, values, priors
         self.letter = {
             f: _LETTERS[i] if i < len(_LETTERS) else f"u{i + 1}_"
@@ -148,13 +142,15 @@ class _Story:
     def _fixed(self) -> Step:
         texts, texes = [], []
         for j, name in enumerate(self.design.fixef_names):
-            value = None if self.values is None else self.values.fixef[j]
-            text, tex = self._param(f"b{j}", rf"\beta_{{{j}}}", value, f"fixef[{name}]", name)
+            value = None if self.values is None else self.values.fixef[0, j]
+            text, tex = self._param(
+                f"b{j}", rf"\beta_{{{j}}}", value, names.fixef_label(name), name
+            )
             texts.append(text)
             texes.append(tex)
-        if "Intercept" in self.priors:
+        if names.INTERCEPT in self.priors:
             centred, centred_tex = self._centred_intercept()
-            prior = self.priors["Intercept"]
+            prior = self.priors[names.INTERCEPT]
             texts.append(f"prior on the centred intercept {centred} ~ {prior}")
             texes.append(f"prior on the centred intercept ${centred_tex} \\sim$ {prior}")
         return Step("Population (fixed) coefficients", ", ".join(texts), ", ".join(texes))
@@ -194,13 +190,13 @@ class _Story:
         syms = [self.effect[(i, c)] for c in range(term.nc)]
         sds = []
         for c, name in enumerate(term.cnames):
-            value = None if self.values is None else self.values.sd[i][c]
+            value = None if self.values is None else self.values.sd[i][0, c]
             sds.append(
                 self._param(
                     f"tau_{syms[c][0]}",
                     rf"\tau_{{{syms[c][1]}}}",
                     value,
-                    f"sd_{term.group}[{name}]",
+                    names.sd_label(term.group, name),
                     name,
                 )
             )
@@ -249,7 +245,7 @@ class _Story:
         ]
 
     def _correlation(self, i: int, term: ReTerm, name: str, tex: str, syms) -> Step:
-        prior = self.priors.get(f"corr_{term.group}")
+        prior = self.priors.get(names.corr(term.group))
         if prior is not None:
             text, latex = f"Omega_{name} ~ {prior}", rf"$\Omega_{{{tex}}} \sim$ {prior}"
         elif self.values is None:
@@ -262,7 +258,7 @@ class _Story:
             latex = rf"$\Omega_{{{tex}}}$ (an $\mathrm{{LKJ}}(\eta)$ prior in the Bayesian model)"
         if self.values is not None:
             pairs = [(a, b) for b in range(term.nc) for a in range(b + 1, term.nc)]
-            corr = self.values.corr[i]
+            corr = self.values.corr[i][0]
             text += "; " + ", ".join(
                 f"corr({syms[b][0]}, {syms[a][0]}) = {_num(corr[a, b])}" for a, b in pairs
             )
@@ -307,8 +303,8 @@ class _Story:
 
     def _response(self) -> Step:
         design = self.design
-        value = None if self.values is None else self.values.sigma
-        sd_text, sd_tex = self._param("sigma", r"\sigma", value, "sigma")
+        value = None if self.values is None else float(self.values.sigma[0])
+        sd_text, sd_tex = self._param("sigma", r"\sigma", value, names.SIGMA)
         y = design.response
         text = f"{y}[i] ~ Normal(mu[i], sigma) for each of the {design.nobs} observations i"
         latex = (

@@ -1,28 +1,37 @@
-"""``Model``: one lme4 formula and one design, two estimation paths (REML and NUTS)."""
+"""``Model``: one lme4 formula and one design, two estimation paths (REML and NUTS).
+
+The facade: it builds the :class:`~bayeslmm.design.Design`, keeps the prior overrides,
+and hands the design (with resolved priors) to the layers below: :mod:`bayeslmm.reml`,
+:mod:`bayeslmm.bayes`, :mod:`bayeslmm.simulate` and :mod:`bayeslmm.explain`.  PyMC is
+imported only by the methods that need it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from .bayes.priors import Prior, check_overrides, prior_table, resolve_priors
 from .design import Design, build_design
-from .errors import BayesLMMError, PriorError
+from .errors import BayesLMMError
+from .reml.fit import LmerFit, fit_lmer
 
 if TYPE_CHECKING:
     import pymc as pm
     import xarray as xr
 
+    from .bayes.posterior import Posterior
     from .explain import Explanation
-    from .posterior import Posterior
-    from .reml import LmerFit
     from .simulate import Simulation
 
 
 class Model:
     """A linear mixed model ``y = Xβ + Zb + ε`` specified in lme4 syntax.
+
+    ``priors`` overrides default priors by parameter name (:mod:`bayeslmm.bayes.priors`);
+    a name that is not a parameter of the model raises :class:`~bayeslmm.PriorError` here.
 
     >>> model = Model("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
     >>> model.fixef_names
@@ -31,13 +40,8 @@ class Model:
 
     def __init__(self, formula: str, data: pd.DataFrame, *, priors: dict[str, Any] | None = None):
         self.formula = formula
-        if priors is not None and not isinstance(priors, Mapping):
-            raise PriorError(
-                "priors must be a dict of parameter name -> prior, e.g. "
-                f"{{'sigma': 'HalfNormal(sigma=10)'}}; got {type(priors).__name__}"
-            )
         self.design: Design = build_design(formula, data)
-        self.prior_overrides: dict[str, Any] = dict(priors or {})
+        self.prior_overrides: dict[str, Any] = check_overrides(self.design, priors)
 
     # -- the spec ---------------------------------------------------------------------
     @property
@@ -77,30 +81,32 @@ class Model:
     # -- REML / ML --------------------------------------------------------------------
     def fit_reml(self, reml: bool = True) -> LmerFit:
         """Fit by REML (or ML with ``reml=False``) with lme4's profiled PLS algorithm."""
-        from .reml import fit_lmer
-
         if not isinstance(reml, bool | np.bool_):
             raise BayesLMMError(f"reml must be True (REML) or False (ML), got {reml!r}")
         return fit_lmer(self.design, reml=bool(reml))
 
     # -- Bayesian (NUTS) ---------------------------------------------------------------
+    def _priors(self, priors: dict[str, Any] | None = None) -> dict[str, Prior]:
+        """The model's priors with its overrides, then ``priors``, applied."""
+        return resolve_priors(self.design, {**self.prior_overrides, **(priors or {})})
+
     @property
     def priors(self) -> pd.DataFrame:
         """Every parameter's prior (distribution, arguments, data-based rule), as brms's
         ``prior_summary``; overrides given to ``Model(..., priors=...)`` included."""
-        from .bayes import prior_table, resolve_priors
-
-        return prior_table(resolve_priors(self.design, self.prior_overrides))
+        return prior_table(self._priors())
 
     def pymc_model(
         self, priors: dict[str, Any] | None = None, parameterization: str = "auto"
     ) -> pm.Model:
         """A fresh PyMC model of this design (see :mod:`bayeslmm.bayes`) to inspect or extend."""
-        from .bayes import build_pymc_model, choose_parameterization, resolve_priors
+        from .bayes.model import build_pymc_model
+        from .bayes.parameterization import choose_parameterization
 
-        resolved = resolve_priors(self.design, {**self.prior_overrides, **(priors or {})})
-        param = choose_parameterization(self.design, parameterization)
-        return build_pymc_model(self.design, resolved, param)
+        resolved = self._priors(priors)
+        return build_pymc_model(
+            self.design, resolved, choose_parameterization(self.design, parameterization)
+        )
 
     def sample(
         self,
@@ -126,10 +132,15 @@ class Model:
         ``nuts_sampler``: "pymc" (default, no extra dependency), "nutpie" or "numpyro"
         when installed.  ``parameterization``: "auto" | "centered" | "noncentered".
         """
-        from .bayes import sample_posterior
+        from .bayes.parameterization import choose_parameterization
+        from .bayes.sampling import sample_posterior
 
+        resolved = self._priors(priors)
+        param = choose_parameterization(self.design, parameterization)
         return sample_posterior(
-            self,
+            self.design,
+            resolved,
+            param,
             draws=draws,
             tune=tune,
             chains=chains,
@@ -138,8 +149,6 @@ class Model:
             nuts_sampler=nuts_sampler,
             cores=cores,
             progressbar=progressbar,
-            priors=priors,
-            parameterization=parameterization,
             **kwargs,
         )
 
@@ -152,14 +161,12 @@ class Model:
         parameterization: str = "auto",
     ) -> xr.DataTree:
         """Draws of every parameter and of ``y`` from the prior (groups prior, prior_predictive)."""
-        import pymc as pm
+        from .bayes.parameterization import choose_parameterization
+        from .bayes.sampling import sample_prior_predictive
 
-        from .bayes import _check_int
-
-        _check_int("draws", draws, 1)
-        return pm.sample_prior_predictive(
-            draws=draws, model=self.pymc_model(priors, parameterization), random_seed=seed
-        )
+        resolved = self._priors(priors)
+        param = choose_parameterization(self.design, parameterization)
+        return sample_prior_predictive(self.design, resolved, param, draws, seed)
 
     # -- generative interpretation ----------------------------------------------------
     def simulate(
@@ -174,14 +181,16 @@ class Model:
         """Simulate responses ``y = Xβ + Zb + ε`` on this design (see :mod:`bayeslmm.simulate`).
 
         ``source``: a REML fit, a Posterior (posterior predictive), a dict of parameter
-        values, or None (prior predictive).  ``group_effects="new"`` draws new b ~ N(0, Σ)
-        (lme4's ``simulate`` default); ``"observed"`` keeps the fitted groups' effects.
+        values, or None (prior predictive, with this model's priors).
+        ``group_effects="new"`` draws new b ~ N(0, Σ) (lme4's ``simulate`` default);
+        ``"observed"`` keeps the fitted groups' effects.
         """
         from .simulate import simulate
 
         return simulate(
-            self,
+            self.design,
             source,
+            priors=self._priors() if source is None else None,
             seed=seed,
             nsim=nsim,
             group_effects=group_effects,
@@ -193,7 +202,7 @@ class Model:
         (whose priors it lists); ``priors=True`` lists this model's priors."""
         from .explain import explain
 
-        return explain(self, fit, priors=priors)
+        return explain(self.design, fit, priors=self._priors() if priors else None)
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerFit:

@@ -28,20 +28,20 @@ from scipy import stats
 from . import names
 from .compare import (
     ComparisonError,
-    _check_inputs,
-    _ci_settings,
-    _interval,
-    _pooling,
-    _posterior_population,
-    _reml_population,
-    _resolve_factor,
+    Pooling,
+    check_inputs,
+    ci_settings,
     compare,
+    pooling,
+    posterior_population,
+    reml_population,
+    resolve_factor,
 )
 from .design import Design
 
 if TYPE_CHECKING:
-    from .posterior import Posterior
-    from .reml import LmerFit
+    from .bayes.posterior import Posterior
+    from .reml.fit import LmerFit
 
 #: plot_shrinkage names the groups when there are at most this many.
 _MAX_LABELLED = 12
@@ -77,7 +77,7 @@ def plot_compare(
     default kind and probability unless given).
     """
     table = compare(fit, posterior, ci_kind=ci_kind, ci_prob=ci_prob)
-    kind, prob = _ci_settings(ci_kind, ci_prob, posterior)
+    kind, prob = ci_settings(ci_kind, ci_prob, posterior)
     lb, ub = names.ci_columns(kind, prob)
     est = next((c for c in ("reml", "ml") if c in table.columns), None)
     nrow = len(table)
@@ -145,9 +145,9 @@ def plot_shrinkage(
     one row per group, no pooling → partial pooling, the posterior interval, and the group
     size in the label.
     """
-    design = _check_inputs(fit, posterior)
-    factor = _resolve_factor(design, factor)
-    pool = _pooling(design, factor)
+    design = check_inputs(fit, posterior)
+    factor = resolve_factor(design, factor)
+    pool = pooling(design, factor)
     if terms is None:
         terms = pool.terms[:2]
     terms = list(terms)
@@ -165,7 +165,7 @@ def plot_shrinkage(
 
 
 def _group_estimates(
-    fit: LmerFit | None, posterior: Posterior | None, pool, columns: list[str]
+    fit: LmerFit | None, posterior: Posterior | None, pool: Pooling, columns: list[str]
 ) -> dict[str, pd.DataFrame | np.ndarray]:
     """Per-level estimates over ``columns`` (levels x columns) and the population values."""
     out: dict[str, pd.DataFrame | np.ndarray] = {
@@ -174,22 +174,18 @@ def _group_estimates(
     }
     if fit is not None:
         out["reml"] = fit.coef[pool.factor][columns]
-        out["reml_population"] = _reml_population(fit, columns)
+        out["reml_population"] = reml_population(fit, columns)
     if posterior is not None:
+        from .bayes.summary import summarize
+
         draws = posterior.coef_draws(pool.factor).sel(term=columns)
-        kind, prob = _ci_settings(None, None, posterior)
-        interval = _interval(draws, kind, prob)
-        index = pool.no_pooling.index
-        out["posterior"] = pd.DataFrame(
-            draws.mean(("chain", "draw")).to_numpy(), index=index, columns=columns
-        )
-        out["posterior_lower"] = pd.DataFrame(
-            interval.sel(ci_bound="lower").to_numpy(), index=index, columns=columns
-        )
-        out["posterior_upper"] = pd.DataFrame(
-            interval.sel(ci_bound="upper").to_numpy(), index=index, columns=columns
-        )
-        out["posterior_population"] = _posterior_population(posterior, columns)
+        kind, prob = ci_settings(None, None, posterior)
+        cells = pd.MultiIndex.from_product([pool.levels, columns])
+        stats = summarize(draws, cells, kind=kind, prob=prob, stats=("mean", "ci"))
+        values = stats.to_numpy().reshape(len(pool.levels), len(columns), 3)
+        for i, key in enumerate(("posterior", "posterior_lower", "posterior_upper")):
+            out[key] = pd.DataFrame(values[:, :, i], index=pool.no_pooling.index, columns=columns)
+        out["posterior_population"] = posterior_population(posterior, columns)
         out["draws"] = draws
     return out
 
@@ -202,9 +198,7 @@ def _covariance(
     cov = np.zeros((k, k))
     if fit is not None:
         vc = fit.varcorr
-        for t in design.terms:
-            if t.factor != factor:
-                continue
+        for t in design.factor_terms(factor):
             rows = vc[vc["grp"] == t.group]
             sd = {r.var1: r.sdcor for r in rows.itertuples() if _missing(r.var2)}
             corr = {
@@ -218,19 +212,17 @@ def _covariance(
                         rho = 1.0 if a == b else corr[frozenset((a, b))]
                         cov[i, j] += sd[a] * sd[b] * rho
         return cov
-    ds = posterior.draws
-    for t in design.terms:
-        if t.factor != factor:
-            continue
-        term = f"{t.group}__term"
-        sd = ds[f"sd_{t.group}"]
+    assert posterior is not None
+    draws = posterior.parameter_draws()
+    for t in design.factor_terms(factor):
         for i, a in enumerate(terms):
             for j, b in enumerate(terms):
                 if a in t.cnames and b in t.cnames:
-                    prod = sd.sel({term: a}, drop=True) * sd.sel({term: b}, drop=True)
+                    sd_a = draws.sel(parameter=names.sd_label(t.group, a))
+                    prod = sd_a * draws.sel(parameter=names.sd_label(t.group, b))
                     if a != b:
-                        corr = ds[f"corr_{t.group}"]
-                        prod = prod * corr.sel({term: a, f"{term}_bis": b}, drop=True)
+                        var1, var2 = sorted((a, b), key=t.cnames.index)
+                        prod = prod * draws.sel(parameter=names.corr_label(t.group, var1, var2))
                     cov[i, j] += float(prod.mean())
     return cov
 
@@ -368,9 +360,9 @@ def plot_group_fits(
     group's mean of every other column, e.g. ``ŷ = b₀ + b₁·x`` for sleepstudy.  With a
     posterior the band is its pointwise credible interval of the group's line.
     """
-    design = _check_inputs(fit, posterior)
-    factor = _resolve_factor(design, factor)
-    pool = _pooling(design, factor)
+    design = check_inputs(fit, posterior)
+    factor = resolve_factor(design, factor)
+    pool = pooling(design, factor)
     covariates = [c for c in pool.terms + pool.columns if c != "(Intercept)"]
     if x is None:
         x = covariates[0] if covariates else None
@@ -380,7 +372,7 @@ def plot_group_fits(
             f"got {x!r}"
         )
     est = _group_estimates(fit, posterior, pool, pool.columns)
-    prob = _ci_settings(None, None, posterior)[1]
+    prob = ci_settings(None, None, posterior)[1]
     tail = (1 - prob) / 2
     nl = len(pool.levels)
     ncols = min(nl, 6)

@@ -44,15 +44,15 @@ def _bayeslmm_fit(sampler: str, seed: int) -> dict:
     post = model.sample(seed=seed, nuts_sampler=sampler, cores=2)
     wall = time.perf_counter() - t0
     d = post.diagnostics
-    sampling = d["sampling_time"]
+    sampling = d.sampling_time
     if sampling != sampling:  # NaN: the sampler reports no timer
         sampling = float(post.idata["posterior"].attrs.get("sampling_time", float("nan")))
     return {
         "wall": wall,
         "sampling": sampling,
-        "divergences": d["divergences"],
-        "max_r_hat": d["max_r_hat"],
-        "min_ess_bulk": d["min_ess_bulk"],
+        "divergences": d.divergences,
+        "max_r_hat": d.max_r_hat,
+        "min_ess_bulk": d.min_ess_bulk,
     }
 
 

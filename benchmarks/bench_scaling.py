@@ -83,14 +83,14 @@ def nuts_case(n, groups, args):
         )
     )
     d = post.diagnostics
-    sampling = d["sampling_time"]
+    sampling = d.sampling_time
     if sampling != sampling:
         sampling = float(post.idata["posterior"].attrs.get("sampling_time", float("nan")))
     param = ", ".join(f"{g}: {p}" for g, p in post.parameterization.items())
     return (
         f"| {n:,} | {groups:,} | {param} | {wall:.1f} | {wall - sampling:.1f} | {sampling:.1f} "
-        f"| {d['divergences']} | {d['max_r_hat']:.3f} | {d['min_ess_bulk']:.0f} "
-        f"| {d['min_ess_bulk'] / sampling:.1f} | {_rss_mb():.0f} |"
+        f"| {d.divergences} | {d.max_r_hat:.3f} | {d.min_ess_bulk:.0f} "
+        f"| {d.min_ess_bulk / sampling:.1f} | {_rss_mb():.0f} |"
     )
 
 

@@ -59,13 +59,14 @@ def fake_posterior(model):
     """A Posterior holding prior draws of the real PyMC model (no NUTS needed)."""
     import xarray as xr
 
-    from bayeslmm.bayes import choose_parameterization, resolve_priors
-    from bayeslmm.posterior import Posterior
+    from bayeslmm.bayes.parameterization import choose_parameterization
+    from bayeslmm.bayes.posterior import Posterior
+    from bayeslmm.bayes.priors import resolve_priors
 
     prior = model.sample_prior_predictive(draws=20, seed=5)["prior"].to_dataset()
     return Posterior(
         xr.DataTree.from_dict({"posterior": prior}),
-        model,
+        model.design,
         priors=resolve_priors(model.design),
         parameterization=choose_parameterization(model.design),
     )

@@ -15,7 +15,8 @@ import pytest
 from conftest import load_reference
 
 import bayeslmm as blm
-from bayeslmm import bayes
+from bayeslmm.bayes import parameterization, sampling
+from bayeslmm.bayes.priors import resolve_priors
 from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
 
 SS = "Reaction ~ Days + (Days | Subject)"
@@ -134,12 +135,12 @@ def test_parameterization_rule():
     # sleepstudy: 10 observations per subject, ratios ≈ 2.7 and 4.4 -> non-centred
     ss = blm.Model(SS, blm.load_dataset("sleepstudy"))
     np.testing.assert_allclose(
-        bayes.information_ratio(ss.design, ss.design.terms[0]), [2.705, 4.418], rtol=1e-3
+        parameterization.information_ratio(ss.design, ss.design.terms[0]), [2.705, 4.418], rtol=1e-3
     )
-    assert bayes.choose_parameterization(ss.design) == {"Subject": "noncentered"}
+    assert parameterization.choose_parameterization(ss.design) == {"Subject": "noncentered"}
     # penicillin: plate's ratio is small (sample effects in the residuals) -> non-centred
     pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
-    assert bayes.choose_parameterization(pen.design) == {
+    assert parameterization.choose_parameterization(pen.design) == {
         "plate": "noncentered",
         "sample": "centered",
     }
@@ -147,8 +148,8 @@ def test_parameterization_rule():
     assert {"z_plate", "coef_sample"} <= names
     # pastes: cask:batch is nested in batch -> non-centred despite its ratio ≈ 29
     pastes = blm.Model("strength ~ (1|batch/cask)", blm.load_dataset("pastes"))
-    assert bayes.information_ratio(pastes.design, pastes.design.terms[0])[0] > 20
-    assert bayes.choose_parameterization(pastes.design) == {
+    assert parameterization.information_ratio(pastes.design, pastes.design.terms[0])[0] > 20
+    assert parameterization.choose_parameterization(pastes.design) == {
         "cask:batch": "noncentered",
         "batch": "noncentered",
     }
@@ -156,7 +157,7 @@ def test_parameterization_rule():
     g = np.repeat(np.arange(8), 300)
     y = rng.normal(0, 2, 8)[g] + rng.normal(0, 1, g.size)
     big = blm.Model("y ~ 1 + (1|g)", pd.DataFrame({"y": y, "g": g.astype(str)}))
-    assert bayes.choose_parameterization(big.design) == {"g": "centered"}
+    assert parameterization.choose_parameterization(big.design) == {"g": "centered"}
     model = big.pymc_model()
     assert "coef_g" in {v.name for v in model.free_RVs}
     forced = big.pymc_model(parameterization="noncentered")
@@ -183,13 +184,13 @@ def test_default_prior_table(ss):
         "corr_Subject",
         "sigma",
     ]
-    priors = bayes.resolve_priors(ss.design)
-    assert priors["Intercept"].args == pytest.approx({"mu": y.mean(), "sigma": 2.5 * sy})
-    assert priors["fixef[Days]"].args == pytest.approx({"mu": 0.0, "sigma": 2.5 * sy / sx})
-    assert priors["sd_Subject[(Intercept)]"].args == pytest.approx({"nu": 3, "sigma": sy})
-    assert priors["sd_Subject[Days]"].args == pytest.approx({"nu": 3, "sigma": sy / sx})
-    assert priors["corr_Subject"].args == {"eta": 2.0}
-    assert priors["sigma"].args == pytest.approx({"nu": 3, "sigma": sy})
+    resolved = resolve_priors(ss.design)
+    assert resolved["Intercept"].args == pytest.approx({"mu": y.mean(), "sigma": 2.5 * sy})
+    assert resolved["fixef[Days]"].args == pytest.approx({"mu": 0.0, "sigma": 2.5 * sy / sx})
+    assert resolved["sd_Subject[(Intercept)]"].args == pytest.approx({"nu": 3, "sigma": sy})
+    assert resolved["sd_Subject[Days]"].args == pytest.approx({"nu": 3, "sigma": sy / sx})
+    assert resolved["corr_Subject"].args == {"eta": 2.0}
+    assert resolved["sigma"].args == pytest.approx({"nu": 3, "sigma": sy})
     assert table.loc["sigma", "distribution"] == "HalfStudentT"
     assert table.loc["fixef[Days]", "rule"] == "Normal(0, 2.5 sd(y) / sd(x))"
 
@@ -237,9 +238,8 @@ def test_prior_overrides(sleep):
     ],
 )
 def test_prior_errors(sleep, priors, match):
-    model = blm.Model(SS, sleep, priors=priors)
     with pytest.raises(PriorError, match=match):
-        _ = model.priors
+        _ = blm.Model(SS, sleep, priors=priors).priors
 
 
 def test_prior_error_lists_valid_names(ss):
@@ -283,7 +283,7 @@ def test_convergence_warning_on_a_bad_run(ss):
     text = str(rec[0].message)
     assert "fit_reml" in text
     d = post.diagnostics
-    assert d["min_ess_bulk"] < 200 or d["max_r_hat"] > 1.01 or d["divergences"] > 0
+    assert d.min_ess_bulk < 200 or d.max_r_hat > 1.01 or d.divergences > 0
 
 
 # --------------------------------------------------------------------------------------
@@ -364,9 +364,9 @@ def test_summary_and_diagnostics(ss_post):
     assert "Random effects" in text and "Fixed effects" in text
     assert "corr((Intercept), Days)" in text and "Residual" in text
     d = ss_post.diagnostics
-    assert d["chains"] == 2 and d["draws"] == 400
-    assert d["divergences"] == int(ss_post.idata["sample_stats"]["diverging"].sum())
-    assert d["max_r_hat"] == pytest.approx(ss_post.fixef["r_hat"].max(), abs=0.05)
+    assert d.chains == 2 and d.draws == 400
+    assert d.divergences == int(ss_post.idata["sample_stats"]["diverging"].sum())
+    assert d.max_r_hat == pytest.approx(ss_post.fixef["r_hat"].max(), abs=0.05)
 
 
 def test_posterior_predictive(ss_post):
@@ -393,7 +393,7 @@ def test_save_load_round_trip(ss_post, tmp_path, suffix):
     pd.testing.assert_frame_equal(loaded.fixef, ss_post.fixef)
     pd.testing.assert_frame_equal(loaded.varcorr, ss_post.varcorr)
     pd.testing.assert_frame_equal(loaded.ranef["Subject"], ss_post.ranef["Subject"])
-    assert loaded.model.formula == ss_post.model.formula
+    assert loaded.design.formula == ss_post.design.formula
     np.testing.assert_array_equal(loaded.design.y, ss_post.design.y)
     assert loaded.parameterization == ss_post.parameterization
     assert {k: str(p) for k, p in loaded.priors.items()} == {
@@ -411,7 +411,7 @@ def test_categorical_levels_survive_the_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     g = pd.Categorical(np.repeat(["c", "a", "b"], 8), categories=["c", "a", "b"])
     frame = pd.DataFrame({"y": rng.normal(size=24), "g": g})
-    from bayeslmm.posterior import dataset_to_frame, frame_to_dataset
+    from bayeslmm.bayes.io import dataset_to_frame, frame_to_dataset
 
     back = dataset_to_frame(frame_to_dataset(frame))
     assert list(back["g"].cat.categories) == ["c", "a", "b"]
@@ -431,7 +431,7 @@ def test_exact_gaussian_ranef_matches_lme4():
     wide = {"Intercept": "Normal(sigma=1e5)", "fixef": "Normal(sigma=1e5)"}
     pmm = model.pymc_model(priors=wide, parameterization="noncentered")
     fixed = pm.do(pmm, {"sd_Subject": np.array(ref["varcorr"][0]["sd"]), "sigma": ref["sigma"]})
-    idata = bayes.run_nuts(
+    idata = sampling.run_nuts(
         fixed,
         draws=1000,
         tune=500,
@@ -468,10 +468,10 @@ def test_acceptance_sleepstudy_defaults(ss):
         warnings.simplefilter("error", ConvergenceWarning)
         post = ss.sample(seed=2024)
     d = post.diagnostics
-    assert d["chains"] == 4 and d["draws"] == 1000
-    assert d["divergences"] == 0
-    assert d["max_r_hat"] <= 1.01
-    assert d["min_ess_bulk"] >= 1000
+    assert d.chains == 4 and d.draws == 1000
+    assert d.divergences == 0
+    assert d.max_r_hat <= 1.01
+    assert d.min_ess_bulk >= 1000
     fixef = post.fixef
     for name, value in ref["fixef"].items():
         assert abs(fixef.loc[name, "mean"] - value) <= 0.25 * fixef.loc[name, "sd"]
@@ -492,6 +492,6 @@ def test_nutpie_sampler(ss, tmp_path):
 
 
 def test_missing_optional_sampler(ss, monkeypatch):
-    monkeypatch.setattr(bayes.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sampling.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SamplingError, match="pip install numpyro"):
         ss.sample(nuts_sampler="numpyro")

@@ -151,14 +151,15 @@ def test_posterior_story_has_posterior_means_and_priors(sleep):
     """Draws of the real PyMC model (from its prior, so no NUTS) stand in for a posterior."""
     import xarray as xr
 
-    from bayeslmm.bayes import choose_parameterization, resolve_priors
-    from bayeslmm.posterior import Posterior
+    from bayeslmm.bayes.parameterization import choose_parameterization
+    from bayeslmm.bayes.posterior import Posterior
+    from bayeslmm.bayes.priors import resolve_priors
 
     model = Model("Reaction ~ Days + (Days | Subject)", sleep)
     pp = model.sample_prior_predictive(draws=40, seed=3)
     post = Posterior(
         xr.DataTree.from_dict({"posterior": pp["prior"].to_dataset()}),
-        model,
+        model.design,
         priors=resolve_priors(model.design),
         parameterization=choose_parameterization(model.design),
     )

@@ -295,14 +295,15 @@ def fake_posterior(ss):
     """A Posterior whose draws are prior draws of the real PyMC model (no NUTS needed)."""
     import xarray as xr
 
-    from bayeslmm.bayes import choose_parameterization, resolve_priors
-    from bayeslmm.posterior import Posterior
+    from bayeslmm.bayes.parameterization import choose_parameterization
+    from bayeslmm.bayes.posterior import Posterior
+    from bayeslmm.bayes.priors import resolve_priors
 
     pp = ss.sample_prior_predictive(draws=30, seed=23)
     tree = xr.DataTree.from_dict({"posterior": pp["prior"].to_dataset()})
     return Posterior(
         tree,
-        ss,
+        ss.design,
         priors=resolve_priors(ss.design),
         parameterization=choose_parameterization(ss.design),
     )

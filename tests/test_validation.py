@@ -240,11 +240,11 @@ def test_loaded_posterior_compares_with_the_reml_fit_again(small_fit_and_posteri
     pd.testing.assert_frame_equal(again, blm.compare(fit, posterior))
 
 
-def test_loaded_posterior_simulates_like_the_original(small_fit_and_posterior, tmp_path):
+def test_loaded_posterior_simulates_like_the_original(model, small_fit_and_posterior, tmp_path):
     _, posterior = small_fit_and_posterior
     loaded = blm.load_posterior(posterior.save(tmp_path / "post.nc"))
-    a = posterior.model.simulate(posterior, seed=4, nsim=5, group_effects="observed")
-    b = loaded.model.simulate(loaded, seed=4, nsim=5, group_effects="observed")
+    a = model.simulate(posterior, seed=4, nsim=5, group_effects="observed")
+    b = model.simulate(loaded, seed=4, nsim=5, group_effects="observed")
     pd.testing.assert_frame_equal(a, b)
 
 

@@ -219,7 +219,7 @@ def run_sbc(
 
 
 def _parameterization(model: Model) -> list[str]:
-    from bayeslmm.bayes import choose_parameterization
+    from bayeslmm.bayes.parameterization import choose_parameterization
 
     chosen = choose_parameterization(model.design)
     return [chosen[t.group] for t in model.design.terms]

@@ -21,8 +21,8 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ..design import Design, ReTerm
-from .pls import Deviance, PLSSolution, inv_logdet, level_blocks, template, tril
+from ..design import Design, ReTerm, lower_triangle
+from .pls import Deviance, PLSSolution, inv_logdet, level_blocks, template
 
 _dpotrf = sla.lapack.dpotrf
 
@@ -265,7 +265,7 @@ class BlockedDeviance(Deviance):
             Zx = np.transpose(self.A31[:p], (1, 0, 2))  # (ℓ, p, k): Z_lᵀX transposed
             Q = Q + F @ (np.transpose(Ex, (0, 2, 1)) @ TA) - F @ Zx
         G = 2.0 * Q.sum(axis=0).T - (2.0 * self.dof / r2) * (ztr.T @ u)  # G[r, c] = ∂/∂T[r, c]
-        return float(f), G[tril(k)]
+        return float(f), G[lower_triangle(k)]
 
     # -- the solution at θ ---------------------------------------------------------------
     def solution(self, theta: np.ndarray) -> PLSSolution:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ..design import Design
-from .pls import Deviance, PLSSolution, level_blocks, tril
+from ..design import Design, lower_triangle
+from .pls import Deviance, PLSSolution, level_blocks
 
 _dpotrf, _dpotri = sla.lapack.dpotrf, sla.lapack.dpotri
 _dtrtrs, _dpotrs = sla.lapack.dtrtrs, sla.lapack.dpotrs
@@ -48,7 +48,7 @@ class DenseDeviance(Deviance):
             A[q:, q:] = C.T @ C
         rows_l, cols_l, index_l, offset = [], [], [], 0
         for t, sl in zip(design.terms, design.theta_slices, strict=True):
-            tr, tc = tril(t.nc)
+            tr, tc = lower_triangle(t.nc)
             base = offset + np.arange(t.nl)[:, None] * t.nc
             rows_l.append((base + tr).ravel())
             cols_l.append((base + tc).ravel())

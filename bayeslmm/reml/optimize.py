@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 import nlopt
 import numpy as np
 
-from ..design import Design
-from .pls import Deviance, template, tril
+from ..design import Design, lower_triangle
+from .pls import Deviance, template
 
 #: lme4's ``nloptwrap`` defaults (``lmerControl()``), plus nloptr's default xtol_rel
 _OPT_SETTINGS = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval": 100_000}
@@ -190,7 +190,7 @@ def _canonical(design: Design, theta: np.ndarray) -> np.ndarray:
     for t, sl in zip(design.terms, design.theta_slices, strict=True):
         T = template(theta[sl], t.nc)
         T[:, np.diag(T) < 0] *= -1.0
-        theta[sl] = T[tril(t.nc)]
+        theta[sl] = T[lower_triangle(t.nc)]
     return theta
 
 

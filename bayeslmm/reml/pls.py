@@ -23,24 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..design import Design, ReTerm
+from ..design import Design, ReTerm, lower_triangle
 
 LOG2PI = float(np.log(2.0 * np.pi))
-_TRIL: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def tril(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of a k x k lower triangle in lme4's column-wise θ order."""
-    if k not in _TRIL:
-        rows, cols = np.triu_indices(k)  # row-major upper = column-major lower, transposed
-        _TRIL[k] = (cols, rows)
-    return _TRIL[k]
 
 
 def template(theta: np.ndarray, k: int) -> np.ndarray:
     """Lower-triangular k x k factor T filled column-wise from θ (lme4's layout)."""
     T = np.zeros((k, k))
-    T[tril(k)] = theta
+    T[lower_triangle(k)] = theta
     return T
 
 

@@ -1,0 +1,100 @@
+"""Centred or non-centred, per term: chosen from the data before sampling.
+
+Per term, with ``parameterization="auto"``, the information ratio
+``r_c = τ̂_c² / v̂_c`` compares the between-level variance of the per-level least-squares
+coefficients of the OLS residuals (``τ̂_c²``, method of moments) with their mean sampling
+variance ``v̂_c = mean_l σ̂² [(X_lᵀX_l)⁻¹]_cc`` (σ̂² the pooled within-level residual
+variance).  It grows with the observations per level and with τ²/σ².  The posterior of
+a level's effect shrinks by about ``1 / (1 + r)``, and for Gaussian models the centred
+form mixes better than the non-centred one once r > 1 (Papaspiliopoulos, Roberts & Sköld
+2007).  Rule: a term is centred when ``min_c r_c >= 3`` (a margin over 1), else
+non-centred (``b = z·τ``; ``b = z Lᵀ`` with ``L`` the Cholesky factor of Σ), which also
+covers few observations per level and variances near zero.  A centred term is
+*hierarchically* centred on the fixed effects it shares columns with: its free variable is
+``coef_g = β + b ~ MvNormal(β, Σ)`` (``ranef_g = coef_g - β`` is a Deterministic), which
+removes the β-vs-mean(b) ridge; each fixed column is absorbed by the first centred term
+(term order) that has it.  Measured (4 x 1000 draws unless noted): sleepstudy r = (2.7,
+4.4): hierarchically centred min bulk ESS 2610 vs 1337 non-centred, same sampling time,
+but an occasional divergence at target_accept 0.8 (18 levels), hence the margin of 3;
+200 groups x 100 rows, (x | g), r = (20.9, 3.9), 2 x 500 draws: min ESS 54 non-centred,
+54 plainly centred (the intercept ridge), 1291 hierarchically centred.  With crossed
+factors the other factor's effects stay in the residuals, which lowers r (errs towards
+non-centred).  A factor nested in another one (``cask:batch`` in ``batch``) stays
+non-centred: centring it on β alone diverged on pastes (74 divergences vs 36).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ..design import Design, ReTerm
+from ..errors import SamplingError
+
+Parameterization = Literal["auto", "centered", "noncentered"]
+
+#: information ratio at and above which ``parameterization="auto"`` centres a term
+CENTER_RATIO = 3.0
+
+
+def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
+    """Per column c of ``term``: ``τ̂_c² / v̂_c`` (see the module docstring).
+
+    Per level l, least squares of the OLS residuals on the factor's random-effect
+    columns gives ``β̂_l`` and
+    ``v_l = σ̂² diag((X_lᵀX_l)⁻¹)`` with σ̂² the pooled within-level residual variance;
+    levels with a singular ``X_lᵀX_l`` or no residual degrees of freedom are skipped.
+    ``τ̂² = max(var_l β̂_l - mean_l v_l, 0)``.
+    """
+    X, y = design.X, design.y
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    # regress on every random-effect column of this factor, so that (x || g) terms
+    # do not absorb each other's variation
+    cols: dict[str, np.ndarray] = {}
+    for t in design.terms:
+        if t.factor == term.factor:
+            for c, name in enumerate(t.cnames):
+                cols.setdefault(name, t.X[:, c])
+    names = list(cols)
+    Xf = np.column_stack(list(cols.values()))
+    k = Xf.shape[1]
+    xtx = np.zeros((term.nl, k, k))
+    xtr = np.zeros((term.nl, k))
+    rtr = np.bincount(term.codes, weights=resid**2, minlength=term.nl)
+    np.add.at(xtx, term.codes, Xf[:, :, None] * Xf[:, None, :])
+    np.add.at(xtr, term.codes, Xf * resid[:, None])
+    nobs = np.bincount(term.codes, minlength=term.nl)
+    ok = (np.linalg.matrix_rank(xtx, tol=1e-8) == k) & (nobs > k)
+    own = [names.index(c) for c in term.cnames]
+    if ok.sum() < 2:
+        return np.zeros(term.nc)
+    inv = np.linalg.inv(xtx[ok])
+    beta = np.einsum("lij,lj->li", inv, xtr[ok])
+    rss = rtr[ok] - np.einsum("li,li->l", beta, xtr[ok])
+    s2 = float(rss.sum()) / float((nobs[ok] - k).sum())
+    if not s2 > 0:
+        return np.full(term.nc, np.inf)
+    v = s2 * np.einsum("lii->li", inv).mean(axis=0)
+    tau2 = np.maximum(beta.var(axis=0, ddof=1) - v, 0.0)
+    return (tau2 / v)[own]
+
+
+def choose_parameterization(design: Design, parameterization: str = "auto") -> dict[str, str]:
+    """``"centered"`` or ``"noncentered"`` per term group, from a
+    :data:`Parameterization` (see the module docstring)."""
+    if parameterization not in ("auto", "centered", "noncentered"):
+        raise SamplingError(
+            f"parameterization must be 'auto', 'centered' or 'noncentered', "
+            f"got {parameterization!r}"
+        )
+    if parameterization != "auto":
+        return {t.group: parameterization for t in design.terms}
+    return {
+        t.group: "centered"
+        if not any(t.nested_in(other) for other in design.terms)
+        and information_ratio(design, t).min() >= CENTER_RATIO
+        else "noncentered"
+        for t in design.terms
+    }

@@ -1,0 +1,468 @@
+"""``Posterior``: NUTS draws of a model, answered in LmerFit's vocabulary.
+
+Every summary reports, per parameter, the posterior ``mean``, ``sd``, a credible interval
+(ArviZ 1.x default: equal-tailed, probability 0.89, columns ``eti89_lb``/``eti89_ub``;
+change with :meth:`Posterior.with_ci`), ``r_hat``, ``ess_bulk`` and ``ess_tail``
+(:func:`~bayeslmm.bayes.summary.summarize`).  ``coef`` is computed per draw
+(``fixef + ranef``) before summarising, as brms does.  :meth:`Posterior.point_estimate`
+gives the posterior means (or medians) in the REML fit's shapes; docs/vocabulary.md lines
+the two results up name by name.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import names
+from ..design import Design, lower_triangle
+from ..errors import BayesLMMError, ConvergenceWarning
+from . import io
+from .priors import Prior
+from .summary import summarize
+
+#: thresholds of the post-sampling checks
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+#: the statistics of the Posterior's own tables
+_TABLE_STATS = ("mean", "sd", "ci", "r_hat", "ess_bulk", "ess_tail")
+#: ``varcorr``'s key columns
+_KEYS = ("grp", "var1", "var2")
+
+
+class _Draws(xr.Dataset):
+    """The posterior Dataset, also callable: ``draws("fixef")`` is ``draws["fixef"]``."""
+
+    __slots__ = ()
+
+    def __call__(self, name: str) -> xr.DataArray:
+        if name not in self.data_vars:
+            have = ", ".join(str(v) for v in self.data_vars)
+            raise KeyError(f"no posterior variable {name!r}; have {have}")
+        return self[name]
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """The sampler's health over every parameter and group effect.
+
+    divergences: divergent transitions; max_r_hat, min_ess_bulk, min_ess_tail: the worst
+    r_hat and ESS (correlation diagonals left out); chains, draws: per chain;
+    sampling_time: seconds (NaN when the sampler did not record it).
+    """
+
+    divergences: int
+    max_r_hat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    chains: int
+    draws: int
+    sampling_time: float
+
+
+@dataclass(frozen=True)
+class PointEstimate:
+    """Posterior means (or medians) in :class:`~bayeslmm.reml.fit.LmerFit`'s shapes.
+
+    ``fixef`` Series by fixef name; ``sigma`` float; ``varcorr`` R's
+    ``as.data.frame(VarCorr())`` layout (grp, var1, var2, vcov, sdcor: ``sdcor`` the
+    statistic of each SD and correlation, ``vcov`` derived from them); ``ranef`` and
+    ``coef``: factor -> levels x columns.  Each quantity is its own statistic (``coef``
+    per draw, so a median ``coef`` need not be ``fixef + ranef``).
+    """
+
+    stat: str
+    fixef: pd.Series
+    sigma: float
+    varcorr: pd.DataFrame
+    ranef: dict[str, pd.DataFrame]
+    coef: dict[str, pd.DataFrame]
+
+
+class Posterior:
+    """Posterior draws of the model of a :class:`~bayeslmm.design.Design` and their summaries.
+
+    Attributes: ``idata`` (the ArviZ DataTree), ``design``, ``priors`` (the priors used),
+    ``parameterization`` (per term group), ``ci_prob``, ``ci_kind``.
+    """
+
+    def __init__(
+        self,
+        idata: xr.DataTree,
+        design: Design,
+        *,
+        priors: dict[str, Prior],
+        parameterization: dict[str, str],
+        ci_prob: float = names.DEFAULT_CI_PROB,
+        ci_kind: str = names.DEFAULT_CI_KIND,
+    ):
+        if ci_kind not in names.CI_KINDS:
+            raise BayesLMMError(f"ci_kind must be 'eti' or 'hdi', got {ci_kind!r}")
+        if not 0 < ci_prob < 1:
+            raise BayesLMMError(f"ci_prob must be in (0, 1), got {ci_prob}")
+        self.idata = idata
+        self.design = design
+        self.priors = dict(priors)
+        self.parameterization = dict(parameterization)
+        self.ci_prob = float(ci_prob)
+        self.ci_kind = ci_kind
+        post = idata["posterior"].to_dataset()
+        self._draws = _Draws(dict(post.data_vars), coords=post.coords, attrs=post.attrs)
+
+    # -- plumbing ---------------------------------------------------------------------
+    @property
+    def draws(self) -> _Draws:
+        """Raw draws by PyMC name (:mod:`bayeslmm.names`): ``draws("fixef")``."""
+        return self._draws
+
+    def with_ci(self, prob: float | None = None, kind: str | None = None) -> Posterior:
+        """The same draws, summarised with another interval probability or kind."""
+        return Posterior(
+            self.idata,
+            self.design,
+            priors=self.priors,
+            parameterization=self.parameterization,
+            ci_prob=self.ci_prob if prob is None else prob,
+            ci_kind=self.ci_kind if kind is None else kind,
+        )
+
+    def __repr__(self) -> str:
+        d = self.diagnostics
+        return (
+            f"Posterior({self.design.formula!r}; {d.chains} chains x {d.draws} draws, "
+            f"divergences={d.divergences}, max r_hat={d.max_r_hat:.3f})"
+        )
+
+    @property
+    def ci_columns(self) -> tuple[str, str]:
+        """The interval's column names, e.g. ``("eti89_lb", "eti89_ub")``."""
+        return names.ci_columns(self.ci_kind, self.ci_prob)
+
+    def _summarize(self, draws: xr.DataArray, index: pd.Index) -> pd.DataFrame:
+        return summarize(draws, index, kind=self.ci_kind, prob=self.ci_prob, stats=_TABLE_STATS)
+
+    # -- draws in the shared vocabulary -------------------------------------------------
+    @cached_property
+    def _parameter_draws(self) -> xr.DataArray:
+        ds = self._draws
+        parts = []
+        for p in self.design.parameters:
+            if p.kind == "fixef":
+                da = ds[names.FIXEF].sel({names.FIXEF_DIM: p.var1})
+            elif p.kind == "sd":
+                assert p.grp is not None
+                da = ds[names.sd(p.grp)].sel({names.term_dim(p.grp): p.var1})
+            elif p.kind == "corr":
+                assert p.grp is not None
+                dims = {names.term_dim(p.grp): p.var2, names.term_dim_bis(p.grp): p.var1}
+                da = ds[names.corr(p.grp)].sel(dims)
+            else:
+                da = ds[names.SIGMA]
+            parts.append(da.drop_vars(list(da.coords), errors="ignore"))
+        labels = pd.Index([p.label for p in self.design.parameters], name="parameter")
+        return xr.concat(parts, dim=labels).transpose(*names.SAMPLE_DIMS, "parameter")
+
+    def parameter_draws(self) -> xr.DataArray:
+        """Draws of every scalar parameter: dims (chain, draw, parameter), labelled as
+        :func:`~bayeslmm.compare` labels them (``fixef[Days]``, ``sd_Subject[Days]``,
+        ``corr_Subject[(Intercept), Days]``, ``sigma``)."""
+        return self._parameter_draws
+
+    def _check_factor(self, factor: str) -> None:
+        if factor not in self.design.group_factors:
+            raise BayesLMMError(
+                f"unknown grouping factor {factor!r}; have {', '.join(self.design.group_factors)}"
+            )
+
+    def ranef_draws(self, factor: str) -> xr.DataArray:
+        """Per-draw group effects b: dims (chain, draw, factor, term), the factor's
+        columns side by side as ``LmerFit.ranef`` has them."""
+        self._check_factor(factor)
+        parts = [
+            self._draws[names.ranef(t.group)].rename({names.term_dim(t.group): "term"})
+            for t in self.design.factor_terms(factor)
+        ]
+        return xr.concat(parts, dim="term").transpose(*names.SAMPLE_DIMS, factor, "term")
+
+    def coef_draws(self, factor: str) -> xr.DataArray:
+        """Per-draw coefficients β + b of each level: dims (chain, draw, factor, term).
+
+        Columns: every fixed effect (b = 0 where the factor has no such random column),
+        then random-only columns (β = 0), as lme4's ``coef``.
+        """
+        b = self.ranef_draws(factor)
+        fixef = self._draws[names.FIXEF]
+        columns = list(self.design.fixef_names)
+        columns += [c for c in self.design.factor_columns(factor) if c not in columns]
+        parts = []
+        for name in columns:
+            total = xr.zeros_like(b.isel(term=0, drop=True))
+            if name in self.design.fixef_names:
+                total = total + fixef.sel({names.FIXEF_DIM: name}, drop=True)
+            in_b = [i for i, c in enumerate(b.coords["term"].values) if c == name]
+            for i in in_b:
+                total = total + b.isel(term=i, drop=True)
+            parts.append(total)
+        coef = xr.concat(parts, dim=pd.Index(columns, name="term"))
+        return coef.transpose(*names.SAMPLE_DIMS, factor, "term")
+
+    # -- LmerFit's vocabulary ---------------------------------------------------------------
+    def _parameters(self, kinds: tuple[str, ...]) -> tuple[list[names.Parameter], xr.DataArray]:
+        params = [p for p in self.design.parameters if p.kind in kinds]
+        return params, self._parameter_draws.sel(parameter=[p.label for p in params])
+
+    @property
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects on the original scale, indexed by the fixef names."""
+        _, draws = self._parameters(("fixef",))
+        return self._summarize(draws, pd.Index(self.design.fixef_names, name="term"))
+
+    @property
+    def sigma(self) -> pd.Series:
+        """Residual SD: one summary row."""
+        _, draws = self._parameters(("sigma",))
+        return self._summarize(draws, pd.Index([names.SIGMA])).iloc[0]
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """SDs and correlations keyed ``grp``, ``var1``, ``var2`` as ``LmerFit.varcorr``,
+        with ``sdcor`` the posterior mean, then the summary columns.
+
+        Per term group: one row per SD, then one per correlation (lower triangle,
+        column-wise: ``var1`` = column name, ``var2`` = row name), then ``Residual``.
+        """
+        params, draws = self._parameters(("sd", "corr", "sigma"))
+        stats = self._summarize(draws, pd.RangeIndex(len(params)))
+        stats.insert(0, "sdcor", stats["mean"])
+        for i, key in enumerate(_KEYS):
+            stats.insert(i, key, pd.Series([getattr(p, key) for p in params], dtype=object))
+        return stats
+
+    @property
+    def theta(self) -> pd.DataFrame:
+        """θ = vech(T_g) with σ²T_gT_gᵀ = Σ_g (lme4's relative covariance factor, T_g the
+        Cholesky factor), per draw: indexed by lme4's θ names."""
+        design = self.design
+        sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
+        parts = []
+        for t in design.terms:
+            sd = self._draws[names.sd(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
+            if t.nc == 1:
+                parts.append(sd / sigma[..., None])
+                continue
+            corr = self._draws[names.corr(t.group)].transpose(*names.SAMPLE_DIMS, ...)
+            cov = sd[..., :, None] * corr.to_numpy() * sd[..., None, :]
+            T = np.linalg.cholesky(cov) / sigma[..., None, None]
+            rows, cols = lower_triangle(t.nc)
+            parts.append(T[..., rows, cols])
+        theta = xr.DataArray(np.concatenate(parts, axis=-1), dims=(*names.SAMPLE_DIMS, "theta"))
+        return self._summarize(theta, pd.Index(design.theta_names, name="theta"))
+
+    def _by_level(self, factor: str, draws: xr.DataArray) -> pd.DataFrame:
+        index = pd.MultiIndex.from_product(
+            [list(draws.coords[factor].values), list(draws.coords["term"].values)],
+            names=[factor, "term"],
+        )
+        return self._summarize(draws, index)
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Per factor: summaries of the deviations b, indexed by (level, term)."""
+        return {f: self._by_level(f, self.ranef_draws(f)) for f in self.design.group_factors}
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per factor: summaries of β + b computed per draw, indexed by (level, term)."""
+        return {f: self._by_level(f, self.coef_draws(f)) for f in self.design.group_factors}
+
+    @property
+    def conditional_sd(self) -> dict[str, pd.DataFrame]:
+        """Posterior SDs of b, factor -> levels x columns: the layout of ``LmerFit``'s."""
+        return {
+            f: _table(self.ranef_draws(f).std(names.SAMPLE_DIMS, ddof=1))
+            for f in self.design.group_factors
+        }
+
+    def point_estimate(self, stat: Literal["mean", "median"] = "mean") -> PointEstimate:
+        """The posterior mean (or median) of every quantity, in the REML fit's shapes."""
+        if stat not in ("mean", "median"):
+            raise BayesLMMError(f"stat must be 'mean' or 'median', got {stat!r}")
+
+        def reduce(da: xr.DataArray) -> xr.DataArray:
+            return getattr(da, stat)(names.SAMPLE_DIMS)
+
+        values = reduce(self._parameter_draws).to_pandas()
+        design = self.design
+        fixef = pd.Series(
+            [values[names.fixef_label(c)] for c in design.fixef_names],
+            index=list(design.fixef_names),
+            name="fixef",
+        )
+        params = [p for p in design.parameters if p.kind != "fixef"]
+        sdcor = np.array([values[p.label] for p in params], dtype=float)
+        sd = {(p.grp, p.var1): values[p.label] for p in params if p.kind != "corr"}
+        vcov = [  # SDs and sigma square; a correlation times the two SDs is a covariance
+            r * sd[(p.grp, p.var1)] * sd[(p.grp, p.var2)] if p.kind == "corr" else r**2
+            for p, r in zip(params, sdcor, strict=True)
+        ]
+        varcorr = pd.DataFrame(
+            {
+                **{k: pd.Series([getattr(p, k) for p in params], dtype=object) for k in _KEYS},
+                "vcov": np.asarray(vcov, dtype=float),
+                "sdcor": sdcor,
+            }
+        )
+        return PointEstimate(
+            stat=stat,
+            fixef=fixef,
+            sigma=float(values[names.SIGMA]),
+            varcorr=varcorr,
+            ranef={f: _table(reduce(self.ranef_draws(f))) for f in design.group_factors},
+            coef={f: _table(reduce(self.coef_draws(f))) for f in design.group_factors},
+        )
+
+    # -- diagnostics ------------------------------------------------------------------
+    @cached_property
+    def diagnostics(self) -> Diagnostics:
+        """Divergences, max r_hat and min bulk/tail ESS over every parameter and ranef."""
+        stats = self.idata["sample_stats"].to_dataset()
+        draws = [self._parameter_draws] + [self.ranef_draws(f) for f in self.design.group_factors]
+        chains, length = self._parameter_draws.shape[:2]
+        values = [d.to_numpy().reshape(chains, length, -1) for d in draws]
+        flat = xr.DataArray(np.concatenate(values, axis=2), dims=(*names.SAMPLE_DIMS, "param"))
+        rhat, ess_bulk = az.rhat(flat).to_numpy(), az.ess(flat, method="bulk").to_numpy()
+        ess_tail = az.ess(flat, method="tail").to_numpy()
+
+        def extreme(values: np.ndarray, fn: Literal["max", "min"]) -> float:
+            values = values[np.isfinite(values)]
+            return float(getattr(np, fn)(values)) if len(values) else float("nan")
+
+        return Diagnostics(
+            divergences=int(stats["diverging"].sum()),
+            max_r_hat=extreme(rhat, "max"),
+            min_ess_bulk=extreme(ess_bulk, "min"),
+            min_ess_tail=extreme(ess_tail, "min"),
+            chains=int(self._draws.sizes["chain"]),
+            draws=int(self._draws.sizes["draw"]),
+            sampling_time=float(stats.attrs.get("sampling_time", np.nan)),
+        )
+
+    def check_convergence(self, *, stacklevel: int = 2) -> list[str]:
+        """Problems found by the diagnostics, also issued as one :class:`ConvergenceWarning`."""
+        d = self.diagnostics
+        problems = []
+        if d.divergences:
+            problems.append(
+                f"{d.divergences} divergent transitions: raise target_accept (e.g. 0.95), "
+                "or try parameterization='noncentered' (few observations per group) / "
+                "'centered' (many)"
+            )
+        if d.max_r_hat > RHAT_MAX:
+            problems.append(
+                f"max r_hat = {d.max_r_hat:.3f} > {RHAT_MAX}: chains disagree; run more tune "
+                "and draws, or switch parameterization"
+            )
+        ess_min = ESS_PER_CHAIN_MIN * d.chains
+        if min(d.min_ess_bulk, d.min_ess_tail) < ess_min:
+            problems.append(
+                f"min ESS (bulk {d.min_ess_bulk:.0f}, tail {d.min_ess_tail:.0f}) < "
+                f"{ess_min} ({ESS_PER_CHAIN_MIN} per chain): draw more, raise tune"
+            )
+        if problems:
+            problems.append(
+                "check the REML fit (model.fit_reml()) for a singular variance component: a "
+                "variance near 0 makes the posterior hard to explore"
+            )
+            warnings.warn(
+                "NUTS did not converge cleanly:\n  - " + "\n  - ".join(problems),
+                ConvergenceWarning,
+                stacklevel=stacklevel,
+            )
+        return problems
+
+    # -- text -------------------------------------------------------------------------
+    def summary(self) -> str:
+        """An lme4-like summary: random effects, fixed effects and diagnostics."""
+        d = self.design
+        lb, ub = self.ci_columns
+        ngr = ", ".join(f"{k}, {v}" for k, v in d.ngroups.items())
+        sampler = self.idata.attrs.get(io.SAMPLER, "pymc")
+        diag = self.diagnostics
+        lines = [
+            f"Bayesian linear mixed model fit by NUTS ({sampler})",
+            f"Formula: {d.formula}",
+            f"Number of obs: {d.nobs}, groups:  {ngr}",
+            *d.missing_note,
+            f"Draws: {diag.chains} chains x {diag.draws}; "
+            f"intervals: {self.ci_kind.upper()} {self.ci_prob:g}",
+            "",
+            "Random effects (posterior of SDs and correlations):",
+        ]
+        vc = self.varcorr
+        cols = ["mean", "sd", lb, ub, "r_hat", "ess_bulk"]
+        label = [
+            a if pd.isna(b) else f"corr({a}, {b})" for a, b in zip(vc.var1, vc.var2, strict=True)
+        ]
+        vc_show = vc.assign(Groups=vc.grp, Name=label)
+        vc_show.loc[vc_show.grp == names.RESIDUAL, "Name"] = names.SIGMA
+        lines.append(_fmt(vc_show.set_index(["Groups", "Name"])[cols]))
+        lines += ["", "Fixed effects:", _fmt(self.fixef[cols]), ""]
+        lines.append(
+            f"Diagnostics: divergences={diag.divergences}, max r_hat={diag.max_r_hat:.3f}, "
+            f"min ess_bulk={diag.min_ess_bulk:.0f}, min ess_tail={diag.min_ess_tail:.0f}"
+        )
+        lines.append(
+            "Parameterisation: " + ", ".join(f"{g}: {p}" for g, p in self.parameterization.items())
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # -- prediction and persistence ---------------------------------------------------
+    def sample_posterior_predictive(self, seed: int | None = None) -> xr.DataTree:
+        """Replicated ``y`` for every posterior draw (group ``posterior_predictive``)."""
+        import pymc as pm
+
+        from .model import build_pymc_model
+
+        pymc_model = build_pymc_model(self.design, self.priors, self.parameterization)
+        tree: xr.DataTree = pm.sample_posterior_predictive(
+            self.idata, model=pymc_model, random_seed=seed, progressbar=False
+        )
+        return tree
+
+    def save(self, path: str | Path) -> Path:
+        """Write the DataTree (netCDF; zarr when ``path`` ends in ``.zarr``)."""
+        ci = {io.CI_PROB: self.ci_prob, io.CI_KIND: self.ci_kind}
+        return io.write(self.idata, Path(path), ci)
+
+
+def _table(da: xr.DataArray) -> pd.DataFrame:
+    """A (levels, term) DataArray as ``LmerFit.ranef``'s DataFrame: levels x columns."""
+    return da.to_pandas().rename_axis(columns=None)
+
+
+def _fmt(df: pd.DataFrame) -> str:
+    return df.to_string(float_format=lambda x: f"{x:.4g}")
+
+
+def load_posterior(path: str | Path) -> Posterior:
+    """Read a posterior written by :meth:`Posterior.save`, rebuilding its design."""
+    saved = io.read(Path(path))
+    return Posterior(
+        saved.tree,
+        saved.design,
+        priors=saved.priors,
+        parameterization=saved.parameterization,
+        ci_prob=names.DEFAULT_CI_PROB if saved.ci_prob is None else saved.ci_prob,
+        ci_kind=names.DEFAULT_CI_KIND if saved.ci_kind is None else saved.ci_kind,
+    )
