@@ -1,10 +1,16 @@
-"""bayeslmm: linear mixed models in lme4 syntax, fitted by REML and by NUTS, side by side."""
+"""bayeslmm: linear mixed models in lme4 syntax, fitted by REML and by NUTS, side by side.
 
-from .bayes.posterior import Posterior, load_posterior
-from .bayes.priors import Prior
-from .compare import ComparisonError, compare, shrinkage
-from .datasets import list_datasets, load_dataset
-from .design import Design, ReTerm
+The public names load on first use (PEP 562): ``import bayeslmm`` imports neither PyMC nor
+ArviZ nor matplotlib, and a REML fit never does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BayesLMMError,
     ConvergenceWarning,
@@ -16,11 +22,39 @@ from .errors import (
     SamplingError,
     SingularFitWarning,
 )
-from .model import Model, lmer
-from .plots import plot_compare, plot_group_fits, plot_shrinkage
-from .reml import LmerFit, load_fit
+
+if TYPE_CHECKING:
+    from .bayes.posterior import Posterior, load_posterior
+    from .bayes.priors import Prior
+    from .compare import ComparisonError, compare, shrinkage
+    from .datasets import list_datasets, load_dataset
+    from .design import Design, ReTerm
+    from .model import Model, lmer
+    from .plots import plot_compare, plot_group_fits, plot_shrinkage
+    from .reml.fit import LmerFit, load_fit
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "ComparisonError": "compare",
+    "Design": "design",
+    "LmerFit": "reml.fit",
+    "Model": "model",
+    "Posterior": "bayes.posterior",
+    "Prior": "bayes.priors",
+    "ReTerm": "design",
+    "compare": "compare",
+    "list_datasets": "datasets",
+    "lmer": "model",
+    "load_dataset": "datasets",
+    "load_fit": "reml.fit",
+    "load_posterior": "bayes.posterior",
+    "plot_compare": "plots",
+    "plot_group_fits": "plots",
+    "plot_shrinkage": "plots",
+    "shrinkage": "compare",
+}
 
 __all__ = [
     "BayesLMMError",
@@ -50,3 +84,29 @@ __all__ = [
     "plot_shrinkage",
     "shrinkage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package module.  ``bayeslmm.compare`` is the function, as it always was, although
+    a module of that name defines it: importing the module (which sets the package
+    attribute of that name) must not hide the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "compare" and isinstance(value, types.ModuleType):
+            value = value.compare
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .compare import compare
 from .datasets import list_datasets, load_dataset
 from .errors import BayesLMMError, DataError
+from .model import Model
 
 _PLOTS = ("shrinkage", "compare", "group-fits")
 
@@ -116,8 +118,6 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from . import Model, compare, plot_compare, plot_group_fits, plot_shrinkage
-
     data, name = _read_data(args)
     model = Model(args.formula, data)
     fit = posterior = None
@@ -159,9 +159,15 @@ def _fit(args: argparse.Namespace) -> int:
         "compare": args.plot_compare,
         "group-fits": args.plot_group_fits,
     }
-    makers = {"shrinkage": plot_shrinkage, "compare": plot_compare, "group-fits": plot_group_fits}
     for kind, path in plots.items():
         if path is not None:
+            from .plots import plot_compare, plot_group_fits, plot_shrinkage  # matplotlib
+
+            makers = {
+                "shrinkage": plot_shrinkage,
+                "compare": plot_compare,
+                "group-fits": plot_group_fits,
+            }
             figure = makers[kind](fit, posterior)
             figure.savefig(path, dpi=110, bbox_inches="tight")
             print(f"wrote {path}", file=sys.stderr)
@@ -196,8 +202,6 @@ def _run(args: argparse.Namespace) -> int:
             print(list_datasets().to_string())
             return 0
         if args.command == "explain":
-            from . import Model
-
             data, _ = _read_data(args)
             print(Model(args.formula, data).explain())
             return 0

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import names
+from .bayes import is_posterior
 from .design import Design, independent_columns
 from .errors import BayesLMMError
 from .reml.fit import LmerFit
@@ -82,14 +83,11 @@ def check_inputs(fit: Any, posterior: Any) -> Design:
             f"fit must be an LmerFit (from Model.fit_reml or lmer) or None, "
             f"got {type(fit).__name__}"
         )
-    if posterior is not None:
-        from .bayes.posterior import Posterior
-
-        if not isinstance(posterior, Posterior):
-            raise ComparisonError(
-                f"posterior must be a Posterior (from Model.sample) or None, "
-                f"got {type(posterior).__name__}"
-            )
+    if posterior is not None and not is_posterior(posterior):
+        raise ComparisonError(
+            f"posterior must be a Posterior (from Model.sample) or None, "
+            f"got {type(posterior).__name__}"
+        )
     if fit is None and posterior is None:
         raise ComparisonError("give a REML fit, a posterior, or both; got neither")
     if fit is not None and posterior is not None:

@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import formulaic
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -400,6 +399,8 @@ class _Aliases:
     def required(self, expr: str, where: str) -> list[str]:
         if _PLAIN_SUM.fullmatch(expr):  # "1 + _v1_": nothing for formulaic to parse
             return [self.name[v] for v in dict.fromkeys(re.findall(r"_v\d+_", expr))]
+        import formulaic  # 0.7 s to import: only formulas that need it pay
+
         try:
             variables = formulaic.Formula(expr).required_variables
         except Exception as exc:
@@ -521,6 +522,8 @@ def _model_matrix(expr: str, cols: _Columns, alias: _Aliases, where: str):
     simple = _additive_numeric(expr, cols, alias)
     if simple is not None:
         return simple
+    import formulaic
+
     work = cols.work
     try:
         mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")

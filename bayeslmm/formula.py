@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import formulaic
-
 from .errors import FormulaError
 
 
@@ -123,6 +121,8 @@ def _group_factors(rhs: str, bar: str) -> list[tuple[str, ...]]:
 
 def _lhs_term_labels(lhs: str, bar: str) -> tuple[bool, list[str]]:
     """Intercept flag and term labels of a bar's LHS (for ``||`` splitting)."""
+    import formulaic  # 0.7 s to import: only formulas that need it pay
+
     try:
         terms = [str(t) for t in formulaic.Formula(lhs)]
     except Exception as exc:  # formulaic's own parse errors

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import names
+from .bayes import is_posterior
 from .design import Design, ReTerm
 from .errors import ParameterError
 
@@ -150,14 +151,13 @@ def parameters_of(
     estimates and, with ``ranef``, its conditional modes) or a Posterior of one (every
     draw).  ``role`` names the argument in error messages.
     """
-    from .bayes.posterior import Posterior
     from .reml.fit import LmerFit
 
     if isinstance(source, Mapping):
         return _from_values(design, source, ranef, "parameters"), "values"
     if isinstance(source, LmerFit):
         what = "the REML fit"
-    elif isinstance(source, Posterior):
+    elif is_posterior(source):
         what = "the Posterior"
     else:
         raise ParameterError(
@@ -173,7 +173,7 @@ def parameters_of(
             f"than this one ({design.formula!r}, {list(design.fixef_names)}, "
             f"{[t.group for t in design.terms]})"
         )
-    if isinstance(source, Posterior):
+    if what == "the Posterior":
         return ParameterSet.from_posterior(design, source, ranef=ranef), "posterior"
     values = {"fixef": source.fixef, "varcorr": source.varcorr, "ranef": source.ranef}
     return _from_values(design, values, ranef, what), "reml"

@@ -186,6 +186,18 @@ def test_bad_priors_raise_prior_error(data, priors, message):
         _ = Model(FORMULA, data, priors=priors).priors
 
 
+def test_an_unknown_prior_is_rejected_when_the_model_is_built():
+    """Not at sampling time: Model() names the key and lists the valid ones (PyMC-free:
+    tests/test_architecture.py checks that this path imports no PyMC)."""
+    sleep = blm.load_dataset("sleepstudy")
+    valid = (
+        r"valid: Intercept, fixef\[Days\], sd_Subject\[\(Intercept\)\], sd_Subject\[Days\], "
+        r"corr_Subject, sigma, fixef, sd_Subject$"
+    )
+    with pytest.raises(PriorError, match=r"unknown prior parameter 'Dayz'; " + valid):
+        Model("Reaction ~ Days + (Days | Subject)", sleep, priors={"Dayz": "Normal(0, 1)"})
+
+
 def test_unknown_prior_is_rejected_by_every_entry_point(model):
     with pytest.raises(PriorError, match="'sd_Subject'"):
         model.sample(priors={"sd_Subject": "HalfNormal(1)"})
