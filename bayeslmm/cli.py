@@ -13,6 +13,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,11 @@ from .compare import compare
 from .datasets import list_datasets, load_dataset
 from .errors import BayesLMMError, DataError
 from .model import Model
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from matplotlib.figure import Figure
 
 _PLOTS = ("shrinkage", "compare", "group-fits")
 
@@ -50,11 +56,18 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print the usage block and exit
+    def error(self, message: str) -> NoReturn:  # argparse would print the usage and exit
         raise _UsageError(message)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"bayeslmm: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
@@ -163,7 +176,7 @@ def _fit(args: argparse.Namespace) -> int:
         if path is not None:
             from .plots import plot_compare, plot_group_fits, plot_shrinkage  # matplotlib
 
-            makers = {
+            makers: dict[str, Callable[..., Figure]] = {
                 "shrinkage": plot_shrinkage,
                 "compare": plot_compare,
                 "group-fits": plot_group_fits,

@@ -183,24 +183,28 @@ def compare(
 def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) -> pd.DataFrame:
     """The fit's own estimates (and fixed-effect SEs) of ``params``."""
     est = "reml" if fit.reml else "ml"
-    lookup = {
-        (row.grp, _key(row.var1), _key(row.var2)): row.sdcor
-        for row in fit.varcorr.itertuples(index=False)
-    }
+    lookup = sdcor_by_key(fit.varcorr)
+    fixef, fixef_se = fit.fixef.to_dict(), fit.fixef_se.to_dict()
     values, se = [], []
     for p in params:
         if p.kind == "fixef":
-            values.append(float(fit.fixef[p.var1]))
-            se.append(float(fit.fixef_se[p.var1]))
+            values.append(float(fixef[p.var1]))
+            se.append(float(fixef_se[p.var1]))
         else:
             values.append(float(lookup[(p.grp, p.var1, p.var2)]))
             se.append(np.nan)
     return pd.DataFrame({est: values, f"{est}_se": se}, index=index)
 
 
-def _key(value: Any) -> str | None:
-    """varcorr key cell -> str or None (missing values may be None or NaN)."""
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+def sdcor_by_key(varcorr: pd.DataFrame) -> dict[tuple[str | None, ...], float]:
+    """A ``varcorr`` table's ``sdcor`` by its key (grp, var1, var2); a missing key cell
+    (None or NaN) is None."""
+
+    def key(value: Any) -> str | None:
+        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+    keys = zip(varcorr["grp"], map(key, varcorr["var1"]), map(key, varcorr["var2"]), strict=True)
+    return dict(zip(keys, varcorr["sdcor"].to_numpy(float), strict=True))
 
 
 # --------------------------------------------------------------------------------------

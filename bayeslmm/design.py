@@ -347,11 +347,11 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         terms = [terms[i] for i in order]
     seen: dict[str, int] = {}
     reterms = []
-    for factor, levels, codes, cnames, Xi in terms:
+    for factor, term_levels, term_codes, term_cnames, Xi in terms:
         k = seen.get(factor, 0)
         seen[factor] = k + 1
         group = factor if k == 0 else f"{factor}.{k}"
-        reterms.append(ReTerm(group, factor, levels, codes, cnames, Xi))
+        reterms.append(ReTerm(group, factor, term_levels, term_codes, term_cnames, Xi))
 
     return Design(
         formula=parsed.formula,
@@ -477,13 +477,14 @@ def _as_model_column(s: pd.Series) -> pd.Series:
         used = np.bincount(s.cat.codes.to_numpy(), minlength=len(s.cat.categories))
         return s if used.all() else s.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(s):
-        return pd.Categorical(np.where(s, "TRUE", "FALSE"), categories=["FALSE", "TRUE"])
+        flags = np.where(s, "TRUE", "FALSE")
+        return pd.Series(pd.Categorical(flags, categories=["FALSE", "TRUE"]), index=s.index)
     if pd.api.types.is_integer_dtype(s):
         return s.astype(np.int64)  # C(g) levels print as R does: 'C(g)2', not 'C(g)2.0'
     if pd.api.types.is_numeric_dtype(s):
         return s.astype(float)
     labels = s.astype(str)
-    return pd.Categorical(labels, categories=sorted(labels.unique()))
+    return pd.Series(pd.Categorical(labels, categories=sorted(labels.unique())), index=s.index)
 
 
 def _r_name(column: str, alias: _Aliases) -> str:
@@ -494,7 +495,9 @@ def _r_name(column: str, alias: _Aliases) -> str:
     return alias.decode(column)
 
 
-def _additive_numeric(expr: str, cols: _Columns, alias: _Aliases):
+def _additive_numeric(
+    expr: str, cols: _Columns, alias: _Aliases
+) -> tuple[np.ndarray, list[str]] | None:
     """X and names without formulaic for the common ``1 + x + z`` (numeric columns only).
 
     Returns None for anything else (factors, transformations, interactions, ``-``).
@@ -518,7 +521,9 @@ def _additive_numeric(expr: str, cols: _Columns, alias: _Aliases):
     return X, ["(Intercept)"] * intercept + [alias.name[c] for c in used]
 
 
-def _model_matrix(expr: str, cols: _Columns, alias: _Aliases, where: str):
+def _model_matrix(
+    expr: str, cols: _Columns, alias: _Aliases, where: str
+) -> tuple[np.ndarray, list[str]]:
     simple = _additive_numeric(expr, cols, alias)
     if simple is not None:
         return simple
@@ -567,7 +572,7 @@ def independent_columns(X: np.ndarray, tol: float = ALIAS_TOL) -> list[int]:
     return keep
 
 
-def _response(text: str, expr: str, cols: _Columns, alias: _Aliases):
+def _response(text: str, expr: str, cols: _Columns, alias: _Aliases) -> np.ndarray:
     if text in cols.values:
         y = cols.numeric(text)
         if y is None:
@@ -584,7 +589,7 @@ def _factor_levels(
     v: np.ndarray | pd.api.extensions.ExtensionArray,
 ) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
-    if isinstance(v.dtype, pd.CategoricalDtype):
+    if isinstance(v, pd.Categorical):
         codes = np.asarray(v.codes)
         used = np.flatnonzero(np.bincount(codes, minlength=len(v.categories)))
         remap = np.empty(len(v.categories), dtype=np.intp)
@@ -601,7 +606,7 @@ def _factor_levels(
     return labels, codes.astype(np.intp)
 
 
-def _grouping_factor(cols: _Columns, factors: tuple[str, ...]):
+def _grouping_factor(cols: _Columns, factors: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """Levels and codes of ``a:b:...``: observed combinations, the first factor slowest."""
     labels, codes = _factor_levels(cols.values[factors[0]])
     for name in factors[1:]:

@@ -244,7 +244,9 @@ class _Story:
             ),
         ]
 
-    def _correlation(self, i: int, term: ReTerm, name: str, tex: str, syms) -> Step:
+    def _correlation(
+        self, i: int, term: ReTerm, name: str, tex: str, syms: list[tuple[str, str]]
+    ) -> Step:
         prior = self.priors.get(names.corr(term.group))
         if prior is not None:
             text, latex = f"Omega_{name} ~ {prior}", rf"$\Omega_{{{tex}}} \sim$ {prior}"

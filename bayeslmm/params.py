@@ -349,12 +349,12 @@ def _sds(design: Design, value: Any, what: str) -> tuple[np.ndarray, ...]:
                 raise ParameterError(f"{what}: the SDs of {design.terms[i].group} are given twice")
             sd[i] = flat[start : start + design.terms[i].nc]
             start += design.terms[i].nc
-    missing_terms = [t.group for t, s in zip(design.terms, sd) if s is None]
+    missing_terms = [t.group for t, s in zip(design.terms, sd, strict=True) if s is None]
     if missing_terms:
         raise ParameterError(
             f"{what} lack the random-effect SDs 'sd' of {', '.join(missing_terms)}"
         )
-    return tuple(sd)
+    return tuple(s for s in sd if s is not None)  # every term has its SDs now
 
 
 def _corrs(design: Design, value: Any, what: str) -> tuple[np.ndarray, ...]:

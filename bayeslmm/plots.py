@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
@@ -36,10 +39,14 @@ from .compare import (
     posterior_population,
     reml_population,
     resolve_factor,
+    sdcor_by_key,
 )
 from .design import Design
 
 if TYPE_CHECKING:
+    import xarray as xr
+    from numpy.typing import ArrayLike
+
     from .bayes.posterior import Posterior
     from .reml.fit import LmerFit
 
@@ -83,7 +90,7 @@ def plot_compare(
     nrow = len(table)
     fig = Figure(figsize=(7.0, 0.9 + 0.42 * nrow), layout="constrained")
     axes = fig.subplots(nrow, 1, squeeze=False)[:, 0]
-    for ax, (label, row) in zip(axes, table.iterrows()):
+    for ax, (label, row) in zip(axes, table.iterrows(), strict=True):
         if est is not None:
             se = row[f"{est}_se"]
             xerr = None if not np.isfinite(se) else [[1.96 * se], [1.96 * se]]
@@ -109,11 +116,11 @@ def plot_compare(
     return fig
 
 
-def _color(which: str) -> dict:
+def _color(which: str) -> dict[str, Any]:
     return {"color": _STYLE[which]["color"]}
 
 
-def _handle(which: str, label: str | None = None, **kw) -> Line2D:
+def _handle(which: str, label: str | None = None, **kw: Any) -> Line2D:
     style = _STYLE[which]
     kw = {"marker": style["marker"], "color": style["color"], "ls": "none"} | kw
     return Line2D([], [], label=label or style["label"], **kw)
@@ -164,17 +171,39 @@ def plot_shrinkage(
     return _shrinkage_2d(est, pool, factor, terms, cov, contours)
 
 
+@dataclass(frozen=True)
+class _Estimates:
+    """A factor's per-level estimates over some columns (levels x columns).
+
+    ``partial`` and ``population``: per partial-pooling estimate ("reml" first, then
+    "posterior"), the levels' coefficients and the population β.  With a posterior:
+    ``lower``/``upper`` its interval and ``draws`` its coefficient draws (chain, draw,
+    level, column).
+    """
+
+    no_pooling: pd.DataFrame
+    complete_pooling: np.ndarray
+    partial: dict[str, pd.DataFrame]
+    population: dict[str, np.ndarray]
+    lower: pd.DataFrame | None = None
+    upper: pd.DataFrame | None = None
+    draws: xr.DataArray | None = None
+
+    @property
+    def first(self) -> str:
+        """The estimate arrows point to: REML when there is a fit, else the posterior."""
+        return next(iter(self.partial))
+
+
 def _group_estimates(
     fit: LmerFit | None, posterior: Posterior | None, pool: Pooling, columns: list[str]
-) -> dict[str, pd.DataFrame | np.ndarray]:
-    """Per-level estimates over ``columns`` (levels x columns) and the population values."""
-    out: dict[str, pd.DataFrame | np.ndarray] = {
-        "no_pooling": pool.no_pooling[columns],
-        "complete_pooling": pool.complete_pooling[columns].to_numpy(),
-    }
+) -> _Estimates:
+    """No, complete and partial pooling over ``columns`` for the levels of ``pool``."""
+    partial, population = {}, {}
+    lower = upper = draws = None
     if fit is not None:
-        out["reml"] = fit.coef[pool.factor][columns]
-        out["reml_population"] = reml_population(fit, columns)
+        partial["reml"] = fit.coef[pool.factor][columns]
+        population["reml"] = reml_population(fit, columns)
     if posterior is not None:
         from .bayes.summary import summarize
 
@@ -182,61 +211,69 @@ def _group_estimates(
         kind, prob = ci_settings(None, None, posterior)
         cells = pd.MultiIndex.from_product([pool.levels, columns])
         stats = summarize(draws, cells, kind=kind, prob=prob, stats=("mean", "ci"))
-        values = stats.to_numpy().reshape(len(pool.levels), len(columns), 3)
-        for i, key in enumerate(("posterior", "posterior_lower", "posterior_upper")):
-            out[key] = pd.DataFrame(values[:, :, i], index=pool.no_pooling.index, columns=columns)
-        out["posterior_population"] = posterior_population(posterior, columns)
-        out["draws"] = draws
-    return out
+        mean, lower, upper = (
+            pd.DataFrame(v, index=pool.no_pooling.index, columns=columns)
+            for v in stats.to_numpy().reshape(len(pool.levels), len(columns), 3).transpose(2, 0, 1)
+        )
+        partial["posterior"] = mean
+        population["posterior"] = posterior_population(posterior, columns)
+    return _Estimates(
+        no_pooling=pool.no_pooling[columns],
+        complete_pooling=pool.complete_pooling[columns].to_numpy(),
+        partial=partial,
+        population=population,
+        lower=lower,
+        upper=upper,
+        draws=draws,
+    )
 
 
 def _covariance(
-    fit: LmerFit | None, posterior: Posterior | None, design: Design, factor: str, terms
+    fit: LmerFit | None,
+    posterior: Posterior | None,
+    design: Design,
+    factor: str,
+    terms: list[str],
 ) -> np.ndarray:
-    """Σ̂ of the factor's columns ``terms`` (0 across different terms of the factor)."""
-    k = len(terms)
-    cov = np.zeros((k, k))
+    """Σ̂ of the factor's columns ``terms`` (0 across different terms of the factor): the
+    REML estimate, else the posterior mean of Σ."""
+    cov = np.zeros((len(terms), len(terms)))
     if fit is not None:
-        vc = fit.varcorr
-        for t in design.factor_terms(factor):
-            rows = vc[vc["grp"] == t.group]
-            sd = {r.var1: r.sdcor for r in rows.itertuples() if _missing(r.var2)}
-            corr = {
-                frozenset((r.var1, r.var2)): r.sdcor
-                for r in rows.itertuples()
-                if not _missing(r.var2)
-            }
-            for i, a in enumerate(terms):
-                for j, b in enumerate(terms):
-                    if a in t.cnames and b in t.cnames:
-                        rho = 1.0 if a == b else corr[frozenset((a, b))]
-                        cov[i, j] += sd[a] * sd[b] * rho
-        return cov
-    assert posterior is not None
-    draws = posterior.parameter_draws()
+        sdcor = sdcor_by_key(fit.varcorr)
+    else:
+        assert posterior is not None
+        draws = posterior.parameter_draws()
     for t in design.factor_terms(factor):
         for i, a in enumerate(terms):
             for j, b in enumerate(terms):
-                if a in t.cnames and b in t.cnames:
-                    sd_a = draws.sel(parameter=names.sd_label(t.group, a))
-                    prod = sd_a * draws.sel(parameter=names.sd_label(t.group, b))
-                    if a != b:
-                        var1, var2 = sorted((a, b), key=t.cnames.index)
-                        prod = prod * draws.sel(parameter=names.corr_label(t.group, var1, var2))
-                    cov[i, j] += float(prod.mean())
+                if a not in t.cnames or b not in t.cnames:
+                    continue
+                var1, var2 = sorted((a, b), key=t.cnames.index)
+                if fit is not None:
+                    rho = 1.0 if a == b else sdcor[(t.group, var1, var2)]
+                    cov[i, j] += sdcor[(t.group, a, None)] * sdcor[(t.group, b, None)] * rho
+                    continue
+                prod = draws.sel(parameter=names.sd_label(t.group, a)) * draws.sel(
+                    parameter=names.sd_label(t.group, b)
+                )
+                if a != b:
+                    prod = prod * draws.sel(parameter=names.corr_label(t.group, var1, var2))
+                cov[i, j] += float(prod.mean())
     return cov
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _shrinkage_2d(est, pool, factor: str, terms: list[str], cov: np.ndarray, contours) -> Figure:
+def _shrinkage_2d(
+    est: _Estimates,
+    pool: Pooling,
+    factor: str,
+    terms: list[str],
+    cov: np.ndarray,
+    contours: Sequence[float],
+) -> Figure:
     fig = Figure(figsize=(7.0, 6.2), layout="constrained")
     ax = fig.subplots()
-    nopool = est["no_pooling"].to_numpy()
-    targets = [w for w in ("reml", "posterior") if w in est]
-    centre = est[f"{targets[0]}_population"]
+    nopool = est.no_pooling.to_numpy()
+    centre = est.population[est.first]
     # contours of N(β, Σ): Mahalanobis radius r with P(χ²₂ ≤ r²) = p
     vals, vecs = np.linalg.eigh(cov)
     angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
@@ -244,7 +281,7 @@ def _shrinkage_2d(est, pool, factor: str, terms: list[str], cov: np.ndarray, con
         r = math.sqrt(stats.chi2.ppf(p, df=2))
         ax.add_patch(
             Ellipse(
-                centre,
+                (float(centre[0]), float(centre[1])),
                 2 * r * math.sqrt(max(vals[-1], 0.0)),
                 2 * r * math.sqrt(max(vals[0], 0.0)),
                 angle=angle,
@@ -255,27 +292,28 @@ def _shrinkage_2d(est, pool, factor: str, terms: list[str], cov: np.ndarray, con
             )
         )
         top = centre + r * vecs[:, -1] * math.sqrt(max(vals[-1], 0.0))
-        ax.annotate(f"{names.ci_percent(p)}%", top, fontsize=8, color="0.45", ha="center")
+        ax.annotate(f"{names.ci_percent(p)}%", _xy(top), fontsize=8, color="0.45", ha="center")
     # arrows to the REML estimates (to the posterior means when there is no fit)
-    for a, b in zip(nopool, est[targets[0]].to_numpy()):
+    partial = est.partial[est.first].to_numpy()
+    for a, b in zip(nopool, partial, strict=True):
         if np.all(np.isfinite(a)):
-            _arrow(ax, a, b, targets[0])
-    if "posterior" in est:
-        ax.plot(*est["posterior"].to_numpy().T, ls="none", ms=8, mfc="none", **_marker("posterior"))
-    if "reml" in est:
-        ax.plot(*est["reml"].to_numpy().T, ls="none", ms=4.5, **_marker("reml"))
+            _arrow(ax, a, b, est.first)
+    if "posterior" in est.partial:
+        post = est.partial["posterior"].to_numpy().T
+        ax.plot(*post, ls="none", ms=8, mfc="none", **_marker("posterior"))
+    if "reml" in est.partial:
+        ax.plot(*est.partial["reml"].to_numpy().T, ls="none", ms=4.5, **_marker("reml"))
     ax.plot(*nopool.T, ls="none", ms=6, mfc="white", **_marker("no_pooling"))
     if len(pool.levels) <= _MAX_LABELLED:
-        partial = est[targets[0]].to_numpy()
-        for level, a, b in zip(pool.levels, nopool, partial):
+        for level, a, b in zip(pool.levels, nopool, partial, strict=True):
             start = a if np.all(np.isfinite(a)) else b
-            ax.annotate(level, start, xytext=(4, 4), textcoords="offset points", fontsize=8)
+            ax.annotate(level, _xy(start), xytext=(4, 4), textcoords="offset points", fontsize=8)
     ax.plot(*centre, "*", color="black", ms=14, mec="white", zorder=5)
     ax.set_xlabel(terms[0])
     ax.set_ylabel(terms[1])
     ax.set_title(f"{factor}: no pooling → partial pooling, toward the population β")
     handles = [_handle("no_pooling", mfc="white")]
-    handles += [_handle(w, mfc="none" if w == "posterior" else None) for w in targets]
+    handles += [_handle(w, mfc="none" if w == "posterior" else None) for w in est.partial]
     handles += [
         Line2D([], [], marker="*", color="black", ls="none", ms=12, label="population β"),
         Line2D([], [], color="0.6", ls="--", label=f"N(β, Σ) contours {_pct(contours)}"),
@@ -285,36 +323,34 @@ def _shrinkage_2d(est, pool, factor: str, terms: list[str], cov: np.ndarray, con
     return fig
 
 
-def _shrinkage_1d(est, pool, factor: str, term: str) -> Figure:
-    nopool = est["no_pooling"][term]
-    order = np.argsort(nopool.to_numpy(), kind="stable")
+def _shrinkage_1d(est: _Estimates, pool: Pooling, factor: str, term: str) -> Figure:
+    nopool = est.no_pooling[term].to_numpy()
+    order = np.argsort(nopool, kind="stable")
     nl = len(pool.levels)
     fig = Figure(figsize=(7.0, 1.4 + 0.28 * nl), layout="constrained")
     ax = fig.subplots()
     y = np.empty(nl)
     y[order] = np.arange(nl)
-    targets = [w for w in ("reml", "posterior") if w in est]
-    shift = 0.14 if len(targets) == 2 else 0.0
+    shift = 0.14 if len(est.partial) == 2 else 0.0
     offset = {"reml": shift, "posterior": -shift}
-    if "posterior" in est:
-        lo, hi = est["posterior_lower"][term], est["posterior_upper"][term]
+    if est.lower is not None and est.upper is not None:
+        lo, hi = est.lower[term].to_numpy(), est.upper[term].to_numpy()
         ax.hlines(y + offset["posterior"], lo, hi, lw=2, alpha=0.45, **_color("posterior"))
-    for which in targets:
-        partial = est[which][term].to_numpy()
-        for yi, a, b in zip(y, nopool.to_numpy(), partial):
+    for which, table in est.partial.items():
+        partial = table[term].to_numpy()
+        for yi, a, b in zip(y, nopool, partial, strict=True):
             if np.isfinite(a):
                 _arrow(ax, (a, yi), (b, yi + offset[which]), which)
         ax.plot(partial, y + offset[which], ls="none", ms=5, **_marker(which))
     ax.plot(nopool, y, ls="none", ms=6, mfc="white", **_marker("no_pooling"))
-    centre = est[f"{targets[0]}_population"][0]
-    ax.axvline(centre, color="black", lw=1)
-    ax.axvline(est["complete_pooling"][0], color=_STYLE["complete_pooling"]["color"], lw=1, ls="--")
+    ax.axvline(est.population[est.first][0], color="black", lw=1)
+    ax.axvline(est.complete_pooling[0], color=_STYLE["complete_pooling"]["color"], lw=1, ls="--")
     ax.set_yticks(np.arange(nl), [f"{pool.levels[i]} (n={pool.n[i]})" for i in order], fontsize=8)
     ax.set_ylim(-0.7, nl - 0.3)
     ax.set_xlabel(term)
     ax.set_ylabel(factor)
     ax.set_title(f"{factor}: {term}, no pooling → partial pooling")
-    handles = [_handle("no_pooling", mfc="white")] + [_handle(w) for w in targets]
+    handles = [_handle("no_pooling", mfc="white")] + [_handle(w) for w in est.partial]
     handles += [
         Line2D([], [], color="black", lw=1, label="population β"),
         Line2D(
@@ -325,18 +361,24 @@ def _shrinkage_1d(est, pool, factor: str, term: str) -> Figure:
     return fig
 
 
-def _arrow(ax, start, end, which: str) -> None:
+def _arrow(ax: Axes, start: ArrayLike, end: ArrayLike, which: str) -> None:
     """An arrow from a no-pooling estimate to a partial-pooling one."""
     style = {"arrowstyle": "->", "color": _STYLE[which]["color"], "lw": 0.9}
-    ax.annotate("", xy=end, xytext=start, arrowprops=style | {"shrinkA": 3, "shrinkB": 3})
+    ax.annotate("", xy=_xy(end), xytext=_xy(start), arrowprops=style | {"shrinkA": 3, "shrinkB": 3})
 
 
-def _marker(which: str) -> dict:
+def _xy(point: ArrayLike) -> tuple[float, float]:
+    """A point as matplotlib's annotations take it."""
+    x, y = np.asarray(point, dtype=float)
+    return float(x), float(y)
+
+
+def _marker(which: str) -> dict[str, Any]:
     style = _STYLE[which]
     return {"marker": style["marker"], "color": style["color"]}
 
 
-def _pct(contours) -> str:
+def _pct(contours: Sequence[float]) -> str:
     return "/".join(names.ci_percent(p) for p in sorted(contours)) + " %"
 
 
@@ -394,17 +436,17 @@ def plot_group_fits(
         if j is not None:
             design_grid[:, j] = grid
         ax.plot(xg, y[rows], "o", ms=3, color="black", alpha=0.7, label="data")
-        if "draws" in est:
-            band = np.einsum("cdk,gk->cdg", est["draws"].isel({factor: i}).to_numpy(), design_grid)
+        if est.draws is not None:
+            coef = est.draws.isel({factor: i}).to_numpy()
+            band = np.einsum("cdk,gk->cdg", coef, design_grid)
             lo, hi = np.quantile(band.reshape(-1, len(grid)), [tail, 1 - tail], axis=0)
             ax.fill_between(grid, lo, hi, alpha=0.2, lw=0, **_color("posterior"))
         lines = {
-            "complete_pooling": est["complete_pooling"],
-            "no_pooling": est["no_pooling"].to_numpy()[i],
+            "complete_pooling": est.complete_pooling,
+            "no_pooling": est.no_pooling.to_numpy()[i],
         }
-        for w in ("reml", "posterior"):  # dash-dot posterior on top of the solid REML line
-            if w in est:
-                lines[w] = est[w].to_numpy()[i]
+        # dash-dot posterior on top of the solid REML line
+        lines.update({w: table.to_numpy()[i] for w, table in est.partial.items()})
         for w, coef in lines.items():
             # aliased columns (NaN) drop out of the fitted values, as in predict.lm
             yhat = design_grid @ np.nan_to_num(coef)
@@ -415,12 +457,13 @@ def plot_group_fits(
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.supxlabel(x if x is not None else "observation", fontsize=9)
     fig.supylabel(design.response, fontsize=9)
-    handles = [
+    shown = {"no_pooling", "complete_pooling", *est.partial}
+    handles: list[Artist] = [
         Line2D([], [], color=_STYLE[w]["color"], ls=_LINESTYLE[w], lw=1.5, label=_STYLE[w]["label"])
         for w in _LINESTYLE
-        if w in est
+        if w in shown
     ]
-    if "draws" in est:
+    if est.draws is not None:
         label = f"posterior {names.ci_percent(prob)}% band"
         handles.append(Patch(alpha=0.2, lw=0, label=label, **_color("posterior")))
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8)

@@ -235,4 +235,4 @@ def _frame(design: Design, y: np.ndarray) -> pd.DataFrame:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 0)

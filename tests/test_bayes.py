@@ -309,7 +309,7 @@ def test_posterior_tables(ss_post):
         # posterior sd of a fixed effect ≈ the REML standard error (within 30%)
         assert fixef.loc[name, "sd"] == pytest.approx(ref["fixef_se"][name], rel=0.3)
     vc = ss_post.varcorr
-    keys = list(zip(vc.grp, vc.var1, vc.var2))
+    keys = list(zip(vc.grp, vc.var1, vc.var2, strict=True))
     assert keys == [
         ("Subject", "(Intercept)", None),
         ("Subject", "Days", None),

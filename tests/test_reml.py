@@ -128,9 +128,9 @@ def test_summary_text_matches_lme4(case):
     expected = [ln for ln in ref["summary_text"].splitlines() if not ln.startswith("   Data:")]
     got = fit.summary().splitlines()
     assert len(got) == len(expected)
-    for mine, theirs in zip(got, expected):
+    for mine, theirs in zip(got, expected, strict=True):
         assert _NUMBER.sub("#", mine) == _NUMBER.sub("#", theirs)
-        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(theirs)):
+        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(theirs), strict=True):
             ulp = 10.0 ** -len(b.split(".")[1]) if "." in b else 1.0
             assert abs(float(a) - float(b)) <= max(1.01 * ulp, 1e-3 * abs(float(b)))
     assert repr(fit) == fit.summary()
@@ -216,7 +216,7 @@ def _dense(design, theta, reml):
     """Criterion, u and Var(u|y)/σ² from one dense Cholesky of the augmented system."""
     Z = design.Z().toarray()
     blocks = []
-    for t, sl in zip(design.terms, design.theta_slices):
+    for t, sl in zip(design.terms, design.theta_slices, strict=True):
         T = np.zeros((t.nc, t.nc))
         r, c = np.triu_indices(t.nc)
         T[c, r] = theta[sl]
@@ -473,7 +473,7 @@ def test_bfgs_reaches_bobyqas_optimum_on_singular_and_regular_fits(monkeypatch, 
         bfgs = [blm.lmer(f, d) for f, d in fits]
         monkeypatch.setattr(optimize, "quasi_newton", lambda *args: None)
         bobyqa = [blm.lmer(f, d) for f, d in fits]
-    for a, b in zip(bfgs, bobyqa):
+    for a, b in zip(bfgs, bobyqa, strict=True):
         assert a.optinfo["optimizer"] == "BFGS (exact gradient)"
         assert a.reml_criterion <= b.reml_criterion + 1e-9 * abs(b.reml_criterion)
         assert (a.theta.to_numpy()[a.design.theta_lower == 0] >= 0).all()

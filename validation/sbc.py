@@ -278,7 +278,7 @@ def plot_ranks(rank_table: pd.DataFrame, L: int, path: Path, bins: int = 20) -> 
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
     n = len(rank_table)
     edges = np.arange(bins + 1)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare axes
         counts, expected = _binned(rank_table[name].to_numpy(), L, bins)
         lo, hi = stats.binom.ppf([[0.005], [0.995]], n, expected / n)
         ax.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
@@ -305,7 +305,7 @@ def _markdown(df: pd.DataFrame, fmt: str = "{:.3f}") -> str:
     rule = "|---" * (len(df.columns) + 1) + "|"
     body = [
         f"| `{i}` | " + " | ".join(fmt.format(v) for v in row) + " |"
-        for i, row in zip(df.index, df.to_numpy())
+        for i, row in zip(df.index, df.to_numpy(), strict=True)
     ]
     return "\n".join([head, rule, *body])
 

@@ -12,6 +12,7 @@ the two results up name by name.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -99,8 +100,8 @@ class Posterior:
         idata: xr.DataTree,
         design: Design,
         *,
-        priors: dict[str, Prior],
-        parameterization: dict[str, str],
+        priors: Mapping[str, Prior],
+        parameterization: Mapping[str, str],
         ci_prob: float = names.DEFAULT_CI_PROB,
         ci_kind: str = names.DEFAULT_CI_KIND,
     ):
@@ -299,7 +300,7 @@ class Posterior:
         def reduce(da: xr.DataArray) -> xr.DataArray:
             return getattr(da, stat)(names.SAMPLE_DIMS)
 
-        values = reduce(self._parameter_draws).to_pandas()
+        values = reduce(self._parameter_draws).to_series()
         design = self.design
         fixef = pd.Series(
             [values[names.fixef_label(c)] for c in design.fixef_names],
@@ -448,7 +449,9 @@ class Posterior:
 
 def _table(da: xr.DataArray) -> pd.DataFrame:
     """A (levels, term) DataArray as ``LmerFit.ranef``'s DataFrame: levels x columns."""
-    return da.to_pandas().rename_axis(columns=None)
+    level, term = da.dims
+    index = pd.Index(da.coords[level].values, name=str(level))
+    return pd.DataFrame(da.to_numpy(), index=index, columns=list(da.coords[term].values))
 
 
 def _fmt(df: pd.DataFrame) -> str:

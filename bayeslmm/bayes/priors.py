@@ -216,17 +216,23 @@ def _read(key: str, spec: Any) -> tuple[str, dict[str, Any], list[Any]]:
     return node.func.id, args, positional
 
 
-def _parse_prior(key: str, spec: Any) -> Prior:
-    """A Prior from an override, its positional arguments named as PyMC's ``dist`` names them."""
+def _distribution(name: str) -> Any:
+    """PyMC's distribution class called ``name``, or None."""
     import pymc as pm
 
+    cls = getattr(pm, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, pm.Distribution) else None
+
+
+def _parse_prior(key: str, spec: Any) -> Prior:
+    """A Prior from an override, its positional arguments named as PyMC's ``dist`` names them."""
     dist, args, positional = _read(key, spec)
     if dist == "LKJ":
         if positional:
             args = {"eta": positional[0], **args}
         return Prior(dist, args, "user")
-    cls: Any = getattr(pm, dist, None)
-    if not (isinstance(cls, type) and issubclass(cls, pm.Distribution)):
+    cls = _distribution(dist)
+    if cls is None:
         raise PriorError(f"prior for {key!r}: {dist!r} is not a PyMC distribution")
     if positional:
         params = [p for p in inspect.signature(cls.dist).parameters if p not in ("args", "kwargs")]
@@ -246,7 +252,7 @@ def _validate(name: str, prior: Prior) -> None:
     if prior.dist == "LKJ":
         raise PriorError(f"LKJ is a prior for correlations (corr_...), not for {name!r}")
     try:
-        dist = getattr(pm, prior.dist).dist(**prior.args)
+        dist = _distribution(prior.dist).dist(**prior.args)
         draws = np.asarray(pm.draw(dist, draws=64, random_seed=0), dtype=float)
         logp = np.asarray(pm.logp(dist, draws).eval()) if draws.ndim == 1 else np.zeros(1)
     except Exception as exc:

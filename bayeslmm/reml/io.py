@@ -34,7 +34,8 @@ def from_json(value: Any) -> Any:
         return pd.Series(value["values"], index=value["index"], name=value["__series__"])
     if isinstance(value, dict) and "__frame__" in value:
         columns = value["columns"]
-        data = list(zip(*value["data"], strict=True)) if value["data"] else [[]] * len(columns)
+        rows: list[list[Any]] = value["data"]
+        data = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
         return pd.DataFrame(
             {
                 c: np.asarray(col, dtype=float)

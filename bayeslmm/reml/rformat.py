@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _sig_decimals(x: float, digits: int) -> int:
@@ -16,7 +17,7 @@ def _sig_decimals(x: float, digits: int) -> int:
     return max(0, nsig - int(exp) - 1)
 
 
-def r_format(values, digits: int = 7, nsmall: int = 0) -> list[str]:
+def r_format(values: ArrayLike, digits: int = 7, nsmall: int = 0) -> list[str]:
     """R's ``format(x, digits=)`` for a numeric vector: common decimals, common width."""
     vals = [float(v) for v in np.ravel(values)]
     dec = max([_sig_decimals(v, digits) for v in vals] + [nsmall])
@@ -25,7 +26,7 @@ def r_format(values, digits: int = 7, nsmall: int = 0) -> list[str]:
     return [s.rjust(width) for s in out]
 
 
-def zapsmall(values, digits: int) -> np.ndarray:
+def zapsmall(values: ArrayLike, digits: int) -> np.ndarray:
     """R's ``zapsmall``: round to ``digits`` significant digits of the largest |x|."""
     x = np.asarray(values, dtype=float)
     mx = np.max(np.abs(x))
