@@ -2,8 +2,9 @@
 
 Every case asserts the :class:`~bayeslmm.BayesLMMError` subclass and the words of the
 message that tell the user what to fix.  The formula grammar itself is covered by
-``test_formula_properties.py``; here: types, NA/inf, degenerate designs, sampler
-settings, priors, prediction, simulation, comparison, persistence and the CLI.
+``test_formula_properties.py`` and files that cannot be loaded by ``test_persistence.py``;
+here: types, NA/inf, degenerate designs, sampler settings, priors, prediction,
+simulation, comparison and the CLI.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import prior_posterior
 
 import bayeslmm as blm
 from bayeslmm import (
@@ -57,19 +59,7 @@ def fit(model):
 @pytest.fixture(scope="module")
 def fake_posterior(model):
     """A Posterior holding prior draws of the real PyMC model (no NUTS needed)."""
-    import xarray as xr
-
-    from bayeslmm.bayes.parameterization import choose_parameterization
-    from bayeslmm.bayes.posterior import Posterior
-    from bayeslmm.bayes.priors import resolve_priors
-
-    prior = model.sample_prior_predictive(draws=20, seed=5)["prior"].to_dataset()
-    return Posterior(
-        xr.DataTree.from_dict({"posterior": prior}),
-        model.design,
-        priors=resolve_priors(model.design),
-        parameterization=choose_parameterization(model.design),
-    )
+    return prior_posterior(model, draws=20, seed=5)
 
 
 # --------------------------------------------------------------------------------------
@@ -370,32 +360,6 @@ def test_compare_rejects_mismatched_models(data, fit, fake_posterior):
         blm.shrinkage(fewer, fake_posterior)
     with pytest.raises(BayesLMMError, match=r"ci_prob must be in \(0, 1\)"):
         blm.compare(fit, fake_posterior, ci_prob=1.5)
-
-
-# --------------------------------------------------------------------------------------
-# Persistence
-# --------------------------------------------------------------------------------------
-
-
-def test_load_posterior_of_a_missing_path(tmp_path):
-    with pytest.raises(BayesLMMError, match="no saved posterior"):
-        blm.load_posterior(tmp_path / "none.nc")
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "loader"),
-    [
-        ("none.json", None, blm.load_fit),
-        ("garbage.json", "{not json", blm.load_fit),
-        ("garbage.nc", "not netcdf", blm.load_posterior),
-    ],
-)
-def test_loading_a_missing_or_foreign_file(tmp_path, name, content, loader):
-    path = tmp_path / name
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(BayesLMMError):
-        loader(path)
 
 
 # --------------------------------------------------------------------------------------

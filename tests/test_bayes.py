@@ -1,7 +1,7 @@
-"""The Bayesian path: PyMC model structure, priors, sampling, Posterior, persistence.
+"""The Bayesian path: PyMC model structure, priors, parameterisation, sampling, Posterior.
 
-Each PyMC model is compiled once per session (module fixtures); normal tests use short
-chains, the full acceptance run is marked slow.
+The sleepstudy model and its short posterior are session fixtures (conftest.py); the full
+acceptance run is marked slow.  Persistence: test_persistence.py.
 """
 
 from __future__ import annotations
@@ -12,31 +12,12 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytest
-from conftest import load_reference
+from conftest import SLEEP, load_reference
 
 import bayeslmm as blm
 from bayeslmm.bayes import parameterization, sampling
 from bayeslmm.bayes.priors import resolve_priors
 from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
-
-SS = "Reaction ~ Days + (Days | Subject)"
-
-
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return blm.load_dataset("sleepstudy")
-
-
-@pytest.fixture(scope="module")
-def ss(sleep) -> blm.Model:
-    return blm.Model(SS, sleep)
-
-
-@pytest.fixture(scope="module")
-def ss_post(ss) -> blm.Posterior:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return ss.sample(draws=400, tune=400, chains=2, seed=11, cores=1)
 
 
 def _dims(model: pm.Model) -> dict[str, tuple]:
@@ -48,8 +29,8 @@ def _dims(model: pm.Model) -> dict[str, tuple]:
 # --------------------------------------------------------------------------------------
 
 
-def test_structure_sleepstudy(ss):
-    model = ss.pymc_model()  # auto: non-centred (information ratios 2.7, 4.4 < 3)
+def test_structure_sleepstudy(sleep_model):
+    model = sleep_model.pymc_model()  # auto: non-centred (information ratios 2.7, 4.4 < 3)
     ref = load_reference("ss_slope")
     assert {v.name for v in model.free_RVs} == {
         "Intercept",
@@ -74,7 +55,7 @@ def test_structure_sleepstudy(ss):
     assert list(model.coords["Subject"]) == ref["ranef"]["Subject"]["levels"]
     assert list(model.coords["Subject__term"]) == ["(Intercept)", "Days"]
     # hierarchically centred: coef_Subject = fixef + b is the free variable
-    auto = ss.pymc_model(parameterization="centered")
+    auto = sleep_model.pymc_model(parameterization="centered")
     assert {v.name for v in auto.free_RVs} == {
         "Intercept",
         "beta",
@@ -89,19 +70,19 @@ def test_structure_sleepstudy(ss):
     np.testing.assert_allclose(b, coef - fixef[:, None, :], rtol=1e-10)
 
 
-def test_fixef_recovers_the_original_intercept(ss):
+def test_fixef_recovers_the_original_intercept(sleep_model):
     """fixef[(Intercept)] = Intercept - mean(Days) * beta, exactly (centred design)."""
-    model = ss.pymc_model()
+    model = sleep_model.pymc_model()
     alpha, beta, fixef = pm.draw(
         [model["Intercept"], model["beta"], model["fixef"]], draws=20, random_seed=3
     )
-    days = ss.design.frame["Days"].to_numpy(float)
+    days = sleep_model.design.frame["Days"].to_numpy(float)
     np.testing.assert_allclose(fixef[:, 0], alpha - days.mean() * beta[:, 0], rtol=1e-12)
     np.testing.assert_allclose(fixef[:, 1], beta[:, 0], rtol=1e-12)
 
 
-def test_structure_uncorrelated(sleep):
-    model = blm.Model("Reaction ~ Days + (Days || Subject)", sleep).pymc_model()
+def test_structure_uncorrelated(sleepstudy):
+    model = blm.Model("Reaction ~ Days + (Days || Subject)", sleepstudy).pymc_model()
     dims = _dims(model)
     names = {v.name for v in model.free_RVs}
     assert not any(n.startswith(("corr_", "chol_")) for n in dims)
@@ -130,14 +111,13 @@ def test_structure_nested_and_crossed():
 # --------------------------------------------------------------------------------------
 
 
-def test_parameterization_rule():
+def test_parameterization_rule(sleep_model):
     rng = np.random.default_rng(5)
     # sleepstudy: 10 observations per subject, ratios ≈ 2.7 and 4.4 -> non-centred
-    ss = blm.Model(SS, blm.load_dataset("sleepstudy"))
-    np.testing.assert_allclose(
-        parameterization.information_ratio(ss.design, ss.design.terms[0]), [2.705, 4.418], rtol=1e-3
-    )
-    assert parameterization.choose_parameterization(ss.design) == {"Subject": "noncentered"}
+    design = sleep_model.design
+    ratios = parameterization.information_ratio(design, design.terms[0])
+    np.testing.assert_allclose(ratios, [2.705, 4.418], rtol=1e-3)
+    assert parameterization.choose_parameterization(design) == {"Subject": "noncentered"}
     # penicillin: plate's ratio is small (sample effects in the residuals) -> non-centred
     pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
     assert parameterization.choose_parameterization(pen.design) == {
@@ -171,10 +151,10 @@ def test_parameterization_rule():
 # --------------------------------------------------------------------------------------
 
 
-def test_default_prior_table(ss):
-    table = ss.priors
-    y = ss.design.y
-    days = ss.design.frame["Days"].to_numpy(float)
+def test_default_prior_table(sleep_model):
+    table = sleep_model.priors
+    y = sleep_model.design.y
+    days = sleep_model.design.frame["Days"].to_numpy(float)
     sy, sx = np.std(y, ddof=1), np.std(days, ddof=1)
     assert list(table.index) == [
         "Intercept",
@@ -184,7 +164,7 @@ def test_default_prior_table(ss):
         "corr_Subject",
         "sigma",
     ]
-    resolved = resolve_priors(ss.design)
+    resolved = resolve_priors(sleep_model.design)
     assert resolved["Intercept"].args == pytest.approx({"mu": y.mean(), "sigma": 2.5 * sy})
     assert resolved["fixef[Days]"].args == pytest.approx({"mu": 0.0, "sigma": 2.5 * sy / sx})
     assert resolved["sd_Subject[(Intercept)]"].args == pytest.approx({"nu": 3, "sigma": sy})
@@ -195,10 +175,10 @@ def test_default_prior_table(ss):
     assert table.loc["fixef[Days]", "rule"] == "Normal(0, 2.5 sd(y) / sd(x))"
 
 
-def test_prior_overrides(sleep):
+def test_prior_overrides(sleepstudy):
     model = blm.Model(
-        SS,
-        sleep,
+        SLEEP,
+        sleepstudy,
         priors={
             "sigma": ("HalfNormal", {"sigma": 10}),
             "corr_Subject": "LKJ(eta=1)",
@@ -237,26 +217,26 @@ def test_prior_overrides(sleep):
         ({"sigma": 3.0}, "must be a Prior"),
     ],
 )
-def test_prior_errors(sleep, priors, match):
+def test_prior_errors(sleepstudy, priors, match):
     with pytest.raises(PriorError, match=match):
-        _ = blm.Model(SS, sleep, priors=priors).priors
+        _ = blm.Model(SLEEP, sleepstudy, priors=priors).priors
 
 
-def test_prior_error_lists_valid_names(ss):
+def test_prior_error_lists_valid_names(sleep_model):
     with pytest.raises(PriorError) as err:
-        ss.pymc_model(priors={"tau": "HalfNormal(1)"})
+        sleep_model.pymc_model(priors={"tau": "HalfNormal(1)"})
     for name in ["Intercept", "fixef[Days]", "sd_Subject[Days]", "corr_Subject", "sigma"]:
         assert name in str(err.value)
 
 
-def test_prior_predictive(ss):
-    prior = ss.sample_prior_predictive(draws=2000, seed=4)
-    sy = np.std(ss.design.y, ddof=1)
+def test_prior_predictive(sleep_model):
+    prior = sleep_model.sample_prior_predictive(draws=2000, seed=4)
+    sy = np.std(sleep_model.design.y, ddof=1)
     sigma = prior["prior"]["sigma"].to_numpy().ravel()
     # median of HalfStudentT(3, s) is s * t_3 quantile 0.75 = 0.7649 s
     assert np.median(sigma) == pytest.approx(0.7649 * sy, rel=0.08)
     assert prior["prior_predictive"]["y"].sizes["obs"] == 180
-    again = ss.sample_prior_predictive(draws=2000, seed=4)
+    again = sleep_model.sample_prior_predictive(draws=2000, seed=4)
     np.testing.assert_array_equal(sigma, again["prior"]["sigma"].to_numpy().ravel())
 
 
@@ -265,21 +245,21 @@ def test_prior_predictive(ss):
 # --------------------------------------------------------------------------------------
 
 
-def test_seed_reproducible(ss):
+def test_seed_reproducible(sleep_model):
     options = {"draws": 40, "tune": 40, "chains": 2, "cores": 1}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a = ss.sample(seed=7, **options)
-        b = ss.sample(seed=7, **options)
-        c = ss.sample(seed=8, **options)
+        a = sleep_model.sample(seed=7, **options)
+        b = sleep_model.sample(seed=7, **options)
+        c = sleep_model.sample(seed=8, **options)
     np.testing.assert_array_equal(a.draws("fixef").values, b.draws("fixef").values)
     np.testing.assert_array_equal(a.draws("ranef_Subject").values, b.draws("ranef_Subject").values)
     assert not np.array_equal(a.draws("fixef").values, c.draws("fixef").values)
 
 
-def test_convergence_warning_on_a_bad_run(ss):
+def test_convergence_warning_on_a_bad_run(sleep_model):
     with pytest.warns(ConvergenceWarning, match=r"(r_hat|ESS|divergent).*") as rec:
-        post = ss.sample(draws=30, tune=5, chains=2, seed=1, cores=1)
+        post = sleep_model.sample(draws=30, tune=5, chains=2, seed=1, cores=1)
     text = str(rec[0].message)
     assert "fit_reml" in text
     d = post.diagnostics
@@ -291,9 +271,9 @@ def test_convergence_warning_on_a_bad_run(ss):
 # --------------------------------------------------------------------------------------
 
 
-def test_posterior_tables(ss_post):
+def test_posterior_tables(sleep_posterior):
     ref = load_reference("ss_slope")
-    fixef = ss_post.fixef
+    fixef = sleep_posterior.fixef
     assert list(fixef.index) == ["(Intercept)", "Days"]
     assert list(fixef.columns) == [
         "mean",
@@ -308,7 +288,7 @@ def test_posterior_tables(ss_post):
         assert abs(fixef.loc[name, "mean"] - value) < 0.5 * fixef.loc[name, "sd"]
         # posterior sd of a fixed effect ≈ the REML standard error (within 30%)
         assert fixef.loc[name, "sd"] == pytest.approx(ref["fixef_se"][name], rel=0.3)
-    vc = ss_post.varcorr
+    vc = sleep_posterior.varcorr
     keys = list(zip(vc.grp, vc.var1, vc.var2, strict=True))
     assert keys == [
         ("Subject", "(Intercept)", None),
@@ -317,13 +297,13 @@ def test_posterior_tables(ss_post):
         ("Residual", None, None),
     ]
     assert vc["mean"].iloc[3] == pytest.approx(ref["sigma"], rel=0.05)
-    assert ss_post.sigma["mean"] == vc["mean"].iloc[3]
+    assert sleep_posterior.sigma["mean"] == vc["mean"].iloc[3]
     assert vc["mean"].iloc[1] == pytest.approx(ref["varcorr"][0]["sd"][1], rel=0.25)
 
 
-def test_ranef_and_coef(ss_post):
+def test_ranef_and_coef(sleep_posterior):
     ref = load_reference("ss_slope")
-    ranef = ss_post.ranef["Subject"]
+    ranef = sleep_posterior.ranef["Subject"]
     levels = ref["ranef"]["Subject"]["levels"]
     assert list(ranef.index.names) == ["Subject", "term"]
     assert list(ranef.index.get_level_values(0).unique()) == levels
@@ -332,8 +312,8 @@ def test_ranef_and_coef(ss_post):
     # posterior means of b track the REML conditional modes (within 1 conditional sd)
     condsd = np.array(ref["ranef"]["Subject"]["condsd"])
     assert np.all(np.abs(means - reml) < condsd)
-    coef = ss_post.coef["Subject"]
-    fixef = ss_post.fixef["mean"]
+    coef = sleep_posterior.coef["Subject"]
+    fixef = sleep_posterior.fixef["mean"]
     for level in levels[:3]:
         for term in ["(Intercept)", "Days"]:
             assert coef.loc[(level, term), "mean"] == pytest.approx(
@@ -341,81 +321,42 @@ def test_ranef_and_coef(ss_post):
             )
 
 
-def test_draws_and_intervals(ss_post):
-    fixef = ss_post.draws("fixef")
+def test_draws_and_intervals(sleep_posterior):
+    fixef = sleep_posterior.draws("fixef")
     assert fixef.dims == ("chain", "draw", "fixef__term")
-    assert ss_post.draws["sd_Subject"].dims == ("chain", "draw", "Subject__term")
+    assert sleep_posterior.draws["sd_Subject"].dims == ("chain", "draw", "Subject__term")
     with pytest.raises(KeyError, match="no posterior variable"):
-        ss_post.draws("tau")
-    wide = ss_post.with_ci(prob=0.95)
+        sleep_posterior.draws("tau")
+    wide = sleep_posterior.with_ci(prob=0.95)
     draws = fixef.sel(fixef__term="Days").to_numpy().ravel()
     lb, ub = np.quantile(draws, [0.025, 0.975])
     assert wide.fixef.loc["Days", "eti95_lb"] == pytest.approx(lb, rel=1e-6)
     assert wide.fixef.loc["Days", "eti95_ub"] == pytest.approx(ub, rel=1e-6)
-    hdi = ss_post.with_ci(kind="hdi").fixef
+    hdi = sleep_posterior.with_ci(kind="hdi").fixef
     assert "hdi89_lb" in hdi.columns
+    eti = sleep_posterior.fixef
     assert hdi.loc["Days", "hdi89_ub"] - hdi.loc["Days", "hdi89_lb"] <= (
-        ss_post.fixef.loc["Days", "eti89_ub"] - ss_post.fixef.loc["Days", "eti89_lb"] + 1e-9
+        eti.loc["Days", "eti89_ub"] - eti.loc["Days", "eti89_lb"] + 1e-9
     )
 
 
-def test_summary_and_diagnostics(ss_post):
-    text = ss_post.summary()
+def test_summary_and_diagnostics(sleep_posterior):
+    text = sleep_posterior.summary()
     assert "Random effects" in text and "Fixed effects" in text
     assert "corr((Intercept), Days)" in text and "Residual" in text
-    d = ss_post.diagnostics
+    d = sleep_posterior.diagnostics
     assert d.chains == 2 and d.draws == 400
-    assert d.divergences == int(ss_post.idata["sample_stats"]["diverging"].sum())
-    assert d.max_r_hat == pytest.approx(ss_post.fixef["r_hat"].max(), abs=0.05)
+    assert d.divergences == int(sleep_posterior.idata["sample_stats"]["diverging"].sum())
+    assert d.max_r_hat == pytest.approx(sleep_posterior.fixef["r_hat"].max(), abs=0.05)
 
 
-def test_posterior_predictive(ss_post):
-    pp = ss_post.sample_posterior_predictive(seed=3)
+def test_posterior_predictive(sleep_posterior):
+    pp = sleep_posterior.sample_posterior_predictive(seed=3)
     y = pp["posterior_predictive"]["y"]
     assert y.sizes == {"chain": 2, "draw": 400, "obs": 180}
-    assert float(y.mean()) == pytest.approx(float(np.mean(ss_post.design.y)), rel=0.02)
-    again = ss_post.sample_posterior_predictive(seed=3)
+    assert float(y.mean()) == pytest.approx(float(np.mean(sleep_posterior.design.y)), rel=0.02)
+    again = sleep_posterior.sample_posterior_predictive(seed=3)
     np.testing.assert_array_equal(y.values, again["posterior_predictive"]["y"].values)
-
-
-@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
-def test_save_load_round_trip(ss_post, tmp_path, suffix):
-    if suffix == ".zarr":
-        pytest.importorskip("zarr")
-    path = ss_post.save(tmp_path / f"post{suffix}")
-    loaded = blm.load_posterior(path)
-    for name in ss_post.draws.data_vars:
-        np.testing.assert_array_equal(loaded.draws(name).values, ss_post.draws(name).values)
-        assert loaded.draws(name).dims == ss_post.draws(name).dims
-    assert list(loaded.draws.coords["Subject"].values) == list(
-        ss_post.draws.coords["Subject"].values
-    )
-    pd.testing.assert_frame_equal(loaded.fixef, ss_post.fixef)
-    pd.testing.assert_frame_equal(loaded.varcorr, ss_post.varcorr)
-    pd.testing.assert_frame_equal(loaded.ranef["Subject"], ss_post.ranef["Subject"])
-    assert loaded.design.formula == ss_post.design.formula
-    np.testing.assert_array_equal(loaded.design.y, ss_post.design.y)
-    assert loaded.parameterization == ss_post.parameterization
-    assert {k: str(p) for k, p in loaded.priors.items()} == {
-        k: str(p) for k, p in ss_post.priors.items()
-    }
-
-
-def test_load_rejects_other_files(tmp_path):
-    with pytest.raises(blm.BayesLMMError, match="no saved posterior"):
-        blm.load_posterior(tmp_path / "missing.nc")
-
-
-def test_categorical_levels_survive_the_round_trip(tmp_path):
-    """A factor with a user-set level order is rebuilt with that order."""
-    rng = np.random.default_rng(2)
-    g = pd.Categorical(np.repeat(["c", "a", "b"], 8), categories=["c", "a", "b"])
-    frame = pd.DataFrame({"y": rng.normal(size=24), "g": g})
-    from bayeslmm.bayes.io import dataset_to_frame, frame_to_dataset
-
-    back = dataset_to_frame(frame_to_dataset(frame))
-    assert list(back["g"].cat.categories) == ["c", "a", "b"]
-    pd.testing.assert_frame_equal(back, frame)
 
 
 # --------------------------------------------------------------------------------------
@@ -462,11 +403,11 @@ def test_exact_gaussian_ranef_matches_lme4():
 
 
 @pytest.mark.slow
-def test_acceptance_sleepstudy_defaults(ss):
+def test_acceptance_sleepstudy_defaults(sleep_model):
     ref = load_reference("ss_slope")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        post = ss.sample(seed=2024)
+        post = sleep_model.sample(seed=2024)
     d = post.diagnostics
     assert d.chains == 4 and d.draws == 1000
     assert d.divergences == 0
@@ -477,21 +418,21 @@ def test_acceptance_sleepstudy_defaults(ss):
         assert abs(fixef.loc[name, "mean"] - value) <= 0.25 * fixef.loc[name, "sd"]
 
 
-def test_nutpie_sampler(ss, tmp_path):
+def test_nutpie_sampler(sleep_model, tmp_path):
     """The optional nutpie sampler: same posterior names, reproducible, saveable."""
     pytest.importorskip("nutpie")
     options = {"draws": 200, "tune": 200, "chains": 2, "nuts_sampler": "nutpie"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        a = ss.sample(seed=5, **options)
-        b = ss.sample(seed=5, **options)
+        a = sleep_model.sample(seed=5, **options)
+        b = sleep_model.sample(seed=5, **options)
     np.testing.assert_array_equal(a.draws("fixef").values, b.draws("fixef").values)
     assert a.fixef.loc["Days", "mean"] == pytest.approx(10.47, abs=3 * a.fixef.loc["Days", "sd"])
     loaded = blm.load_posterior(a.save(tmp_path / "nutpie.nc"))
     pd.testing.assert_frame_equal(loaded.fixef, a.fixef)
 
 
-def test_missing_optional_sampler(ss, monkeypatch):
+def test_missing_optional_sampler(sleep_model, monkeypatch):
     monkeypatch.setattr(sampling.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SamplingError, match="pip install numpyro"):
-        ss.sample(nuts_sampler="numpyro")
+        sleep_model.sample(nuts_sampler="numpyro")

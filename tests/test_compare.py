@@ -1,44 +1,28 @@
-"""compare() and shrinkage(): REML and posterior side by side (issue 5).
+"""compare() and shrinkage(): REML and posterior side by side.
 
-One short NUTS run of sleepstudy (chains=2, draws=tune=200) and one REML fit serve the
-module; ``sleepstudy_fits()`` is cached so that test_plots.py reuses the same run.
+sleepstudy's REML fit and short posterior are session fixtures (conftest.py).
 """
 
 from __future__ import annotations
-
-import functools
-import warnings
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SLEEP
 
 import bayeslmm as blm
 from bayeslmm.compare import ComparisonError, ComparisonTable
 from bayeslmm.errors import BayesLMMError
 
-SLEEP = "Reaction ~ Days + (Days | Subject)"
-
-
-@functools.cache
-def sleepstudy_fits():
-    """(model, REML fit, posterior) of sleepstudy, sampled once per test session."""
-    model = blm.Model(SLEEP, blm.load_dataset("sleepstudy"))
-    fit = model.fit_reml()
-    with warnings.catch_warnings():  # a short run: convergence warnings are expected
-        warnings.simplefilter("ignore", blm.ConvergenceWarning)
-        posterior = model.sample(draws=200, tune=200, chains=2, seed=20240611)
-    return model, fit, posterior
-
 
 @pytest.fixture(scope="module")
-def sleep():
-    return sleepstudy_fits()
+def sleep(sleep_model, sleep_fit, sleep_posterior):
+    return sleep_model, sleep_fit, sleep_posterior
 
 
 def _fixef_draws(posterior) -> np.ndarray:
-    """(chain, draw, p) draws of β, whatever the stored dimension is called."""
+    """(chain, draw, p) draws of β."""
     da = posterior.draws["fixef"]
     return da.transpose("chain", "draw", ...).to_numpy()
 
@@ -225,7 +209,7 @@ def test_compare_rejects_wrong_types_and_nothing(sleep):
         blm.compare(fit, fit)
     with pytest.raises(ComparisonError, match="got neither"):
         blm.compare(None, None)
-    with pytest.raises(BayesLMMError):
+    with pytest.raises(BayesLMMError, match="fit must be an LmerFit"):
         blm.shrinkage(posterior, fit)
 
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import load_reference
+from conftest import load_reference, prior_posterior
 
 from bayeslmm import Model, load_dataset
 from bayeslmm.errors import ParameterError
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return load_dataset("sleepstudy")
 
 
 def _lines(story) -> dict[str, str]:
@@ -21,8 +16,8 @@ def _lines(story) -> dict[str, str]:
             for line in str(story).splitlines()[1:]}  # fmt: skip
 
 
-def test_correlated_slopes_story(sleep):
-    story = Model("Reaction ~ Days + (Days | Subject)", sleep).explain()
+def test_correlated_slopes_story(sleepstudy):
+    story = Model("Reaction ~ Days + (Days | Subject)", sleepstudy).explain()
     text = str(story)
     assert text.splitlines() == [
         "Generative story of Reaction ~ Days + (Days | Subject) (symbols)",
@@ -46,8 +41,8 @@ def test_correlated_slopes_story(sleep):
     )
 
 
-def test_given_values_fill_in_the_numbers(sleep):
-    model = Model("Reaction ~ Days + (Days | Subject)", sleep)
+def test_given_values_fill_in_the_numbers(sleepstudy):
+    model = Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
     params = {
         "fixef": [251.405105, 10.467286],
         "sigma": 25.5918,
@@ -67,8 +62,8 @@ def test_given_values_fill_in_the_numbers(sleep):
         model.explain({**params, "sigma": -1.0})
 
 
-def test_reml_story_has_the_estimates(sleep):
-    model = Model("Reaction ~ Days + (Days | Subject)", sleep)
+def test_reml_story_has_the_estimates(sleepstudy):
+    model = Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
     text = str(model.explain(model.fit_reml()))
     assert text.splitlines()[1:] == [
         "1. Population (fixed) coefficients: b0 = 251.4 for (Intercept), b1 = 10.47 for Days",
@@ -87,8 +82,8 @@ def test_reml_story_has_the_estimates(sleep):
     assert "(REML estimates)" in text.splitlines()[0]
 
 
-def test_uncorrelated_reml_story(sleep):
-    model = Model("Reaction ~ Days + (Days || Subject)", sleep)
+def test_uncorrelated_reml_story(sleepstudy):
+    model = Model("Reaction ~ Days + (Days || Subject)", sleepstudy)
     text = str(model.explain(model.fit_reml()))
     assert "LKJ" not in text
     ref = load_reference("ss_uncorr")["varcorr"]
@@ -96,19 +91,19 @@ def test_uncorrelated_reml_story(sleep):
     assert f"tau_u1 = {ref[1]['sd'][0]:.4g} for Days" in text
 
 
-def test_uncorrelated_terms_have_no_lkj(sleep):
-    text = str(Model("Reaction ~ Days + (Days || Subject)", sleep).explain())
+def test_uncorrelated_terms_have_no_lkj(sleepstudy):
+    text = str(Model("Reaction ~ Days + (Days || Subject)", sleepstudy).explain())
     assert "LKJ" not in text and "Omega" not in text and "MvNormal" not in text
     assert "u0[j] ~ Normal(0, tau_u0) for each of the 18 levels j of Subject" in text
     assert "u1[j] ~ Normal(0, tau_u1) for each of the 18 levels j of Subject" in text
     assert "mu[i] = (b0 + u0[Subject[i]]) + (b1 + u1[Subject[i]]) * Days[i]" in text
 
 
-def test_intercept_only_and_no_fixed_intercept(sleep):
-    lines = _lines(Model("Reaction ~ Days + (1 | Subject)", sleep).explain())
+def test_intercept_only_and_no_fixed_intercept(sleepstudy):
+    lines = _lines(Model("Reaction ~ Days + (1 | Subject)", sleepstudy).explain())
     assert lines["Linear predictor"] == "mu[i] = (b0 + u[Subject[i]]) + b1 * Days[i]"
     assert lines["Subject effects"].startswith("u[j] ~ Normal(0, tau_u)")
-    lines = _lines(Model("Reaction ~ 0 + Days + (Days | Subject)", sleep).explain())
+    lines = _lines(Model("Reaction ~ 0 + Days + (Days | Subject)", sleepstudy).explain())
     assert lines["Population (fixed) coefficients"] == "b0 for Days"
     assert lines["Linear predictor"] == "mu[i] = u0[Subject[i]] + (b0 + u1[Subject[i]]) * Days[i]"
 
@@ -147,22 +142,10 @@ def test_categorical_in_bar_and_several_fixed_effects():
     )
 
 
-def test_posterior_story_has_posterior_means_and_priors(sleep):
+def test_posterior_story_has_posterior_means_and_priors(sleep_model):
     """Draws of the real PyMC model (from its prior, so no NUTS) stand in for a posterior."""
-    import xarray as xr
-
-    from bayeslmm.bayes.parameterization import choose_parameterization
-    from bayeslmm.bayes.posterior import Posterior
-    from bayeslmm.bayes.priors import resolve_priors
-
-    model = Model("Reaction ~ Days + (Days | Subject)", sleep)
-    pp = model.sample_prior_predictive(draws=40, seed=3)
-    post = Posterior(
-        xr.DataTree.from_dict({"posterior": pp["prior"].to_dataset()}),
-        model.design,
-        priors=resolve_priors(model.design),
-        parameterization=choose_parameterization(model.design),
-    )
+    model = sleep_model
+    post = prior_posterior(model, draws=40, seed=3)
     story = model.explain(post)
     lines = _lines(story)
     draws = post.draws
@@ -189,8 +172,10 @@ def test_posterior_story_has_posterior_means_and_priors(sleep):
     )
 
 
-def test_prior_story_lists_the_models_priors_overrides_included(sleep):
-    model = Model("Reaction ~ 0 + Days + (1 | Subject)", sleep, priors={"sigma": "HalfNormal(10)"})
+def test_prior_story_lists_the_models_priors_overrides_included(sleepstudy):
+    model = Model(
+        "Reaction ~ 0 + Days + (1 | Subject)", sleepstudy, priors={"sigma": "HalfNormal(10)"}
+    )
     lines = _lines(model.explain(priors=True))
     rms = np.sqrt(np.mean(model.design.y**2)) / np.sqrt(np.mean(model.design.X[:, 0] ** 2))
     assert lines["Population (fixed) coefficients"] == (

@@ -92,6 +92,10 @@ def test_any_string_compiles_or_raises_package_error(formula):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            blm.Model(formula, data)
-    except blm.BayesLMMError:
-        pass
+            model = blm.Model(formula, data)
+    except blm.BayesLMMError as exc:
+        assert str(exc)  # a message for the user, not an empty error
+    else:  # what compiles is a usable design
+        design = model.design
+        assert design.X.shape == (design.nobs, len(design.fixef_names))
+        assert design.Z().shape == (design.nobs, design.q) and design.terms

@@ -1,6 +1,6 @@
-"""plot_compare, plot_shrinkage, plot_group_fits on sleepstudy and iris (issue 5).
+"""plot_compare, plot_shrinkage, plot_group_fits on sleepstudy and iris.
 
-The sleepstudy fits come from test_compare's cached run; this module samples iris once.
+The sleepstudy fits are session fixtures (conftest.py); this module samples iris once.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SLEEP
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from matplotlib.text import Annotation
-from test_compare import SLEEP, sleepstudy_fits
 
 import bayeslmm as blm
 from bayeslmm.compare import ComparisonError
@@ -26,8 +26,8 @@ IRIS = "Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)"
 
 
 @pytest.fixture(scope="module")
-def sleep():
-    return sleepstudy_fits()
+def sleep(sleep_model, sleep_fit, sleep_posterior):
+    return sleep_model, sleep_fit, sleep_posterior
 
 
 @pytest.fixture(scope="module")

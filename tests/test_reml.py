@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,26 +16,10 @@ from bayeslmm.reml.blocked import BlockedDeviance
 from bayeslmm.reml.dense import DenseDeviance
 from bayeslmm.reml.fit import make_deviance
 
-REFERENCES = sorted(Path(__file__).parent.joinpath("reference").glob("*.json"))
-_FITS: dict[str, tuple[dict, blm.LmerFit]] = {}
-
-
-def _case(path: Path) -> tuple[dict, blm.LmerFit]:
-    if path.stem not in _FITS:
-        ref = json.loads(path.read_text())
-        model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
-        _FITS[path.stem] = (ref, model.fit_reml(reml=ref["REML"]))
-    return _FITS[path.stem]
-
 
 def _rel(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(np.max(np.abs(a - b) / np.abs(b)))
-
-
-@pytest.fixture(params=REFERENCES, ids=[p.stem for p in REFERENCES])
-def case(request):
-    return _case(request.param)
 
 
 # --------------------------------------------------------------------------------------
@@ -45,8 +27,8 @@ def case(request):
 # --------------------------------------------------------------------------------------
 
 
-def test_criterion_matches_lme4(case):
-    ref, fit = case
+def test_criterion_matches_lme4(reference_fit):
+    ref, fit = reference_fit
     if ref["REML"]:
         crit, refc = fit.reml_criterion, ref["reml_criterion"]
         assert fit.deviance is None
@@ -66,8 +48,8 @@ def test_criterion_matches_lme4(case):
     assert fit.converged
 
 
-def test_fixed_effects_match_lme4(case):
-    ref, fit = case
+def test_fixed_effects_match_lme4(reference_fit):
+    ref, fit = reference_fit
     assert list(fit.fixef.index) == ref["fixef_names"]
     assert _rel(fit.fixef, list(ref["fixef"].values())) < 1e-4
     assert _rel(fit.fixef_se, list(ref["fixef_se"].values())) < 1e-4
@@ -75,8 +57,8 @@ def test_fixed_effects_match_lme4(case):
     np.testing.assert_allclose(fit.vcov.to_numpy(), V, rtol=0, atol=2e-4 * np.abs(V).max())
 
 
-def test_variance_components_match_lme4(case):
-    ref, fit = case
+def test_variance_components_match_lme4(reference_fit):
+    ref, fit = reference_fit
     assert list(fit.theta.index) == ref["theta_names"]
     np.testing.assert_allclose(fit.theta, ref["theta"], rtol=1e-3, atol=1e-4)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
@@ -96,8 +78,8 @@ def test_variance_components_match_lme4(case):
         np.testing.assert_allclose(corr["sdcor"], expected, atol=1e-3)
 
 
-def test_ranef_and_conditional_sd_match_lme4(case):
-    ref, fit = case
+def test_ranef_and_conditional_sd_match_lme4(reference_fit):
+    ref, fit = reference_fit
     for factor, r in ref["ranef"].items():
         got, sd = fit.ranef[factor], fit.conditional_sd[factor]
         assert list(got.index) == r["levels"] and list(got.columns) == r["terms"]
@@ -111,8 +93,8 @@ def test_ranef_and_conditional_sd_match_lme4(case):
         np.testing.assert_allclose(got.to_numpy(), values, atol=1e-3 * np.abs(values).max())
 
 
-def test_fitted_and_residuals_match_lme4(case):
-    ref, fit = case
+def test_fitted_and_residuals_match_lme4(reference_fit):
+    ref, fit = reference_fit
     scale = np.abs(fit.design.y).max()
     np.testing.assert_allclose(fit.fitted[:10], ref["fitted_first10"], atol=1e-5 * scale)
     np.testing.assert_allclose(fit.residuals[:10], ref["residuals_first10"], atol=1e-5 * scale)
@@ -122,9 +104,9 @@ def test_fitted_and_residuals_match_lme4(case):
 _NUMBER = re.compile(r"-?\d+\.?\d*")
 
 
-def test_summary_text_matches_lme4(case):
+def test_summary_text_matches_lme4(reference_fit):
     """Same lines and words; printed numbers agree to their last digit (flat optima)."""
-    ref, fit = case
+    ref, fit = reference_fit
     expected = [ln for ln in ref["summary_text"].splitlines() if not ln.startswith("   Data:")]
     got = fit.summary().splitlines()
     assert len(got) == len(expected)
@@ -137,8 +119,8 @@ def test_summary_text_matches_lme4(case):
 
 
 @pytest.mark.parametrize("name", ["dyestuff", "iris_seed", "pastes", "ss_int", "ss_uncorr"])
-def test_summary_text_is_verbatim_where_the_optimum_is_sharp(name):
-    ref, fit = _case(Path(__file__).parent / "reference" / f"{name}.json")
+def test_summary_text_is_verbatim_where_the_optimum_is_sharp(reference_fits, name):
+    ref, fit = reference_fits[name]
     expected = "\n".join(
         ln for ln in ref["summary_text"].splitlines() if not ln.startswith("   Data:")
     )
@@ -286,13 +268,8 @@ def test_blocked_algebra_equals_dense(formula, reml):
 
 
 # --------------------------------------------------------------------------------------
-# Prediction, persistence, warnings
+# Prediction, warnings
 # --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sleep_fit():
-    return blm.lmer("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy"))
 
 
 def test_predict(sleep_fit):
@@ -315,22 +292,6 @@ def test_predict(sleep_fit):
         sleep_fit.predict(pd.DataFrame({"Subject": ["308"]}))
 
 
-def test_save_load_round_trip(sleep_fit, tmp_path):
-    path = tmp_path / "fit.json"
-    sleep_fit.save(path)
-    back = blm.load_fit(path)
-    assert back.summary() == sleep_fit.summary()
-    pd.testing.assert_series_equal(back.fixef, sleep_fit.fixef)
-    pd.testing.assert_frame_equal(back.vcov, sleep_fit.vcov)
-    pd.testing.assert_frame_equal(back.varcorr, sleep_fit.varcorr)
-    pd.testing.assert_frame_equal(back.ranef["Subject"], sleep_fit.ranef["Subject"])
-    pd.testing.assert_frame_equal(back.coef["Subject"], sleep_fit.coef["Subject"])
-    np.testing.assert_array_equal(back.u, sleep_fit.u)
-    assert back.optinfo == sleep_fit.optinfo and back.reml == sleep_fit.reml
-    np.testing.assert_allclose(back.predict(blm.load_dataset("sleepstudy")), sleep_fit.fitted)
-    assert json.loads(json.dumps(sleep_fit.to_dict())) == sleep_fit.to_dict()
-
-
 def test_singular_fit_warns():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"g": np.repeat(list("abcdef"), 5), "y": rng.normal(size=30)})
@@ -343,11 +304,11 @@ def test_singular_fit_warns():
     assert "boundary (singular) fit: see help('isSingular')" in fit.summary()
 
 
-def test_rank_deficient_fixed_effects_are_dropped():
+def test_rank_deficient_fixed_effects_are_dropped(reference_fits):
     data = blm.load_dataset("sleepstudy").assign(Days2=lambda d: 2.0 * d["Days"])
     with pytest.warns(DataWarning, match="rank deficient"):
         fit = blm.lmer("Reaction ~ Days + Days2 + (1|Subject)", data)
-    ref, ss = _case(Path(__file__).parent / "reference" / "ss_int.json")
+    ref, ss = reference_fits["ss_int"]
     assert list(fit.fixef.index) == ["(Intercept)", "Days"]
     np.testing.assert_allclose(fit.fixef, ss.fixef, rtol=1e-10)
     assert fit.reml_criterion == pytest.approx(ref["reml_criterion"], rel=1e-9)
@@ -360,11 +321,11 @@ def test_no_warnings_on_clean_fits(sleep_fit):
     assert sleep_fit.optinfo["n_evals"] > 0 and sleep_fit.optinfo["messages"] == []
 
 
-def test_blocked_path_fits_like_the_dense_path(monkeypatch):
+def test_blocked_path_fits_like_the_dense_path(reference_fits, monkeypatch):
     """Large models optimise on the blocked factor: force it on the crossed Penicillin."""
     import bayeslmm.reml.fit as fit_module
 
-    ref, dense = _case(Path(__file__).parent / "reference" / "penicillin.json")
+    ref, dense = reference_fits["penicillin"]
     monkeypatch.setattr(fit_module, "DENSE_MAX", 0)
     model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
     assert isinstance(make_deviance(model.design), BlockedDeviance)
@@ -406,9 +367,9 @@ def test_exact_gradient_matches_finite_differences(formula, dense, reml):
     np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-5 * np.abs(numeric).max())
 
 
-def test_bobyqa_fallback_fits_like_the_quasi_newton_path(monkeypatch):
+def test_bobyqa_fallback_fits_like_the_quasi_newton_path(reference_fits, monkeypatch):
     """Where BFGS gives up, lme4's BOBYQA path gives the same fit."""
-    ref, bfgs = _case(Path(__file__).parent / "reference" / "ss_slope.json")
+    ref, bfgs = reference_fits["ss_slope"]
     assert bfgs.optinfo["optimizer"] == "BFGS (exact gradient)"
     monkeypatch.setattr(optimize, "quasi_newton", lambda *args: None)
     bobyqa = blm.lmer(ref["formula"], blm.load_dataset(ref["dataset"]))
@@ -418,9 +379,9 @@ def test_bobyqa_fallback_fits_like_the_quasi_newton_path(monkeypatch):
     np.testing.assert_allclose(bobyqa.fixef, bfgs.fixef, rtol=1e-7)
 
 
-def test_convergence_check_flags_a_point_that_is_not_an_optimum():
+def test_convergence_check_flags_a_point_that_is_not_an_optimum(sleep_fit):
     """lme4's checkConv on the exact gradient agrees with its finite-difference version."""
-    design = blm.Model("Reaction ~ Days + (Days|Subject)", blm.load_dataset("sleepstudy")).design
+    design = sleep_fit.design
     dev = make_deviance(design)
     theta = np.array([0.9, 0.05, 0.3])  # near the optimum (0.967, 0.015, 0.231), not at it
     f, g = dev.value_and_grad(theta)
@@ -430,7 +391,7 @@ def test_convergence_check_flags_a_point_that_is_not_an_optimum():
     assert exact[0].startswith("Model failed to converge with max|grad| = ")
     grad = [float(m.split("= ")[1].split(" ")[0]) for m in (exact[0], finite[0])]
     assert grad[0] == pytest.approx(grad[1], rel=1e-4) and grad[0] > 1
-    theta_hat = blm.lmer(design.formula, blm.load_dataset("sleepstudy")).theta.to_numpy()
+    theta_hat = sleep_fit.theta.to_numpy()
     f, g = dev.value_and_grad(theta_hat)
     assert np.abs(g).max() < 1e-3
     derivs = (g, optimize.hessian(dev, theta_hat, g))

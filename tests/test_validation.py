@@ -1,12 +1,11 @@
 """Validation machinery (SBC ranks, uniformity tests, coverage), an SBC smoke run, and
-persistence / seed checks that complete the helpers' own round-trip tests."""
+seeded sampling across processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import bayeslmm as blm
-from bayeslmm import ConvergenceWarning, Model
+from bayeslmm import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -184,68 +182,8 @@ def test_sbc_tables_figure_and_pooled_report(smoke, tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# Persistence: what the helpers' round-trip tests leave out
+# Reproducibility across processes
 # --------------------------------------------------------------------------------------
-
-
-def _assert_same(a, b, where: str) -> None:
-    if isinstance(a, pd.DataFrame):
-        pd.testing.assert_frame_equal(a, b, obj=where)
-    elif isinstance(a, pd.Series):
-        pd.testing.assert_series_equal(a, b, obj=where)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}[{key!r}]")
-    else:
-        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
-
-
-@pytest.mark.parametrize("reml", [True, False])
-def test_lmer_fit_round_trip_keeps_every_field(tmp_path, reml):
-    data = blm.load_dataset("penicillin")
-    fit = blm.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", data, reml=reml)
-    fit.save(tmp_path / "fit.json")
-    back = blm.load_fit(tmp_path / "fit.json")
-    saved = [k for k in fit.to_dict() if k not in ("formula", "frame")]
-    assert {"fixef", "vcov", "theta", "varcorr", "ranef", "conditional_sd", "coef"} <= set(saved)
-    for name in saved:
-        _assert_same(getattr(fit, name), getattr(back, name), name)
-    for attr in ("formula", "fixef_names", "theta_names", "group_factors"):
-        assert getattr(back.design, attr) == getattr(fit.design, attr)
-    np.testing.assert_array_equal(back.design.X, fit.design.X)
-    np.testing.assert_array_equal(back.design.y, fit.design.y)
-
-
-@pytest.fixture(scope="module")
-def small_fit_and_posterior(model):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        posterior = model.sample(draws=100, tune=100, chains=2, cores=1, seed=3)
-    return model.fit_reml(), posterior
-
-
-def test_loaded_posterior_compares_with_the_reml_fit_again(small_fit_and_posterior, tmp_path):
-    fit, posterior = small_fit_and_posterior
-    loaded = blm.load_posterior(posterior.save(tmp_path / "post.nc"))
-    pd.testing.assert_frame_equal(blm.compare(fit, loaded), blm.compare(fit, posterior))
-    pd.testing.assert_frame_equal(blm.shrinkage(fit, loaded), blm.shrinkage(fit, posterior))
-    assert loaded.diagnostics == posterior.diagnostics
-    assert loaded.summary() == posterior.summary()
-    # and a saved-and-loaded REML fit with the loaded posterior
-    fit.save(tmp_path / "fit.json")
-    again = blm.compare(blm.load_fit(tmp_path / "fit.json"), loaded)
-    pd.testing.assert_frame_equal(again, blm.compare(fit, posterior))
-
-
-def test_loaded_posterior_simulates_like_the_original(model, small_fit_and_posterior, tmp_path):
-    _, posterior = small_fit_and_posterior
-    loaded = blm.load_posterior(posterior.save(tmp_path / "post.nc"))
-    a = model.simulate(posterior, seed=4, nsim=5, group_effects="observed")
-    b = model.simulate(loaded, seed=4, nsim=5, group_effects="observed")
-    pd.testing.assert_frame_equal(a, b)
 
 
 _SAMPLE_SCRIPT = """
