@@ -92,11 +92,16 @@ class ParameterSet:
 
     @classmethod
     def from_values(
-        cls, design: Design, values: Mapping[str, Any], *, ranef: bool = False
+        cls,
+        design: Design,
+        values: Mapping[str, Any],
+        *,
+        ranef: bool = False,
+        what: str = "parameters",
     ) -> ParameterSet:
         """One set from a dict of values (module docstring); ``ranef``: the dict must give
-        the observed groups' effects."""
-        return _from_values(design, values, ranef, "parameters")
+        the observed groups' effects.  ``what`` names the values in error messages."""
+        return _from_values(design, values, ranef, what)
 
     @classmethod
     def from_posterior(
@@ -154,7 +159,7 @@ def parameters_of(
     from .reml.fit import LmerFit
 
     if isinstance(source, Mapping):
-        return _from_values(design, source, ranef, "parameters"), "values"
+        return ParameterSet.from_values(design, source, ranef=ranef), "values"
     if isinstance(source, LmerFit):
         what = "the REML fit"
     elif is_posterior(source):
@@ -176,7 +181,7 @@ def parameters_of(
     if what == "the Posterior":
         return ParameterSet.from_posterior(design, source, ranef=ranef), "posterior"
     values = {"fixef": source.fixef, "varcorr": source.varcorr, "ranef": source.ranef}
-    return _from_values(design, values, ranef, what), "reml"
+    return ParameterSet.from_values(design, values, ranef=ranef, what=what), "reml"
 
 
 def _posterior_ranef(design: Design, posterior: Posterior, n: int) -> tuple[np.ndarray, ...]:
