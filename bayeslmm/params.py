@@ -436,7 +436,7 @@ def _from_varcorr(
     sigma = None
     for grp, var1, var2, value in vc[["grp", "var1", "var2", "sdcor"]].itertuples(index=False):
         label = f"varcorr row ({grp}, {var1}, {var2})"
-        if grp == "Residual":
+        if grp == names.RESIDUAL:
             sigma = float(_nonnegative(value, f"{what}: {label}"))
             continue
         if grp not in groups:

@@ -28,6 +28,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
+from .. import names
 from ..design import Design, build_design
 from ..errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
 from .blocked import BlockedDeviance
@@ -164,7 +165,7 @@ def _varcorr(design: Design, theta: np.ndarray, sigma: float) -> pd.DataFrame:
             for r in range(c + 1, t.nc):
                 corr = S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0
                 rows.append((t.group, t.cnames[c], t.cnames[r], S[r, c], corr))
-    rows.append(("Residual", None, None, sigma**2, sigma))
+    rows.append((names.RESIDUAL, None, None, sigma**2, sigma))
     grp, var1, var2, vcov, sdcor = zip(*rows, strict=True)
     return pd.DataFrame(
         {

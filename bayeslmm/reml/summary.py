@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from .. import names
 from ..design import Design
 from .pls import template
 from .rformat import abbreviate, print_matrix, print_named, r_format, zapsmall
@@ -75,9 +76,9 @@ def summary_text(fit: Summarisable) -> str:
         vals = [round(v, 1) for v in (fit.aic, fit.bic, fit.loglik, fit.deviance)]
         cells = r_format([*vals, fit.nobs - fit.df], 7)
         cells[-1] = str(fit.nobs - fit.df)
-        names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        width = max(len(c) for c in cells + names)
-        lines += print_named([c.rjust(width) for c in cells], [n.rjust(width) for n in names])
+        stats = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        width = max(len(c) for c in cells + stats)
+        lines += print_named([c.rjust(width) for c in cells], [n.rjust(width) for n in stats])
     lines.append("")
     lines.append("Scaled residuals: ")
     q = zapsmall(_quantile7(fit.residuals / fit.sigma), _DIGITS + 1)
@@ -130,7 +131,7 @@ def _quantile7(x: np.ndarray) -> np.ndarray:
 def _varcorr_lines(design: Design, theta: np.ndarray, sigma: float) -> list[str]:
     sds: list[float] = []
     groups: list[str] = []
-    names: list[str] = []
+    columns: list[str] = []
     corrs: list[list[str]] = []
     maxlen = max(t.nc for t in design.terms)
     for t, sl in zip(design.terms, design.theta_slices, strict=True):
@@ -139,7 +140,7 @@ def _varcorr_lines(design: Design, theta: np.ndarray, sigma: float) -> list[str]
         sd = np.sqrt(np.diag(S))
         sds += list(sd)
         groups += [t.group] + [""] * (t.nc - 1)
-        names += list(t.cnames)
+        columns += list(t.cnames)
         with np.errstate(invalid="ignore", divide="ignore"):
             C = S / np.outer(sd, sd)
         cc = np.array(r_format(np.round(np.nan_to_num(C), 2), 7, nsmall=2)).reshape(t.nc, t.nc)
@@ -147,12 +148,13 @@ def _varcorr_lines(design: Design, theta: np.ndarray, sigma: float) -> list[str]
             row = [str(cc[r, c]) if c < r else "" for c in range(maxlen)]
             corrs.append(row[: maxlen - 1])
     sds.append(sigma)
-    groups.append("Residual")
-    names.append("")
+    groups.append(names.RESIDUAL)
+    columns.append("")
     corrs.append([""] * (maxlen - 1))
     var = r_format(np.square(sds), _DIGITS)
     sdf = r_format(sds, _DIGITS)
-    cells = [[g, n, v, s, *c] for g, n, v, s, c in zip(groups, names, var, sdf, corrs, strict=True)]
+    rows = zip(groups, columns, var, sdf, corrs, strict=True)
+    cells = [[g, n, v, s, *c] for g, n, v, s, c in rows]
     header = ["Groups", "Name", "Variance", "Std.Dev."] + (
         ["Corr"] + [""] * (maxlen - 2) if maxlen > 1 else []
     )
@@ -184,9 +186,9 @@ def _corr_lines(vcov: pd.DataFrame) -> list[str]:
     sd = np.sqrt(np.diag(V))
     C = V / np.outer(sd, sd)
     p = len(sd)
-    names = [str(n) for n in vcov.index]
+    labels = [str(n) for n in vcov.index]
     cf = np.array(r_format(np.round(C.ravel(order="F"), 3), 7, nsmall=3)).reshape((p, p), order="F")
-    rows = [abbreviate(n, 11) for n in names]
-    cols = [abbreviate(n, 6) for n in names]
+    rows = [abbreviate(n, 11) for n in labels]
+    cols = [abbreviate(n, 6) for n in labels]
     cells = [[str(cf[i, j]) if i > j else "" for j in range(p - 1)] for i in range(1, p)]
     return print_matrix(cells, cols[: p - 1], rows[1:])
