@@ -160,10 +160,11 @@ def parameters_of(
 
     if isinstance(source, Mapping):
         return ParameterSet.from_values(design, source, ranef=ranef), "values"
+    kind: SourceKind
     if isinstance(source, LmerFit):
-        what = "the REML fit"
+        kind, what = "reml", "the REML fit"
     elif is_posterior(source):
-        what = "the Posterior"
+        kind, what = "posterior", "the Posterior"
     else:
         raise ParameterError(
             f"{role} must be a REML fit, a Posterior, a dict of parameter values"
@@ -178,10 +179,10 @@ def parameters_of(
             f"than this one ({design.formula!r}, {list(design.fixef_names)}, "
             f"{[t.group for t in design.terms]})"
         )
-    if what == "the Posterior":
-        return ParameterSet.from_posterior(design, source, ranef=ranef), "posterior"
+    if kind == "posterior":
+        return ParameterSet.from_posterior(design, source, ranef=ranef), kind
     values = {"fixef": source.fixef, "varcorr": source.varcorr, "ranef": source.ranef}
-    return ParameterSet.from_values(design, values, ranef=ranef, what=what), "reml"
+    return ParameterSet.from_values(design, values, ranef=ranef, what=what), kind
 
 
 def _posterior_ranef(design: Design, posterior: Posterior, n: int) -> tuple[np.ndarray, ...]:
