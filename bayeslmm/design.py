@@ -182,6 +182,22 @@ class Design:
         """The factor's columns side by side over its terms, as lme4's ``ranef`` has them."""
         return [c for t in self.factor_terms(factor) for c in t.cnames]
 
+    def coords(self) -> dict[str, list]:
+        """The named coordinates of the model's variables (PyMC's dims, the DataTree's):
+        fixed effects, slopes, observations, each factor's levels and each term's columns."""
+        out: dict[str, list] = {
+            names.FIXEF_DIM: list(self.fixef_names),
+            names.OBS: list(range(self.nobs)),
+        }
+        slopes = [n for j, n in enumerate(self.fixef_names) if j != self.intercept_index]
+        if slopes:
+            out[names.SLOPE] = slopes
+        for t in self.terms:
+            out[t.factor] = list(t.levels)
+            out[names.term_dim(t.group)] = list(t.cnames)
+            out[names.term_dim_bis(t.group)] = list(t.cnames)
+        return out
+
     @property
     def parameters(self) -> list[names.Parameter]:
         """Every scalar parameter: fixed effects, per term SDs and correlations, sigma."""

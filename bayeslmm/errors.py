@@ -35,5 +35,10 @@ class SingularFitWarning(UserWarning):
     """A variance component sits on its boundary (lme4's "boundary (singular) fit")."""
 
 
+class ParameterizationWarning(UserWarning):
+    """``parameterization="auto"`` could not integrate the random effects out (the reason
+    is in the message)."""
+
+
 class DataWarning(UserWarning):
     """Rows were dropped or columns aliased while building the design."""

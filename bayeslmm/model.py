@@ -99,7 +99,9 @@ class Model:
     def pymc_model(
         self, priors: dict[str, Any] | None = None, parameterization: str = "auto"
     ) -> pm.Model:
-        """A fresh PyMC model of this design (see :mod:`bayeslmm.bayes`) to inspect or extend."""
+        """A fresh PyMC model of this design (see :mod:`bayeslmm.bayes.model`) to inspect or
+        extend: by default the marginal one (b integrated out), with its LKJ prior and
+        named dims; ``parameterization="centered"``/``"noncentered"`` give the latent one."""
         from .bayes.model import build_pymc_model
         from .bayes.parameterization import choose_parameterization
 
@@ -116,24 +118,29 @@ class Model:
         seed: int | None = None,
         *,
         target_accept: float = 0.8,
-        nuts_sampler: str = "pymc",
+        nuts_sampler: str | None = None,
         cores: int | None = None,
-        progressbar: bool = False,
+        progressbar: bool | None = None,
         priors: dict[str, Any] | None = None,
         parameterization: str = "auto",
         **kwargs: Any,
     ) -> Posterior:
-        """Draw from the posterior with NUTS; other ``pm.sample`` options pass through.
+        """Draw from the posterior with NUTS.
 
-        Warns (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences,
-        r_hat > 1.01 or ESS < 100 per chain.  The same ``seed`` gives identical draws.
-        ``target_accept=0.8`` (PyMC's default) suffices with the data-chosen
-        parameterisation (sleepstudy: 0 divergences); raise it when the warning says so.
-        ``nuts_sampler``: "pymc" (default, no extra dependency), "nutpie" or "numpyro"
-        when installed.  ``parameterization``: "auto" | "centered" | "noncentered".
+        ``parameterization="auto"`` integrates the random effects out (``"marginal"``:
+        NUTS samples β, Σ and σ from ``y ~ N(Xβ, σ²I + ZΣZᵀ)``, then every draw gets b from
+        its exact conditional), except for designs where that costs more than sampling b
+        (it then says so and centres or non-centres each term from the data); also
+        ``"centered"`` and ``"noncentered"``.  ``nuts_sampler``: by default the package's
+        compiled NUTS for the marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when
+        installed; their options pass through to ``pm.sample``).  ``progressbar``: by
+        default shown in a terminal or a notebook.  Warns
+        (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, r_hat > 1.01 or
+        ESS < 100 per chain.  The same ``seed`` gives identical draws.
         """
         from .bayes.parameterization import choose_parameterization
         from .bayes.sampling import sample_posterior
+        from .progress import interactive
 
         resolved = self._priors(priors)
         param = choose_parameterization(self.design, parameterization)
@@ -148,7 +155,7 @@ class Model:
             target_accept=target_accept,
             nuts_sampler=nuts_sampler,
             cores=cores,
-            progressbar=progressbar,
+            progressbar=interactive() if progressbar is None else bool(progressbar),
             **kwargs,
         )
 

@@ -70,9 +70,9 @@ def coef(group: str) -> str:
     return f"coef_{group}"
 
 
-def chol(group: str) -> str:
-    """Packed LKJ Cholesky factor of a correlated term."""
-    return f"chol_{group}"
+def corr_chol(group: str) -> str:
+    """Cholesky factor of a correlated term's correlation matrix (the LKJ variable)."""
+    return f"corr_chol_{group}"
 
 
 def term_dim(group: str) -> str:

@@ -27,18 +27,18 @@ def load_reference(case: str) -> dict:
 
 
 def prior_posterior(model: blm.Model, draws: int, seed: int) -> blm.Posterior:
-    """A Posterior holding prior draws of the model's own PyMC model (no NUTS needed)."""
+    """A Posterior holding prior draws of the model's own (latent, non-centred) PyMC model,
+    group effects included (no NUTS needed)."""
     import xarray as xr
 
-    from bayeslmm.bayes.parameterization import choose_parameterization
     from bayeslmm.bayes.priors import resolve_priors
 
-    prior = model.sample_prior_predictive(draws=draws, seed=seed)["prior"].to_dataset()
+    prior = model.sample_prior_predictive(draws=draws, seed=seed, parameterization="noncentered")
     return blm.Posterior(
-        xr.DataTree.from_dict({"posterior": prior}),
+        xr.DataTree.from_dict({"posterior": prior["prior"].to_dataset()}),
         model.design,
         priors=resolve_priors(model.design),
-        parameterization=choose_parameterization(model.design),
+        parameterization={t.group: "noncentered" for t in model.design.terms},
     )
 
 

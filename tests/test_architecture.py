@@ -3,10 +3,10 @@
 Layers, lowest first (a module imports its own layer or lower ones; peers do not import
 each other)::
 
-    base    errors, names
+    base    errors, names, progress
     spec    datasets, formula, design
     reml | bayes                       (estimation, peers)
-    report (compare, plots) | teach (params, simulate, explain)
+    report (compare, plots, explore_plots) | teach (params, simulate, explain)
     facade  model
     cli     cli
     package bayeslmm/__init__ (lazy re-exports)
@@ -29,11 +29,11 @@ import bayeslmm
 
 PACKAGE = Path(bayeslmm.__file__).parent
 LAYERS = {
-    "base": (0, {"errors", "names"}),
+    "base": (0, {"errors", "names", "progress"}),
     "spec": (1, {"datasets", "formula", "design"}),
     "reml": (2, {"reml"}),
     "bayes": (2, {"bayes"}),
-    "report": (3, {"compare", "plots"}),
+    "report": (3, {"compare", "plots", "explore_plots"}),
     "teach": (3, {"params", "simulate", "explain"}),
     "facade": (4, {"model"}),
     "cli": (5, {"cli"}),

@@ -221,7 +221,10 @@ def test_unknown_prior_is_rejected_by_every_entry_point(model):
         ({"target_accept": 1.2}, r"target_accept must be in \(0, 1\)"),
         ({"target_accept": "high"}, r"target_accept must be in \(0, 1\)"),
         ({"nuts_sampler": "stan"}, "nuts_sampler must be one of"),
-        ({"parameterization": "both"}, "parameterization must be 'auto'"),
+        ({"parameterization": "both"}, "parameterization must be one of 'auto', 'marginal'"),
+        ({"nuts_sampler": "bayeslmm", "parameterization": "centered"}, "samples the marginal"),
+        ({"max_treedepth": 0}, "max_treedepth must be an integer >= 1"),
+        ({"step_scale": 0.3}, "takes no option 'step_scale'"),
         ({"random_seed": 1}, "pass seed= instead of 'random_seed'"),
     ],
 )

@@ -30,44 +30,60 @@ def _dims(model: pm.Model) -> dict[str, tuple]:
 
 
 def test_structure_sleepstudy(sleep_model):
-    model = sleep_model.pymc_model()  # auto: non-centred (information ratios 2.7, 4.4 < 3)
+    """The default (marginal) model: β, the SDs, the LKJ correlation factor and σ are the
+    free variables, b is integrated out; y is observed with dim obs."""
+    model = sleep_model.pymc_model()
     ref = load_reference("ss_slope")
     assert {v.name for v in model.free_RVs} == {
         "Intercept",
         "beta",
-        "chol_Subject",
-        "z_Subject",
+        "sd_Subject",
+        "corr_chol_Subject",
         "sigma",
     }
-    assert {v.name for v in model.deterministics} == {
-        "fixef",
-        "sd_Subject",
-        "corr_Subject",
-        "ranef_Subject",
-    }
+    assert {v.name for v in model.deterministics} == {"fixef", "corr_Subject"}
     dims = _dims(model)
     assert dims["fixef"] == ("fixef__term",)
     assert dims["sd_Subject"] == ("Subject__term",)
+    assert dims["corr_chol_Subject"] == ("Subject__term", "Subject__term_bis")
     assert dims["corr_Subject"] == ("Subject__term", "Subject__term_bis")
-    assert dims["ranef_Subject"] == ("Subject", "Subject__term")
     assert dims["y"] == ("obs",)
     assert list(model.coords["fixef__term"]) == ref["fixef_names"]
     assert list(model.coords["Subject"]) == ref["ranef"]["Subject"]["levels"]
     assert list(model.coords["Subject__term"]) == ["(Intercept)", "Days"]
-    # hierarchically centred: coef_Subject = fixef + b is the free variable
-    auto = sleep_model.pymc_model(parameterization="centered")
-    assert {v.name for v in auto.free_RVs} == {
+    # the latent forms share the variance components and add b
+    latent = sleep_model.pymc_model(parameterization="noncentered")
+    assert {v.name for v in latent.free_RVs} == {
         "Intercept",
         "beta",
-        "chol_Subject",
-        "coef_Subject",
+        "sd_Subject",
+        "corr_chol_Subject",
+        "z_Subject",
         "sigma",
     }
-    assert _dims(auto)["ranef_Subject"] == ("Subject", "Subject__term")
+    assert _dims(latent)["ranef_Subject"] == ("Subject", "Subject__term")
+    # hierarchically centred: coef_Subject = fixef + b is the free variable
+    centred = sleep_model.pymc_model(parameterization="centered")
+    assert "coef_Subject" in {v.name for v in centred.free_RVs}
+    assert _dims(centred)["ranef_Subject"] == ("Subject", "Subject__term")
     b, coef, fixef = pm.draw(
-        [auto["ranef_Subject"], auto["coef_Subject"], auto["fixef"]], draws=3, random_seed=1
+        [centred["ranef_Subject"], centred["coef_Subject"], centred["fixef"]],
+        draws=3,
+        random_seed=1,
     )
     np.testing.assert_allclose(b, coef - fixef[:, None, :], rtol=1e-10)
+
+
+def test_lkj_prior_is_the_correlation_prior(sleep_model):
+    """corr_Subject's prior draws follow LKJ(2) in 2 dimensions: (ρ + 1)/2 ~ Beta(2, 2),
+    i.e. sd(ρ) = 1/√5; the SDs keep their HalfStudentT priors."""
+    model = sleep_model.pymc_model()
+    corr, sd = pm.draw([model["corr_Subject"], model["sd_Subject"]], draws=4000, random_seed=2)
+    rho = corr[:, 1, 0]
+    assert rho.mean() == pytest.approx(0.0, abs=0.03)
+    assert rho.std() == pytest.approx(1 / np.sqrt(5), rel=0.05)
+    sy = np.std(sleep_model.design.y, ddof=1)
+    assert np.median(sd[:, 0]) == pytest.approx(0.7649 * sy, rel=0.08)
 
 
 def test_fixef_recovers_the_original_intercept(sleep_model):
@@ -82,7 +98,9 @@ def test_fixef_recovers_the_original_intercept(sleep_model):
 
 
 def test_structure_uncorrelated(sleepstudy):
-    model = blm.Model("Reaction ~ Days + (Days || Subject)", sleepstudy).pymc_model()
+    model = blm.Model("Reaction ~ Days + (Days || Subject)", sleepstudy).pymc_model(
+        parameterization="noncentered"
+    )
     dims = _dims(model)
     names = {v.name for v in model.free_RVs}
     assert not any(n.startswith(("corr_", "chol_")) for n in dims)
@@ -94,7 +112,7 @@ def test_structure_uncorrelated(sleepstudy):
 
 def test_structure_nested_and_crossed():
     pastes = blm.Model("strength ~ (1|batch/cask)", blm.load_dataset("pastes"))
-    model = pastes.pymc_model()
+    model = pastes.pymc_model(parameterization="noncentered")
     dims = _dims(model)
     assert dims["ranef_cask:batch"] == ("cask:batch", "cask:batch__term")
     assert dims["ranef_batch"] == ("batch", "batch__term")
@@ -111,25 +129,51 @@ def test_structure_nested_and_crossed():
 # --------------------------------------------------------------------------------------
 
 
-def test_parameterization_rule(sleep_model):
+def test_auto_integrates_the_random_effects_out(sleep_model):
+    design = sleep_model.design
+    assert parameterization.choose_parameterization(design) == {"Subject": "marginal"}
+    pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
+    assert parameterization.choose_parameterization(pen.design) == {
+        "plate": "marginal",
+        "sample": "marginal",
+    }
+
+
+def test_auto_keeps_latent_effects_when_marginal_costs_more():
+    """A crossed design whose second factor has more than BLOCK2_MAX levels: "auto" says
+    why and chooses per term."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    data = pd.DataFrame(
+        {
+            "a": rng.integers(0, 1500, n).astype(str),
+            "b": (np.arange(n) % (parameterization.BLOCK2_MAX + 100)).astype(str),
+            "y": rng.normal(size=n),
+        }
+    )
+    model = blm.Model("y ~ 1 + (1 | a) + (1 | b)", data)
+    with pytest.warns(blm.ParameterizationWarning, match="dense block of 1100 columns"):
+        chosen = parameterization.choose_parameterization(model.design)
+    assert set(chosen.values()) <= {"centered", "noncentered"}
+
+
+def test_latent_parameterization_rule(sleep_model):
     rng = np.random.default_rng(5)
     # sleepstudy: 10 observations per subject, ratios ≈ 2.7 and 4.4 -> non-centred
     design = sleep_model.design
     ratios = parameterization.information_ratio(design, design.terms[0])
     np.testing.assert_allclose(ratios, [2.705, 4.418], rtol=1e-3)
-    assert parameterization.choose_parameterization(design) == {"Subject": "noncentered"}
+    assert parameterization.latent_parameterization(design) == {"Subject": "noncentered"}
     # penicillin: plate's ratio is small (sample effects in the residuals) -> non-centred
     pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
-    assert parameterization.choose_parameterization(pen.design) == {
+    assert parameterization.latent_parameterization(pen.design) == {
         "plate": "noncentered",
         "sample": "centered",
     }
-    names = {v.name for v in pen.pymc_model().free_RVs}
-    assert {"z_plate", "coef_sample"} <= names
     # pastes: cask:batch is nested in batch -> non-centred despite its ratio ≈ 29
     pastes = blm.Model("strength ~ (1|batch/cask)", blm.load_dataset("pastes"))
     assert parameterization.information_ratio(pastes.design, pastes.design.terms[0])[0] > 20
-    assert parameterization.choose_parameterization(pastes.design) == {
+    assert parameterization.latent_parameterization(pastes.design) == {
         "cask:batch": "noncentered",
         "batch": "noncentered",
     }
@@ -137,8 +181,8 @@ def test_parameterization_rule(sleep_model):
     g = np.repeat(np.arange(8), 300)
     y = rng.normal(0, 2, 8)[g] + rng.normal(0, 1, g.size)
     big = blm.Model("y ~ 1 + (1|g)", pd.DataFrame({"y": y, "g": g.astype(str)}))
-    assert parameterization.choose_parameterization(big.design) == {"g": "centered"}
-    model = big.pymc_model()
+    assert parameterization.latent_parameterization(big.design) == {"g": "centered"}
+    model = big.pymc_model(parameterization="centered")
     assert "coef_g" in {v.name for v in model.free_RVs}
     forced = big.pymc_model(parameterization="noncentered")
     assert "z_g" in {v.name for v in forced.free_RVs}

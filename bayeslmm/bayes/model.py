@@ -11,8 +11,12 @@ The non-intercept columns of ``X`` are centred (as brms does); ``α`` is the int
 the centred design and the original-scale intercept is recovered exactly as
 ``fixef[(Intercept)] = α - Σ_j x̄_j β_j`` (a Deterministic).  ``Z`` is not centred, so
 ``τ_g`` and ``Ω_g`` mean what they mean in lme4.  Without an intercept nothing is centred.
-Variable names and dims: :mod:`bayeslmm.names`; priors: :mod:`.priors`; centred or not:
-:mod:`.parameterization`.
+Each term's covariance is ``Σ_g = T_gT_gᵀ`` with ``T_g = diag(τ_g) L_g``: ``sd_g`` (τ_g,
+its prior on each column) and ``corr_chol_g`` (L_g, the Cholesky factor of Ω_g ~ LKJ(η),
+PyMC's ``LKJCorr``), the same variables in every parameterisation.  The *marginal* form
+(:func:`build_marginal_model`) integrates b out: ``y ~ N(Xβ, σ²I + ZΣZᵀ)``.
+Variable names and dims: :mod:`bayeslmm.names`; priors: :mod:`.priors`; the form of each
+term: :mod:`.parameterization`.
 """
 
 from __future__ import annotations
@@ -30,31 +34,20 @@ from .priors import Prior
 
 
 def _vector_args(priors: Mapping[str, Prior], keys: list[str]) -> dict[str, np.ndarray]:
-    """The arguments of a block of priors sharing a family, stacked into vectors."""
+    """The arguments of a block of priors sharing a family, stacked into float64 vectors
+    (a Python float would become a float32 constant in PyTensor, off by ~1e-8)."""
     return {
-        a: np.array([priors[n].args[a] for n in keys], dtype=float) for a in priors[keys[0]].args
+        a: np.array([priors[n].args[a] for n in keys], dtype=np.float64)
+        for a in priors[keys[0]].args
     }
 
 
-def _vector_rv(priors: Mapping[str, Prior], keys: list[str], rv_name: str, dims: str) -> Any:
-    return getattr(pm, priors[keys[0]].dist)(rv_name, **_vector_args(priors, keys), dims=dims)
-
-
-def coords(design: Design) -> dict[str, list[Any]]:
-    """The named coordinates of the PyMC model."""
-    out: dict[str, list[Any]] = {
-        names.FIXEF_DIM: list(design.fixef_names),
-        names.OBS: list(range(design.nobs)),
-    }
-    icpt = design.intercept_index
-    slopes = [n for j, n in enumerate(design.fixef_names) if j != icpt]
-    if slopes:
-        out[names.SLOPE] = slopes
-    for t in design.terms:
-        out[t.factor] = list(t.levels)
-        out[names.term_dim(t.group)] = list(t.cnames)
-        out[names.term_dim_bis(t.group)] = list(t.cnames)
-    return out
+def _rv(priors: Mapping[str, Prior], keys: list[str], rv_name: str, dims: Any = None) -> Any:
+    """The random variable ``rv_name`` with the prior of ``keys`` (one key: a scalar)."""
+    args = _vector_args(priors, keys)
+    if len(keys) == 1 and dims is None:
+        args = {a: v[0] for a, v in args.items()}
+    return getattr(pm, priors[keys[0]].dist)(rv_name, **args, dims=dims)
 
 
 def build_pymc_model(
@@ -62,50 +55,116 @@ def build_pymc_model(
     priors: Mapping[str, Prior],
     parameterization: Mapping[str, str],
 ) -> pm.Model:
-    """The PyMC model of ``design`` (see the module docstring for the math)."""
-    X, y = design.X, design.y
-    icpt = design.intercept_index
-    slope_idx = [j for j in range(design.p) if j != icpt]
-    slopes = [names.fixef_label(design.fixef_names[j]) for j in slope_idx]
+    """The PyMC model of ``design`` (see the module docstring for the math): the marginal
+    model when the terms are ``"marginal"``, else the latent one with each term centred or
+    non-centred as ``parameterization`` says."""
+    if set(parameterization.values()) == {"marginal"}:
+        return build_marginal_model(design, priors)
     absorbed = _absorbed_columns(design, parameterization)
-    with pm.Model(coords=coords(design)) as model:
-        mu = pt.zeros(design.nobs)
-        if slope_idx:
-            beta = _vector_rv(priors, slopes, names.BETA, names.SLOPE)
-        if icpt is not None:
-            means = X[:, slope_idx].mean(axis=0)
-            prior = priors[names.INTERCEPT]
-            alpha = getattr(pm, prior.dist)(names.INTERCEPT, **prior.args)
-            mu = alpha
-            if slope_idx:
-                mu = mu + pt.dot(X[:, slope_idx] - means, beta)
-                intercept = alpha - pt.dot(means, beta)
-            else:
-                intercept = alpha
-            parts: list[Any] = [None] * design.p
-            parts[icpt] = intercept
-            for i, j in enumerate(slope_idx):
-                parts[j] = beta[i]
-            fixef = pm.Deterministic(names.FIXEF, pt.stack(parts), dims=names.FIXEF_DIM)
-        elif slope_idx:
-            mu = pt.dot(X, beta)
-            fixef = pm.Deterministic(names.FIXEF, beta, dims=names.FIXEF_DIM)
-        else:
-            fixef = pm.Deterministic(names.FIXEF, pt.zeros(0), dims=names.FIXEF_DIM)
+    with pm.Model(coords=design.coords()) as model:
+        mu, fixef = _fixed_effects(design, priors)
         if absorbed:
             # hierarchical centring: absorbed columns enter through the group coefficients
             taken = {j for cols in absorbed.values() for j in cols.values()}
             keep = [j for j in range(design.p) if j not in taken]
-            mu = pt.dot(X[:, keep], fixef[keep]) if keep else pt.zeros(design.nobs)
+            mu = pt.dot(design.X[:, keep], fixef[keep]) if keep else pt.zeros(design.nobs)
         for term in design.terms:
             cols = absorbed.get(term.group, {})
             loc = pt.stack([fixef[cols[c]] if c in cols else 0.0 for c in range(term.nc)])
             mu = mu + _ranef_contribution(
                 term, priors, parameterization[term.group], loc if cols else None
             )
-        prior = priors[names.SIGMA]
-        sigma = getattr(pm, prior.dist)(names.SIGMA, **prior.args)
-        pm.Normal(names.Y, mu=mu, sigma=sigma, observed=y, dims=names.OBS)
+        sigma = _rv(priors, [names.SIGMA], names.SIGMA)
+        pm.Normal(names.Y, mu=mu, sigma=sigma, observed=design.y, dims=names.OBS)
+    return model
+
+
+def _fixed_effects(design: Design, priors: Mapping[str, Prior]) -> tuple[Any, Any]:
+    """Add ``Intercept`` (of the centred design) and ``beta`` (slopes) and the Deterministic
+    ``fixef`` (original scale); return (Xβ, fixef)."""
+    X = design.X
+    icpt = design.intercept_index
+    slope_idx = [j for j in range(design.p) if j != icpt]
+    slopes = [names.fixef_label(design.fixef_names[j]) for j in slope_idx]
+    mu: Any = pt.zeros(design.nobs)
+    if slope_idx:
+        beta = _rv(priors, slopes, names.BETA, names.SLOPE)
+    if icpt is not None:
+        means = X[:, slope_idx].mean(axis=0)
+        alpha = _rv(priors, [names.INTERCEPT], names.INTERCEPT)
+        mu = alpha + pt.zeros(design.nobs)
+        intercept = alpha
+        if slope_idx:
+            mu = mu + pt.dot(X[:, slope_idx] - means, beta)
+            intercept = alpha - pt.dot(means, beta)
+        parts: list[Any] = [None] * design.p
+        parts[icpt] = intercept
+        for i, j in enumerate(slope_idx):
+            parts[j] = beta[i]
+        fixef = pm.Deterministic(names.FIXEF, pt.stack(parts), dims=names.FIXEF_DIM)
+    elif slope_idx:
+        mu = pt.dot(X, beta)
+        fixef = pm.Deterministic(names.FIXEF, beta, dims=names.FIXEF_DIM)
+    else:
+        fixef = pm.Deterministic(names.FIXEF, pt.zeros(0), dims=names.FIXEF_DIM)
+    return mu, fixef
+
+
+def build_marginal_model(design: Design, priors: Mapping[str, Prior]) -> pm.Model:
+    """The model with b integrated out: ``y ~ N(Xβ, σ²I + ZΣZᵀ)``, a ``CustomDist`` whose
+    log density is the determinant lemma and Woodbury with Λ̃ = blockdiag(I ⊗ T_g)/σ,
+    M = I + Λ̃ᵀZᵀZΛ̃ = LLᵀ, r = y − Xβ, w = L⁻¹Λ̃ᵀZᵀr::
+
+        log p(y) = −½ [n log 2πσ² + 2 Σ log diag L + (rᵀr − wᵀw)/σ²]
+
+    (dense q x q algebra: this model is the specification the compiled kernel of
+    :mod:`.marginal` is tested against, and what ``nuts_sampler="pymc"`` samples).  Its
+    random draws use new group effects b ~ N(0, Σ) (prior and posterior predictive).
+    """
+    import pytensor.sparse as ps
+
+    n = design.nobs
+    Z = design.Z().tocsr()
+    Zt = Z.T.tocsr()
+    A = (Zt @ Z).toarray()
+    terms = list(design.terms)
+    log2pi = np.log(2.0 * np.pi)
+
+    def logp(value: Any, mu: Any, sigma: Any, *Ts: Any) -> Any:
+        r = value - mu
+        ztr = ps.structured_dot(ps.as_sparse_variable(Zt), r[:, None])[:, 0]
+        blocks = [pt.linalg.kron(pt.eye(t.nl), T) for t, T in zip(terms, Ts, strict=True)]
+        lam = (pt.linalg.block_diag(*blocks) if len(blocks) > 1 else blocks[0]) / sigma
+        L = pt.linalg.cholesky(pt.eye(A.shape[0]) + lam.T @ A @ lam)
+        w = pt.linalg.solve_triangular(L, lam.T @ ztr, lower=True)
+        logdet = 2.0 * pt.log(pt.diagonal(L)).sum()
+        return -0.5 * (n * (log2pi + 2.0 * pt.log(sigma)) + logdet + (r @ r - w @ w) / sigma**2)
+
+    def random(
+        mu: np.ndarray, sigma: np.ndarray, *Ts: np.ndarray, rng: Any = None, size: Any = None
+    ) -> np.ndarray:
+        b = [
+            (rng.standard_normal((t.nl, t.nc)) @ np.asarray(T).T).ravel()
+            for t, T in zip(terms, Ts, strict=True)
+        ]
+        return np.asarray(mu + Z @ np.concatenate(b) + sigma * rng.standard_normal(n))
+
+    signature = "(n),()," + ",".join(f"(k{i},k{i})" for i in range(len(terms))) + "->(n)"
+    with pm.Model(coords=design.coords()) as model:
+        mu, _ = _fixed_effects(design, priors)
+        Ts = [covariance_factor(t, priors) for t in terms]
+        sigma = _rv(priors, [names.SIGMA], names.SIGMA)
+        pm.CustomDist(
+            names.Y,
+            mu,
+            sigma,
+            *Ts,
+            logp=logp,
+            random=random,
+            signature=signature,
+            observed=design.y,
+            dims=names.OBS,
+        )
     return model
 
 
@@ -132,6 +191,20 @@ def _absorbed_columns(
     return out
 
 
+def covariance_factor(term: ReTerm, priors: Mapping[str, Prior]) -> Any:
+    """Add term g's ``sd_g`` (and, k >= 2, ``corr_chol_g`` ~ LKJ and the Deterministic
+    ``corr_g``) to the model; return T_g = diag(sd_g) L_g, the Cholesky factor of Σ_g."""
+    g, k = term.group, term.nc
+    tdim, bis = names.term_dim(g), names.term_dim_bis(g)
+    sd = _rv(priors, [names.sd_label(g, c) for c in term.cnames], names.sd(g), tdim)
+    if k == 1:
+        return sd[:, None]
+    eta = np.float64(priors[names.corr(g)].args["eta"])
+    L = pm.LKJCorr(names.corr_chol(g), n=k, eta=eta, dims=(tdim, bis))
+    pm.Deterministic(names.corr(g), L @ L.T, dims=(tdim, bis))
+    return sd[:, None] * L
+
+
 def _ranef_contribution(
     term: ReTerm, priors: Mapping[str, Prior], param: str, loc: Any = None
 ) -> Any:
@@ -141,11 +214,10 @@ def _ranef_contribution(
     return value is Σ_c coef_g[codes, c] · X_g[:, c].
     """
     g, k = term.group, term.nc
-    tdim, bis = names.term_dim(g), names.term_dim_bis(g)
-    dims = (term.factor, tdim)
-    keys = [names.sd_label(g, c) for c in term.cnames]
-    if k == 1:
-        sd = _vector_rv(priors, keys, names.sd(g), tdim)
+    dims = (term.factor, names.term_dim(g))
+    T = covariance_factor(term, priors)
+    if k == 1:  # scalar effects: Normal, not a 1 x 1 MvNormal
+        sd = T[:, 0]
         if loc is not None:
             b = pm.Normal(names.coef(g), loc, sd, dims=dims)
             pm.Deterministic(names.ranef(g), b - loc, dims=dims)
@@ -154,25 +226,14 @@ def _ranef_contribution(
         else:
             z = pm.Normal(names.z(g), 0.0, 1.0, dims=dims)
             b = pm.Deterministic(names.ranef(g), z * sd, dims=dims)
+    elif loc is not None:
+        b = pm.MvNormal(names.coef(g), mu=loc, chol=T, dims=dims)
+        pm.Deterministic(names.ranef(g), b - loc, dims=dims)
+    elif param == "centered":
+        b = pm.MvNormal(names.ranef(g), mu=np.zeros(k), chol=T, dims=dims)
     else:
-        chol, corr, stds = pm.LKJCholeskyCov(
-            names.chol(g),
-            eta=float(priors[names.corr(g)].args["eta"]),
-            n=k,
-            sd_dist=getattr(pm, priors[keys[0]].dist).dist(**_vector_args(priors, keys)),
-            compute_corr=True,
-            store_in_trace=False,
-        )
-        pm.Deterministic(names.sd(g), stds, dims=tdim)
-        pm.Deterministic(names.corr(g), corr, dims=(tdim, bis))
-        if loc is not None:
-            b = pm.MvNormal(names.coef(g), mu=loc, chol=chol, dims=dims)
-            pm.Deterministic(names.ranef(g), b - loc, dims=dims)
-        elif param == "centered":
-            b = pm.MvNormal(names.ranef(g), mu=np.zeros(k), chol=chol, dims=dims)
-        else:
-            z = pm.Normal(names.z(g), 0.0, 1.0, dims=dims)
-            b = pm.Deterministic(names.ranef(g), pt.dot(z, chol.T), dims=dims)
+        z = pm.Normal(names.z(g), 0.0, 1.0, dims=dims)
+        b = pm.Deterministic(names.ranef(g), pt.dot(z, T.T), dims=dims)
     gathered = b[term.codes]
     const_one = np.all(term.X == 1.0, axis=0)
     if const_one.all():

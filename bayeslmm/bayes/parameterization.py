@@ -1,6 +1,14 @@
-"""Centred or non-centred, per term: chosen from the data before sampling.
+"""How the random effects are sampled: integrated out ("marginal") or, per term, centred
+or non-centred.
 
-Per term, with ``parameterization="auto"``, the information ratio
+``parameterization="auto"`` integrates b out (:mod:`.marginal`) wherever that is
+available, which is every design whose random effects outside the largest grouping factor
+form a dense block of at most ``marginal.BLOCK2_MAX`` columns: the sampled posterior then
+has no funnel and no centring choice, and a gradient costs O(levels).  Otherwise (an
+InstEval-sized crossed design) "auto" keeps the latent form, says so, and chooses per term
+as follows.
+
+Per term, the information ratio
 ``r_c = τ̂_c² / v̂_c`` compares the between-level variance of the per-level least-squares
 coefficients of the OLS residuals (``τ̂_c²``, method of moments) with their mean sampling
 variance ``v̂_c = mean_l σ̂² [(X_lᵀX_l)⁻¹]_cc`` (σ̂² the pooled within-level residual
@@ -25,17 +33,21 @@ non-centred: centring it on β alone diverged on pastes (74 divergences vs 36).
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
 
 from ..design import Design, ReTerm
-from ..errors import SamplingError
+from ..errors import ParameterizationWarning, SamplingError
 
-Parameterization = Literal["auto", "centered", "noncentered"]
+Parameterization = Literal["auto", "marginal", "centered", "noncentered"]
+FORMS = ("auto", "marginal", "centered", "noncentered")
 
-#: information ratio at and above which ``parameterization="auto"`` centres a term
+#: information ratio at and above which a latent term is centred
 CENTER_RATIO = 3.0
+#: the most columns of the marginal kernel's dense block 2 (InstEval-sized designs: latent)
+BLOCK2_MAX = 1000
 
 
 def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
@@ -82,15 +94,29 @@ def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
 
 
 def choose_parameterization(design: Design, parameterization: str = "auto") -> dict[str, str]:
-    """``"centered"`` or ``"noncentered"`` per term group, from a
-    :data:`Parameterization` (see the module docstring)."""
-    if parameterization not in ("auto", "centered", "noncentered"):
+    """``"marginal"`` for every term, or ``"centered"``/``"noncentered"`` per term group,
+    from a :data:`Parameterization` (see the module docstring).  When "auto" cannot
+    integrate the effects out it warns (:class:`ParameterizationWarning`) with the reason."""
+    if parameterization not in FORMS:
         raise SamplingError(
-            f"parameterization must be 'auto', 'centered' or 'noncentered', "
+            f"parameterization must be one of {', '.join(repr(f) for f in FORMS)}, "
             f"got {parameterization!r}"
         )
-    if parameterization != "auto":
+    if parameterization in ("marginal", "centered", "noncentered"):
         return {t.group: parameterization for t in design.terms}
+    reason = marginal_unavailable(design)
+    if reason is None:
+        return {t.group: "marginal" for t in design.terms}
+    warnings.warn(
+        f"parameterization='auto' keeps the random effects as sampled parameters: {reason}",
+        ParameterizationWarning,
+        stacklevel=3,
+    )
+    return latent_parameterization(design)
+
+
+def latent_parameterization(design: Design) -> dict[str, str]:
+    """Per term: centred when not nested and min_c r_c >= ``CENTER_RATIO``, else non-centred."""
     return {
         t.group: "centered"
         if not any(t.nested_in(other) for other in design.terms)
@@ -98,3 +124,30 @@ def choose_parameterization(design: Design, parameterization: str = "auto") -> d
         else "noncentered"
         for t in design.terms
     }
+
+
+def block_terms(design: Design) -> tuple[list[int], list[int]]:
+    """Term indices of the marginal kernel's block 1 (every term of the grouping factor with
+    the most random effects: block diagonal, one small block per level) and block 2 (the
+    other terms: one dense block)."""
+    q: dict[str, int] = {}
+    for t in design.terms:
+        q[t.factor] = q.get(t.factor, 0) + t.q
+    first = max(q, key=lambda f: q[f])
+    block1 = [i for i, t in enumerate(design.terms) if t.factor == first]
+    return block1, [i for i in range(len(design.terms)) if i not in block1]
+
+
+def marginal_unavailable(design: Design) -> str | None:
+    """Why integrating b out would not pay (None when it does): the dense block-2 of
+    ``q₂`` columns costs q₂³/3 flops per gradient, more than the latent model's above
+    ``BLOCK2_MAX`` columns."""
+    _, block2 = block_terms(design)
+    q2 = sum(design.terms[i].q for i in block2)
+    if q2 > BLOCK2_MAX:
+        return (
+            f"the random effects outside the largest grouping factor form a dense block of "
+            f"{q2} columns (more than {BLOCK2_MAX}), which would make each gradient of the "
+            "marginal density cost more than the latent model's"
+        )
+    return None

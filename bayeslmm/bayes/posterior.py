@@ -18,7 +18,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -28,7 +27,7 @@ from ..design import Design, lower_triangle
 from ..errors import BayesLMMError, ConvergenceWarning
 from . import io
 from .priors import Prior
-from .summary import summarize
+from .summary import ess_bulk, ess_tail, rhat, summarize
 
 #: thresholds of the post-sampling checks
 RHAT_MAX = 1.01
@@ -337,10 +336,7 @@ class Posterior:
         stats = self.idata["sample_stats"].to_dataset()
         draws = [self._parameter_draws] + [self.ranef_draws(f) for f in self.design.group_factors]
         chains, length = self._parameter_draws.shape[:2]
-        values = [d.to_numpy().reshape(chains, length, -1) for d in draws]
-        flat = xr.DataArray(np.concatenate(values, axis=2), dims=(*names.SAMPLE_DIMS, "param"))
-        rhat, ess_bulk = az.rhat(flat).to_numpy(), az.ess(flat, method="bulk").to_numpy()
-        ess_tail = az.ess(flat, method="tail").to_numpy()
+        values = np.concatenate([d.to_numpy().reshape(chains, length, -1) for d in draws], axis=2)
 
         def extreme(values: np.ndarray, fn: Literal["max", "min"]) -> float:
             values = values[np.isfinite(values)]
@@ -348,9 +344,9 @@ class Posterior:
 
         return Diagnostics(
             divergences=int(stats["diverging"].sum()),
-            max_r_hat=extreme(rhat, "max"),
-            min_ess_bulk=extreme(ess_bulk, "min"),
-            min_ess_tail=extreme(ess_tail, "min"),
+            max_r_hat=extreme(rhat(values), "max"),
+            min_ess_bulk=extreme(ess_bulk(values), "min"),
+            min_ess_tail=extreme(ess_tail(values), "min"),
             chains=int(self._draws.sizes["chain"]),
             draws=int(self._draws.sizes["draw"]),
             sampling_time=float(stats.attrs.get("sampling_time", np.nan)),
@@ -360,16 +356,21 @@ class Posterior:
         """Problems found by the diagnostics, also issued as one :class:`ConvergenceWarning`."""
         d = self.diagnostics
         problems = []
+        marginal = set(self.parameterization.values()) == {"marginal"}
         if d.divergences:
             problems.append(
-                f"{d.divergences} divergent transitions: raise target_accept (e.g. 0.95), "
-                "or try parameterization='noncentered' (few observations per group) / "
-                "'centered' (many)"
+                f"{d.divergences} divergent transitions: raise target_accept (e.g. 0.99)"
+                + (
+                    ""
+                    if marginal
+                    else ", or try parameterization='marginal' (b integrated out), or "
+                    "'noncentered' (few observations per group) / 'centered' (many)"
+                )
             )
         if d.max_r_hat > RHAT_MAX:
             problems.append(
                 f"max r_hat = {d.max_r_hat:.3f} > {RHAT_MAX}: chains disagree; run more tune "
-                "and draws, or switch parameterization"
+                "and draws" + ("" if marginal else ", or try parameterization='marginal'")
             )
         ess_min = ESS_PER_CHAIN_MIN * d.chains
         if min(d.min_ess_bulk, d.min_ess_tail) < ess_min:
@@ -430,16 +431,26 @@ class Posterior:
 
     # -- prediction and persistence ---------------------------------------------------
     def sample_posterior_predictive(self, seed: int | None = None) -> xr.DataTree:
-        """Replicated ``y`` for every posterior draw (group ``posterior_predictive``)."""
-        import pymc as pm
-
-        from .model import build_pymc_model
-
-        pymc_model = build_pymc_model(self.design, self.priors, self.parameterization)
-        tree: xr.DataTree = pm.sample_posterior_predictive(
-            self.idata, model=pymc_model, random_seed=seed, progressbar=False
+        """Replicated ``y`` for every posterior draw with that draw's own group effects,
+        ``y_rep = Xβ + Σ_t Z_t b_t + σε`` (group ``posterior_predictive``, dims chain, draw,
+        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws."""
+        design = self.design
+        fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
+        mu = fixef @ design.X.T
+        for t in design.terms:
+            b = self._draws[names.ranef(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
+            mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
+        sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
+        y = mu + sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        obs = {names.OBS: np.arange(design.nobs)}
+        sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
+        dims = (*names.SAMPLE_DIMS, names.OBS)
+        return xr.DataTree.from_dict(
+            {
+                "posterior_predictive": xr.Dataset({names.Y: (dims, y)}, coords={**sample, **obs}),
+                "observed_data": xr.Dataset({names.Y: ((names.OBS,), design.y)}, coords=obs),
+            }
         )
-        return tree
 
     def save(self, path: str | Path) -> Path:
         """Write the DataTree (netCDF; zarr when ``path`` ends in ``.zarr``)."""

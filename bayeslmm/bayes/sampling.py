@@ -1,4 +1,11 @@
-"""Drawing from the model: NUTS (the posterior), and the prior and prior predictive."""
+"""Drawing from the model: NUTS (the posterior), and the prior and prior predictive.
+
+The marginal form (the default) is sampled by the package's own compiled NUTS
+(:mod:`.marginal`, ``nuts_sampler="bayeslmm"``): no PyMC, no PyTensor compile.  The
+latent forms, and the marginal one on request, go through ``pm.sample`` ("pymc",
+"nutpie", "numpyro", "blackjax"); a marginal model sampled that way gets its b drawn
+exactly afterwards, as the compiled path does.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,9 @@ import importlib.util
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
@@ -17,12 +23,15 @@ from .. import names
 from ..design import Design
 from ..errors import SamplingError
 from .io import annotate
-from .model import build_pymc_model
 from .parameterization import choose_parameterization
 from .posterior import Posterior
 from .priors import Prior
 
-NUTS_SAMPLERS = ("pymc", "nutpie", "numpyro", "blackjax")
+if TYPE_CHECKING:
+    import pymc as pm
+
+#: "bayeslmm": the package's compiled NUTS (marginal form only); the others via PyMC
+NUTS_SAMPLERS = ("bayeslmm", "pymc", "nutpie", "numpyro", "blackjax")
 _RESERVED = {
     "random_seed": "seed=",
     "model": "the bayeslmm Model",
@@ -58,7 +67,7 @@ def check_sampler_settings(
         check_int("cores", cores, 1)
     if not isinstance(target_accept, float | int) or not 0 < float(target_accept) < 1:
         raise SamplingError(f"target_accept must be in (0, 1), got {target_accept!r}")
-    if nuts_sampler not in NUTS_SAMPLERS:
+    if nuts_sampler is not None and nuts_sampler not in NUTS_SAMPLERS:
         raise SamplingError(
             f"nuts_sampler must be one of {', '.join(NUTS_SAMPLERS)}, got {nuts_sampler!r}"
         )
@@ -84,10 +93,10 @@ def run_nuts(
     **kwargs: Any,
 ) -> xr.DataTree:
     """``pm.sample`` with BLAS limited to one thread (chains run in parallel processes)."""
+    import pymc as pm
+
     check_sampler_settings(draws, tune, chains, cores, target_accept, nuts_sampler, seed)
-    for reserved, ours in _RESERVED.items():
-        if reserved in kwargs:
-            raise SamplingError(f"pass {ours} instead of {reserved!r}")
+    _check_reserved(kwargs)
     nuts = {**kwargs.pop("nuts", {}), "target_accept": float(target_accept)}
     kwargs.setdefault("compute_convergence_checks", False)
     if cores is None:
@@ -115,6 +124,37 @@ def run_nuts(
     return tree
 
 
+def _check_reserved(options: Mapping[str, Any]) -> None:
+    for reserved, ours in _RESERVED.items():
+        if reserved in options:
+            raise SamplingError(f"pass {ours} instead of {reserved!r}")
+
+
+def resolve_sampler(
+    nuts_sampler: str | None, parameterization: Mapping[str, str], priors: Mapping[str, Prior]
+) -> str:
+    """The sampler to run: ``nuts_sampler``, or by default the compiled one for the marginal
+    form with priors it evaluates, else PyMC's."""
+    from .marginal import unsupported_prior
+
+    marginal = set(parameterization.values()) == {"marginal"}
+    unsupported = unsupported_prior(priors) if marginal else None
+    if nuts_sampler is None:
+        return "bayeslmm" if marginal and unsupported is None else "pymc"
+    if nuts_sampler == "bayeslmm":
+        if not marginal:
+            raise SamplingError(
+                "nuts_sampler='bayeslmm' samples the marginal model (b integrated out): use "
+                "parameterization='marginal' or 'auto', or another nuts_sampler"
+            )
+        if unsupported is not None:
+            raise SamplingError(
+                f"nuts_sampler='bayeslmm' does not evaluate {unsupported}: use "
+                "nuts_sampler='pymc' for this prior"
+            )
+    return nuts_sampler
+
+
 def sample_posterior(
     design: Design,
     priors: Mapping[str, Prior],
@@ -132,11 +172,75 @@ def sample_posterior(
         options["nuts_sampler"],
         options["seed"],
     )
-    idata = run_nuts(build_pymc_model(design, priors, parameterization), **options)
-    annotate(idata, design, priors, parameterization, nuts_sampler=options["nuts_sampler"])
+    _check_reserved(options)
+    sampler = resolve_sampler(options.pop("nuts_sampler"), parameterization, priors)
+    if sampler == "bayeslmm":
+        from . import marginal
+
+        max_depth = options.pop("max_treedepth", 10)
+        check_int("max_treedepth", max_depth, 1)
+        if options:
+            extra = sorted(k for k in options if k not in _COMPILED_OPTIONS)
+            if extra:
+                raise SamplingError(
+                    f"nuts_sampler='bayeslmm' takes no option {', '.join(map(repr, extra))}; "
+                    "other samplers (nuts_sampler='pymc') pass options to pm.sample"
+                )
+        with threadpool_limits(limits=1):
+            idata = marginal.sample(
+                design, priors, design.coords(), max_depth=max_depth,
+                **{k: options[k] for k in _COMPILED_OPTIONS},
+            )  # fmt: skip
+    else:
+        from .model import build_pymc_model
+
+        idata = run_nuts(
+            build_pymc_model(design, priors, parameterization), nuts_sampler=sampler, **options
+        )
+        if set(parameterization.values()) == {"marginal"}:
+            _add_ranef(idata, design, options["seed"], options["cores"])
+    annotate(idata, design, priors, parameterization, nuts_sampler=sampler)
     posterior = Posterior(idata, design, priors=priors, parameterization=parameterization)
     posterior.check_convergence(stacklevel=4)
     return posterior
+
+
+#: the options of :func:`sample_posterior` the compiled sampler takes
+_COMPILED_OPTIONS = ("draws", "tune", "chains", "seed", "target_accept", "cores", "progressbar")
+
+
+def _add_ranef(idata: xr.DataTree, design: Design, seed: int | None, cores: int | None) -> None:
+    """Draw b exactly for every draw of a marginal model sampled by PyMC (in place)."""
+    from . import marginal
+
+    mm = marginal.build(design, None)
+    post = idata["posterior"].to_dataset()
+    chains, ndraw = post.sizes["chain"], post.sizes["draw"]
+    theta = np.empty((chains, ndraw, mm.dim))
+    for c in range(chains):
+        for i in range(ndraw):
+            point = post.isel(chain=c, draw=i)
+            theta[c, i] = marginal.unconstrained(
+                mm,
+                point[names.FIXEF].to_numpy(),
+                [point[names.sd(t.group)].to_numpy() for t in design.terms],
+                [
+                    point[names.corr(t.group)].to_numpy() if t.nc > 1 else np.eye(1)
+                    for t in design.terms
+                ],
+                float(point[names.SIGMA]),
+            )
+    cores = marginal.default_cores(chains) if cores is None else cores
+    ranef = marginal.draw_ranef(mm, theta, seed, cores)
+    all_coords = design.coords()
+    for t, b in zip(design.terms, ranef, strict=True):
+        tdim = names.term_dim(t.group)
+        post[names.ranef(t.group)] = xr.DataArray(
+            b,
+            dims=(*names.SAMPLE_DIMS, t.factor, tdim),
+            coords={t.factor: all_coords[t.factor], tdim: all_coords[tdim]},
+        )
+    idata["posterior"] = xr.DataTree(dataset=post)
 
 
 def sample_prior_predictive(
@@ -147,6 +251,10 @@ def sample_prior_predictive(
     seed: int | None,
 ) -> xr.DataTree:
     """Draws of every parameter and of ``y`` from the prior (groups prior, prior_predictive)."""
+    import pymc as pm
+
+    from .model import build_pymc_model
+
     check_int("draws", draws, 1)
     tree: xr.DataTree = pm.sample_prior_predictive(
         draws=draws, model=build_pymc_model(design, priors, parameterization), random_seed=seed
@@ -160,10 +268,14 @@ def prior_parameter_draws(
     """``n`` draws of the parameters from the prior, by PyMC name: ``fixef`` (n, p),
     ``sigma`` (n,), ``sd_g`` (n, k) and ``corr_g`` (n, k, k) (terms with k >= 2).
 
-    The model is the one ``parameterization="auto"`` samples; the parameterisation does
-    not change the prior of these variables.
+    The parameterisation does not change the prior of these variables: the marginal model
+    is used.
     """
-    pymc_model = build_pymc_model(design, priors, choose_parameterization(design))
+    import pymc as pm
+
+    from .model import build_pymc_model
+
+    pymc_model = build_pymc_model(design, priors, choose_parameterization(design, "marginal"))
     variables = [names.FIXEF, names.SIGMA] + [names.sd(t.group) for t in design.terms]
     variables += [names.corr(t.group) for t in design.terms if t.nc > 1]
     shapes: dict[str, tuple[int, ...]] = {names.FIXEF: (design.p,), names.SIGMA: ()}

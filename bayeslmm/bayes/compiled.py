@@ -1,0 +1,1111 @@
+"""The compiled core of the marginalised sampler (numba): the log density of the mixed
+model with b integrated out, its gradient, exact draws of b, and NUTS.
+
+Everything numba compiles for the sampler lives in this one module: numba's on-disk cache
+(``cache=True``) is invalidated by a change to a function's own source file only, not to
+the functions it calls, so callers and callees must share a file.  The code uses explicit
+loops (no array expressions, slicing assignments or BLAS calls on tiny matrices), which
+keeps the first compile short and each gradient free of call overhead; numba caches
+recursive functions badly, so the NUTS tree is built iteratively.
+
+The model (y = Xβ + Zb + ε, b ~ N(0, Σ), ε ~ N(0, σ²I)) with Σ = blockdiag_t(I ⊗ T_tT_tᵀ),
+T_t = diag(sd_t) L_t, relative factor Λ̃ = Λ/σ, M = I + Λ̃ᵀZᵀZΛ̃ = LLᵀ, r = y − Xβ,
+c = Λ̃ᵀZᵀr and v = M⁻¹c:
+
+    log p(y | β, Σ, σ) = −½ [n log 2πσ² + log|M| + (rᵀr − cᵀv)/σ²]
+
+(determinant lemma and Woodbury), from [Z X y]ᵀ[Z X y] computed once.  Block 1 holds every
+term of one grouping factor (M₁₁ block diagonal, one k₁ x k₁ block per level), block 2 the
+other terms (dense).  With E = M₁₁⁻¹M₁₂ and S = M₂₂ − M₂₁E = L₂₂L₂₂ᵀ, P = M⁻¹ has
+P₂₂ = S⁻¹, P₁₂ = −EP₂₂, P₁₁ = M₁₁⁻¹ − P₁₂Eᵀ, formed only where ZᵀZ is non-zero.  Gradient:
+
+    ∂ℓ/∂β = (Xᵀr − XᵀZΛ̃v)/σ²,    ∂ℓ/∂Λ̃ = −ZᵀZΛ̃P + w vᵀ/σ²  (w = Zᵀr − ZᵀZΛ̃v),
+    ∂ℓ/∂T = G/σ,                  ∂ℓ/∂σ = −n/σ + (rᵀr − cᵀv)/σ³ − Σ_t ⟨G_t, T̃_t⟩/σ
+
+with G the template-restricted ∂ℓ/∂Λ̃.  The draws of b afterwards are exact:
+b = Λ̃(v + σL⁻ᵀε), ε ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+LOG2PI = math.log(2.0 * math.pi)
+
+# prior families (constrained-space densities; positive ones are sampled on the log scale)
+NORMAL, STUDENT_T, CAUCHY, LAPLACE = 0, 1, 2, 3
+HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY, EXPONENTIAL = 10, 11, 12, 13
+GAMMA, INVERSE_GAMMA, LOG_NORMAL, WEIBULL = 14, 15, 16, 17
+
+
+
+class KernelData(NamedTuple):
+    """Sufficient statistics and parameter layout of one model (see the module docstring).
+
+    θ = (β of the centred design, per term: log sd (k), correlation parameters
+    (k(k−1)/2, PyMC's ``CholeskyCorrTransform`` order), then log σ).
+    """
+
+    n: float
+    p: int
+    ete: float  # residual sum of squares of the least squares fit e = y − Xβ_ols
+    Xte: np.ndarray  # (p,) Xᵀe (0 up to rounding)
+    XtX: np.ndarray  # (p, p)
+    beta_ols: np.ndarray  # (p,): r = e − X(β − β_ols), free of cancellation
+    l1: int
+    k1: int
+    kmax: int
+    A11: np.ndarray  # (l1, k1, k1)
+    Zte1: np.ndarray  # (l1, k1)
+    ZtX1: np.ndarray  # (l1, k1, p)
+    q2: int
+    unit_term: np.ndarray  # (nu,) term of each block-2 unit (one level of a term)
+    unit_off: np.ndarray  # (nu,) its first column in block 2
+    Zte2: np.ndarray  # (q2,)
+    ZtX2: np.ndarray  # (q2, p)
+    A22: np.ndarray  # (q2, q2)
+    a12_ptr: np.ndarray  # (l1 + 1,) CSR over block-1 levels
+    a12_off: np.ndarray  # (nnz,) first block-2 column of each entry's unit
+    a12_k: np.ndarray  # (nnz,) its number of columns
+    a12_term: np.ndarray  # (nnz,) its term
+    a12_val: np.ndarray  # (nnz, k1, kmax) Z₁ₗᵀ Z_u
+    term_k: np.ndarray  # (nterms,)
+    term_block: np.ndarray  # (nterms,) 1 or 2
+    term_off1: np.ndarray  # (nterms,) first column within a block-1 level (-1 in block 2)
+    term_sd: np.ndarray  # (nterms,) index of the first log sd in θ
+    term_corr: np.ndarray  # (nterms,) index of the first correlation parameter in θ
+    spiral: np.ndarray  # (nterms, mmax, 2) (row, col) of L_t filled by each parameter
+    lkj_eta: np.ndarray  # (nterms,)
+    lkj_norm: np.ndarray  # (nterms,)
+    prior_kind: np.ndarray  # (p + Σk + 1,) β, then every sd, then σ
+    prior_par: np.ndarray  # (p + Σk + 1, 3)
+    prior_const: np.ndarray  # (p + Σk + 1,) log normalising constants
+    dim: int
+
+
+# --------------------------------------------------------------------------------------
+# small dense linear algebra
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _chol(A, L):
+    """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD."""
+    k = A.shape[0]
+    for j in range(k):
+        s = A[j, j]
+        for m in range(j):
+            s -= L[j, m] * L[j, m]
+        if not s > 0.0:
+            return False
+        dj = math.sqrt(s)
+        L[j, j] = dj
+        for i in range(j + 1, k):
+            s = A[i, j]
+            for m in range(j):
+                s -= L[i, m] * L[j, m]
+            L[i, j] = s / dj
+        for i in range(j):
+            L[i, j] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _fsolve(L, b):
+    """L x = b in place (L lower triangular)."""
+    for i in range(L.shape[0]):
+        s = b[i]
+        for m in range(i):
+            s -= L[i, m] * b[m]
+        b[i] = s / L[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _bsolve(L, b):
+    """Lᵀ x = b in place (L lower triangular)."""
+    k = L.shape[0]
+    for i in range(k - 1, -1, -1):
+        s = b[i]
+        for m in range(i + 1, k):
+            s -= L[m, i] * b[m]
+        b[i] = s / L[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _chol_inverse(L, out):
+    """(LLᵀ)⁻¹ into out: W = L⁻¹ (lower triangle of out), then WᵀW."""
+    k = L.shape[0]
+    for j in range(k):
+        for i in range(k):
+            out[i, j] = 0.0
+        out[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, k):
+            s = 0.0
+            for m in range(j, i):
+                s += L[i, m] * out[m, j]
+            out[i, j] = -s / L[i, i]
+    for i in range(k):
+        for j in range(i + 1):
+            s = 0.0
+            for m in range(i, k):
+                s += out[m, i] * out[m, j]
+            out[j, i] = s
+    for i in range(k):
+        for j in range(i):
+            out[i, j] = out[j, i]
+
+
+# --------------------------------------------------------------------------------------
+# priors and transforms
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _prior(kind, par, const, x):
+    """(log density, d/dx) of one prior at x on its own scale."""
+    a, b = par[0], par[1]
+    if kind == NORMAL:  # mu, sigma
+        z = (x - a) / b
+        return const - 0.5 * z * z, -z / b
+    if kind == STUDENT_T:  # nu, mu, sigma
+        z = (x - b) / par[2]
+        t = 1.0 + z * z / a
+        return const - 0.5 * (a + 1.0) * math.log(t), -(a + 1.0) * z / (a * par[2] * t)
+    if kind == CAUCHY:  # alpha, beta
+        z = (x - a) / b
+        t = 1.0 + z * z
+        return const - math.log(t), -2.0 * z / (b * t)
+    if kind == LAPLACE:  # mu, b
+        z = x - a
+        sgn = 1.0 if z > 0 else (-1.0 if z < 0 else 0.0)
+        return const - abs(z) / b, -sgn / b
+    if kind == HALF_NORMAL:  # sigma
+        z = x / a
+        return const - 0.5 * z * z, -z / a
+    if kind == HALF_STUDENT_T:  # nu, sigma
+        z = x / b
+        t = 1.0 + z * z / a
+        return const - 0.5 * (a + 1.0) * math.log(t), -(a + 1.0) * z / (a * b * t)
+    if kind == HALF_CAUCHY:  # beta
+        z = x / a
+        t = 1.0 + z * z
+        return const - math.log(t), -2.0 * z / (a * t)
+    if kind == EXPONENTIAL:  # lam
+        return const - a * x, -a
+    if kind == GAMMA:  # alpha, beta
+        return const + (a - 1.0) * math.log(x) - b * x, (a - 1.0) / x - b
+    if kind == INVERSE_GAMMA:  # alpha, beta
+        return const - (a + 1.0) * math.log(x) - b / x, -(a + 1.0) / x + b / (x * x)
+    if kind == LOG_NORMAL:  # mu, sigma
+        lx = math.log(x)
+        z = (lx - a) / b
+        return const - lx - 0.5 * z * z, (-1.0 - z / b) / x
+    if kind == WEIBULL:  # alpha, beta
+        lz = math.log(x / b)
+        za = math.exp(a * lz)
+        return const + (a - 1.0) * lz - za, ((a - 1.0) - a * za) / x
+    return -math.inf, 0.0
+
+
+@njit(cache=True, nogil=True)
+def _templates(theta, d, T, Lc, nrm):
+    """T[t] = diag(sd_t) L_t, Lc[t] = L_t (rows ṽ/‖ṽ‖, ṽ = (x, 1)), nrm = the norms ‖ṽ‖."""
+    kmax = d.kmax
+    for t in range(d.term_k.shape[0]):
+        k = d.term_k[t]
+        for i in range(kmax):
+            for j in range(kmax):
+                Lc[t, i, j] = 0.0
+                T[t, i, j] = 0.0
+            Lc[t, i, i] = 1.0
+        for j in range(k * (k - 1) // 2):
+            Lc[t, d.spiral[t, j, 0], d.spiral[t, j, 1]] = theta[d.term_corr[t] + j]
+        for i in range(k):
+            s = 0.0
+            for m in range(i + 1):
+                s += Lc[t, i, m] * Lc[t, i, m]
+            s = math.sqrt(s)
+            nrm[t, i] = s
+            sd = math.exp(theta[d.term_sd[t] + i])
+            for m in range(i + 1):
+                Lc[t, i, m] /= s
+                T[t, i, m] = sd * Lc[t, i, m]
+
+
+# --------------------------------------------------------------------------------------
+# the blocked factorisation of M at one parameter value
+# --------------------------------------------------------------------------------------
+
+
+class Factor(NamedTuple):
+    """M = LLᵀ by blocks, and what the solves and the gradient reuse."""
+
+    sigma: float
+    Tr: np.ndarray  # (nterms, kmax, kmax) relative templates T/σ
+    Lam1: np.ndarray  # (k1, k1) the block-1 relative factor of one level
+    L11: np.ndarray  # (l1, k1, k1)
+    AL: np.ndarray  # (l1, k1, k1) A₁₁,ₗΛ̃₁
+    M12: np.ndarray  # (nnz, k1, kmax)
+    E: np.ndarray  # (nnz, k1, kmax) M₁₁⁻¹M₁₂
+    L22: np.ndarray  # (q2, q2)
+    ok: bool
+    logdet: float
+
+
+@njit(cache=True, nogil=True)
+def _scale_block2(d, Tr, B, rows):
+    """B ← Λ̃₂ᵀB (``rows``) or BΛ̃₂, in place, for B (q2, q2)."""
+    q2 = d.q2
+    tmp = np.empty(d.kmax)
+    for u in range(d.unit_term.shape[0]):
+        t, o = d.unit_term[u], d.unit_off[u]
+        k = d.term_k[t]
+        for c in range(q2):
+            for a in range(k):
+                s = 0.0
+                for m in range(a, k):
+                    s += Tr[t, m, a] * (B[o + m, c] if rows else B[c, o + m])
+                tmp[a] = s
+            for a in range(k):
+                if rows:
+                    B[o + a, c] = tmp[a]
+                else:
+                    B[c, o + a] = tmp[a]
+
+
+@njit(cache=True, nogil=True)
+def _factor(theta, d, T):
+    """Factorise M = I + Λ̃ᵀZᵀZΛ̃ by blocks at θ (T: the absolute templates)."""
+    nterms, kmax = d.term_k.shape[0], d.kmax
+    k1, l1, q2 = d.k1, d.l1, d.q2
+    sigma = math.exp(theta[d.dim - 1])
+    Tr = np.empty((nterms, kmax, kmax))
+    for t in range(nterms):
+        for i in range(kmax):
+            for j in range(kmax):
+                Tr[t, i, j] = T[t, i, j] / sigma
+    Lam1 = np.zeros((k1, k1))
+    for t in range(nterms):
+        if d.term_block[t] == 1:
+            o = d.term_off1[t]
+            for i in range(d.term_k[t]):
+                for j in range(i + 1):
+                    Lam1[o + i, o + j] = Tr[t, i, j]
+    L11 = np.empty((l1, k1, k1))
+    AL = np.empty((l1, k1, k1))
+    M = np.empty((k1, k1))
+    logdet = 0.0
+    ok = True
+    for lv in range(l1):
+        for m in range(k1):
+            for b in range(k1):
+                s = 0.0
+                for c in range(b, k1):
+                    s += d.A11[lv, m, c] * Lam1[c, b]
+                AL[lv, m, b] = s
+        for a in range(k1):
+            for b in range(a + 1):
+                s = 0.0
+                for m in range(a, k1):
+                    s += Lam1[m, a] * AL[lv, m, b]
+                M[a, b] = s
+                M[b, a] = s
+            M[a, a] += 1.0
+        if not _chol(M, L11[lv]):
+            ok = False
+            break
+        for i in range(k1):
+            logdet += 2.0 * math.log(L11[lv, i, i])
+    nnz = d.a12_off.shape[0]
+    M12 = np.zeros((nnz, k1, kmax))
+    E = np.zeros((nnz, k1, kmax))
+    L22 = np.zeros((q2, q2))
+    if ok and q2 > 0:
+        S = np.empty((q2, q2))
+        for i in range(q2):
+            for j in range(q2):
+                S[i, j] = d.A22[i, j]
+        _scale_block2(d, Tr, S, False)
+        _scale_block2(d, Tr, S, True)
+        for i in range(q2):
+            S[i, i] += 1.0
+        col = np.empty(k1)
+        for lv in range(l1):
+            lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+            for e in range(lo, hi):
+                t, k = d.a12_term[e], d.a12_k[e]
+                for a in range(k1):  # M12_e = Λ̃₁ᵀ a_e T̃_t
+                    for b in range(k):
+                        s = 0.0
+                        for m in range(a, k1):
+                            for c in range(b, k):
+                                s += Lam1[m, a] * d.a12_val[e, m, c] * Tr[t, c, b]
+                        M12[e, a, b] = s
+                for b in range(k):
+                    for a in range(k1):
+                        col[a] = M12[e, a, b]
+                    _fsolve(L11[lv], col)
+                    _bsolve(L11[lv], col)
+                    for a in range(k1):
+                        E[e, a, b] = col[a]
+            for e in range(lo, hi):  # S −= Σ M12_eᵀ E_f, lower triangle (units sorted)
+                ou, ku = d.a12_off[e], d.a12_k[e]
+                for f in range(lo, e + 1):
+                    ow, kw = d.a12_off[f], d.a12_k[f]
+                    for a in range(ku):
+                        for b in range(kw if f < e else a + 1):
+                            s = 0.0
+                            for m in range(k1):
+                                s += M12[e, m, a] * E[f, m, b]
+                            S[ou + a, ow + b] -= s
+        if _chol(S, L22):
+            for i in range(q2):
+                logdet += 2.0 * math.log(L22[i, i])
+        else:
+            ok = False
+    return Factor(sigma, Tr, Lam1, L11, AL, M12, E, L22, ok, logdet)
+
+
+@njit(cache=True, nogil=True)
+def _ztr(d, delta):
+    """Zᵀr = Zᵀe − ZᵀX(β − β_ols) by blocks."""
+    z1 = np.empty((d.l1, d.k1))
+    for lv in range(d.l1):
+        for a in range(d.k1):
+            s = d.Zte1[lv, a]
+            for j in range(d.p):
+                s -= d.ZtX1[lv, a, j] * delta[j]
+            z1[lv, a] = s
+    z2 = np.empty(d.q2)
+    for i in range(d.q2):
+        s = d.Zte2[i]
+        for j in range(d.p):
+            s -= d.ZtX2[i, j] * delta[j]
+        z2[i] = s
+    return z1, z2
+
+
+@njit(cache=True, nogil=True)
+def _lam(d, F, v1, v2, transpose):
+    """Λ̃v (or Λ̃ᵀv with ``transpose``) by blocks."""
+    k1 = d.k1
+    out1 = np.empty((d.l1, k1))
+    for lv in range(d.l1):
+        for a in range(k1):
+            s = 0.0
+            if transpose:
+                for m in range(a, k1):
+                    s += F.Lam1[m, a] * v1[lv, m]
+            else:
+                for m in range(a + 1):
+                    s += F.Lam1[a, m] * v1[lv, m]
+            out1[lv, a] = s
+    out2 = np.empty(d.q2)
+    for u in range(d.unit_term.shape[0]):
+        t, o = d.unit_term[u], d.unit_off[u]
+        k = d.term_k[t]
+        for a in range(k):
+            s = 0.0
+            if transpose:
+                for m in range(a, k):
+                    s += F.Tr[t, m, a] * v2[o + m]
+            else:
+                for m in range(a + 1):
+                    s += F.Tr[t, a, m] * v2[o + m]
+            out2[o + a] = s
+    return out1, out2
+
+
+@njit(cache=True, nogil=True)
+def _solve(d, F, c1, c2):
+    """v = M⁻¹c by blocks (c1: (l1, k1), c2: (q2,))."""
+    l1, k1 = d.l1, d.k1
+    v1 = np.empty((l1, k1))
+    for lv in range(l1):
+        for a in range(k1):
+            v1[lv, a] = c1[lv, a]
+        _fsolve(F.L11[lv], v1[lv])
+        _bsolve(F.L11[lv], v1[lv])
+    v2 = np.empty(d.q2)
+    for i in range(d.q2):
+        v2[i] = c2[i]
+    if d.q2 > 0:
+        for lv in range(l1):
+            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+                o, k = d.a12_off[e], d.a12_k[e]
+                for b in range(k):
+                    s = 0.0
+                    for m in range(k1):
+                        s += F.M12[e, m, b] * v1[lv, m]
+                    v2[o + b] -= s
+        _fsolve(F.L22, v2)
+        _bsolve(F.L22, v2)
+        for lv in range(l1):
+            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+                o, k = d.a12_off[e], d.a12_k[e]
+                for m in range(k1):
+                    s = 0.0
+                    for b in range(k):
+                        s += F.E[e, m, b] * v2[o + b]
+                    v1[lv, m] -= s
+    return v1, v2
+
+
+# --------------------------------------------------------------------------------------
+# the log density and its gradient
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def logp_grad(theta, d, grad):
+    """Log posterior density of the unconstrained θ (priors, Jacobians, marginal
+    likelihood, every normalising constant included); its gradient goes into ``grad``."""
+    nterms, kmax = d.term_k.shape[0], d.kmax
+    p, l1, k1, q2 = d.p, d.l1, d.k1, d.q2
+    for i in range(d.dim):
+        grad[i] = 0.0
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    _templates(theta, d, T, Lc, nrm)
+    F = _factor(theta, d, T)
+    if not F.ok:
+        return -math.inf
+    sigma = F.sigma
+    s2 = sigma * sigma
+    delta = np.empty(p)
+    for j in range(p):
+        delta[j] = theta[j] - d.beta_ols[j]
+    Xtr = np.empty(p)  # Xᵀr = Xᵀe − XᵀXδ
+    rtr = d.ete
+    for j in range(p):
+        s = 0.0
+        for m in range(p):
+            s += d.XtX[j, m] * delta[m]
+        Xtr[j] = d.Xte[j] - s
+        rtr += delta[j] * (s - 2.0 * d.Xte[j])
+    z1, z2 = _ztr(d, delta)
+    c1, c2 = _lam(d, F, z1, z2, True)
+    v1, v2 = _solve(d, F, c1, c2)
+    cv = 0.0
+    for lv in range(l1):
+        for a in range(k1):
+            cv += c1[lv, a] * v1[lv, a]
+    for i in range(q2):
+        cv += c2[i] * v2[i]
+    pwrss = rtr - cv
+    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.dim - 1]) + F.logdet + pwrss / s2)
+
+    # β: (Xᵀr − XᵀZΛ̃v)/σ²
+    b1, b2 = _lam(d, F, v1, v2, False)
+    for j in range(p):
+        s = Xtr[j]
+        for lv in range(l1):
+            for a in range(k1):
+                s -= d.ZtX1[lv, a, j] * b1[lv, a]
+        for i in range(q2):
+            s -= d.ZtX2[i, j] * b2[i]
+        grad[j] = s / s2
+
+    # w = Zᵀr − ZᵀZΛ̃v (A₁₁Λ̃₁v₁ = AL v₁)
+    w1 = np.empty((l1, k1))
+    for lv in range(l1):
+        for a in range(k1):
+            s = z1[lv, a]
+            for m in range(k1):
+                s -= F.AL[lv, a, m] * v1[lv, m]
+            w1[lv, a] = s
+    w2 = np.empty(q2)
+    for i in range(q2):
+        s = z2[i]
+        for j in range(q2):
+            s -= d.A22[i, j] * b2[j]
+        w2[i] = s
+    for lv in range(l1):
+        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+            o, k = d.a12_off[e], d.a12_k[e]
+            for m in range(k1):
+                s = 0.0
+                for c in range(k):
+                    s += d.a12_val[e, m, c] * b2[o + c]
+                w1[lv, m] -= s
+            for c in range(k):
+                s = 0.0
+                for m in range(k1):
+                    s += d.a12_val[e, m, c] * b1[lv, m]
+                w2[o + c] -= s
+
+    # G = ∂ℓ/∂Λ̃ on the templates, from the blocks of P = M⁻¹ where ZᵀZ is non-zero
+    G1 = np.zeros((k1, k1))
+    G2 = np.zeros((nterms, kmax, kmax))
+    P11 = np.empty((k1, k1))
+    nnz = d.a12_off.shape[0]
+    P12 = np.zeros((nnz, k1, kmax))
+    P22 = np.empty((q2, q2))
+    if q2 > 0:
+        _chol_inverse(F.L22, P22)
+    for lv in range(l1):
+        _chol_inverse(F.L11[lv], P11)
+        lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+        for e in range(lo, hi):  # P12_e = −Σ_f E_f P22[u_f, u_e]
+            ou, ku = d.a12_off[e], d.a12_k[e]
+            for f in range(lo, hi):
+                ow, kw = d.a12_off[f], d.a12_k[f]
+                for a in range(k1):
+                    for b in range(ku):
+                        s = 0.0
+                        for c in range(kw):
+                            s += F.E[f, a, c] * P22[ow + c, ou + b]
+                        P12[e, a, b] -= s
+        for e in range(lo, hi):  # P11 −= Σ_e P12_e E_eᵀ
+            ku = d.a12_k[e]
+            for a in range(k1):
+                for b in range(k1):
+                    s = 0.0
+                    for c in range(ku):
+                        s += P12[e, a, c] * F.E[e, b, c]
+                    P11[a, b] -= s
+        for a in range(k1):  # G1 += −A₁₁Λ̃₁P₁₁ + w1 v1ᵀ/σ²
+            for b in range(k1):
+                s = w1[lv, a] * v1[lv, b] / s2
+                for m in range(k1):
+                    s -= F.AL[lv, a, m] * P11[m, b]
+                G1[a, b] += s
+        for e in range(lo, hi):
+            t, k = d.a12_term[e], d.a12_k[e]
+            for a in range(k1):  # block 1: −a_e T̃_t P12_eᵀ
+                for b in range(k1):
+                    s = 0.0
+                    for c in range(k):
+                        for m in range(c, k):
+                            s += d.a12_val[e, a, m] * F.Tr[t, m, c] * P12[e, b, c]
+                    G1[a, b] -= s
+            for a in range(k):  # block-2 unit: −a_eᵀ Λ̃₁ P12_e
+                for b in range(k):
+                    s = 0.0
+                    for m in range(k1):
+                        for c in range(m + 1):
+                            s += d.a12_val[e, m, a] * F.Lam1[m, c] * P12[e, c, b]
+                    G2[t, a, b] -= s
+    if q2 > 0:  # block 2: −diag blocks of A₂₂Λ̃₂P₂₂ + w2 v2ᵀ/σ²
+        B = np.empty((q2, q2))
+        for i in range(q2):
+            for j in range(q2):
+                B[i, j] = d.A22[i, j]
+        _scale_block2(d, F.Tr, B, False)
+        for u in range(d.unit_term.shape[0]):
+            t, o = d.unit_term[u], d.unit_off[u]
+            k = d.term_k[t]
+            for a in range(k):
+                for b in range(k):
+                    s = 0.0
+                    for m in range(q2):
+                        s += B[o + a, m] * P22[m, o + b]
+                    G2[t, a, b] += w2[o + a] * v2[o + b] / s2 - s
+
+    # ∂ℓ/∂T = G/σ and ∂ℓ/∂σ; then sd = exp(x), L = rows ṽ/‖ṽ‖, priors and Jacobians
+    gsig = -d.n / sigma + pwrss / (s2 * sigma)
+    GT = np.zeros((nterms, kmax, kmax))
+    for t in range(nterms):
+        k = d.term_k[t]
+        for a in range(k):
+            for b in range(a + 1):
+                if d.term_block[t] == 1:
+                    o = d.term_off1[t]
+                    g = G1[o + a, o + b]
+                else:
+                    g = G2[t, a, b]
+                GT[t, a, b] = g / sigma
+                gsig -= g * F.Tr[t, a, b] / sigma
+    for j in range(p):
+        v, g = _prior(d.prior_kind[j], d.prior_par[j], d.prior_const[j], theta[j])
+        lp += v
+        grad[j] += g
+    slot = p
+    gL = np.empty((kmax, kmax))
+    for t in range(nterms):
+        k = d.term_k[t]
+        for a in range(k):
+            x = theta[d.term_sd[t] + a]
+            sd = math.exp(x)
+            gs = 0.0
+            for b in range(a + 1):
+                gs += GT[t, a, b] * Lc[t, a, b]
+                gL[a, b] = sd * GT[t, a, b]
+            v, g = _prior(d.prior_kind[slot], d.prior_par[slot], d.prior_const[slot], sd)
+            lp += v + x
+            grad[d.term_sd[t] + a] += (gs + g) * sd + 1.0
+            slot += 1
+        if k > 1:
+            # LKJ density of L and the transform's Jacobian: (2η + k − 1) Σ log L_ii
+            coef = 2.0 * d.lkj_eta[t] + k - 1.0
+            lp += d.lkj_norm[t]
+            for a in range(1, k):
+                lp += coef * math.log(Lc[t, a, a])
+                gL[a, a] += coef / Lc[t, a, a]
+            for j in range(k * (k - 1) // 2):
+                a, b = d.spiral[t, j, 0], d.spiral[t, j, 1]
+                dot = 0.0
+                for m in range(a + 1):
+                    dot += gL[a, m] * Lc[t, a, m]
+                grad[d.term_corr[t] + j] += (gL[a, b] - dot * Lc[t, a, b]) / nrm[t, a]
+    v, g = _prior(d.prior_kind[slot], d.prior_par[slot], d.prior_const[slot], sigma)
+    lp += v + theta[d.dim - 1]
+    grad[d.dim - 1] += (gsig + g) * sigma + 1.0
+    return lp
+
+
+@njit(cache=True, nogil=True)
+def draw_b(thetas, d, seed, b1, b2):
+    """For each row of ``thetas``, one exact draw of b | β, Σ, σ, y:
+    b = Λ̃(v + σL⁻ᵀε), ε ~ N(0, I), into b1 (N, l1, k1) and b2 (N, q2).  Its mean Λ̃v is
+    the conditional mode and its covariance σ²Λ̃M⁻¹Λ̃ᵀ (lme4's condVar at fixed Σ, σ)."""
+    np.random.seed(seed)
+    nterms, kmax = d.term_k.shape[0], d.kmax
+    l1, k1, q2 = d.l1, d.k1, d.q2
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    delta = np.empty(d.p)
+    e1 = np.empty((l1, k1))
+    e2 = np.empty(q2)
+    for i in range(thetas.shape[0]):
+        theta = thetas[i]
+        _templates(theta, d, T, Lc, nrm)
+        F = _factor(theta, d, T)
+        for lv in range(l1):
+            for a in range(k1):
+                e1[lv, a] = np.random.standard_normal()
+        for j in range(q2):
+            e2[j] = np.random.standard_normal()
+        if not F.ok:
+            for lv in range(l1):
+                for a in range(k1):
+                    b1[i, lv, a] = math.nan
+            for j in range(q2):
+                b2[i, j] = math.nan
+            continue
+        for j in range(d.p):
+            delta[j] = theta[j] - d.beta_ols[j]
+        z1, z2 = _ztr(d, delta)
+        c1, c2 = _lam(d, F, z1, z2, True)
+        v1, v2 = _solve(d, F, c1, c2)
+        if q2 > 0:  # x = L⁻ᵀε: x₂ = L₂₂⁻ᵀε₂, x₁ = L₁₁⁻ᵀε₁ − E x₂
+            _bsolve(F.L22, e2)
+        for lv in range(l1):
+            _bsolve(F.L11[lv], e1[lv])
+            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+                o, k = d.a12_off[e], d.a12_k[e]
+                for m in range(k1):
+                    s = 0.0
+                    for c in range(k):
+                        s += F.E[e, m, c] * e2[o + c]
+                    e1[lv, m] -= s
+        for lv in range(l1):
+            for a in range(k1):
+                v1[lv, a] += F.sigma * e1[lv, a]
+        for j in range(q2):
+            v2[j] += F.sigma * e2[j]
+        r1, r2 = _lam(d, F, v1, v2, False)
+        for lv in range(l1):
+            for a in range(k1):
+                b1[i, lv, a] = r1[lv, a]
+        for j in range(q2):
+            b2[i, j] = r2[j]
+
+
+# --------------------------------------------------------------------------------------
+# a reference target with known moments, to validate the sampler
+# --------------------------------------------------------------------------------------
+
+
+class GaussianTarget(NamedTuple):
+    """N(mean, precision⁻¹): the sampler's moments must match it exactly (tests)."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def gaussian_logp_grad(theta, d, grad):
+    n = theta.shape[0]
+    lp = 0.0
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            s += d.precision[i, j] * (theta[j] - d.mean[j])
+        grad[i] = -s
+        lp -= 0.5 * (theta[i] - d.mean[i]) * s
+    return lp
+
+
+def logp_fn(theta, data, grad):
+    """log density of the target described by ``data`` (KernelData: the mixed model)."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+@overload(logp_fn, jit_options={"nogil": True})
+def _logp_fn(theta, data, grad):
+    cls = getattr(data, "instance_class", None)
+    if cls is KernelData:
+        return lambda theta, data, grad: logp_grad(theta, data, grad)
+    if cls is GaussianTarget:
+        return lambda theta, data, grad: gaussian_logp_grad(theta, data, grad)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# NUTS
+# --------------------------------------------------------------------------------------
+
+MAX_DELTA_H = 1000.0
+# columns of the per-iteration statistics
+LP, STEP, DEPTH, NLEAP, DIVERGING, ENERGY, ACCEPT = range(7)
+NSTAT = 7
+# the scalar state of a chain: log density, step size, dual averaging, window count
+S_LP, S_EPS, S_MU, S_SBAR, S_XBAR, S_COUNT, S_NW = range(7)
+NSTATE = 7
+# rows of the vector workspace V: trajectory ends (forward/backward: position, momentum,
+# gradient), the sample, the momenta and p♯ at the four subtree ends, ρ's, the frontier
+(ZF_Q, ZF_P, ZF_G, ZB_Q, ZB_P, ZB_G, SA_Q, SA_P, SA_G, P_FF, PS_FF, P_FB, PS_FB, P_BF, PS_BF,
+ P_BB, PS_BB, RHO, RHO_F, RHO_B, EXT, FR_Q, FR_P, FR_G) = range(24)  # fmt: skip
+NV = 24
+# fields of the subtree stack S (NS, max_depth + 1, d)
+(T_Q, T_P, T_G, T_RHO, T_PB, T_PE, T_PSB, T_PSE) = range(8)
+NS = 8
+
+
+@njit(cache=True, nogil=True)
+def _copy(dst, src):
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True)
+def _matvec(A, x, out):
+    n = x.shape[0]
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            s += A[i, j] * x[j]
+        out[i] = s
+
+
+@njit(cache=True, nogil=True)
+def _kinetic(Minv, p):
+    """½ pᵀM⁻¹p."""
+    n = p.shape[0]
+    s = 0.0
+    for i in range(n):
+        t = 0.0
+        for j in range(n):
+            t += Minv[i, j] * p[j]
+        s += p[i] * t
+    return 0.5 * s
+
+
+@njit(cache=True, nogil=True)
+def _crit(ps_minus, ps_plus, rho):
+    """The generalised no-U-turn criterion: p♯₋·ρ > 0 and p♯₊·ρ > 0."""
+    a = 0.0
+    b = 0.0
+    for i in range(rho.shape[0]):
+        a += ps_plus[i] * rho[i]
+        b += ps_minus[i] * rho[i]
+    return a > 0.0 and b > 0.0
+
+
+@njit(cache=True, nogil=True)
+def _log_add_exp(a, b):
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+@njit(cache=True, nogil=True)
+def _sample_p(Lchol, p):
+    """p ~ N(0, M) for M⁻¹ = LLᵀ: solve Lᵀp = z."""
+    for i in range(p.shape[0]):
+        p[i] = np.random.standard_normal()
+    _bsolve(Lchol, p)
+
+
+@njit(cache=True, nogil=True)
+def _step(q, p, grad, eps, Minv, first):
+    """Half a leapfrog step around the gradient evaluation: p += ε/2·∇ (then, when
+    ``first``, q += ε M⁻¹p)."""
+    n = q.shape[0]
+    for i in range(n):
+        p[i] += 0.5 * eps * grad[i]
+    if first:
+        for i in range(n):
+            s = 0.0
+            for j in range(n):
+                s += Minv[i, j] * p[j]
+            q[i] += eps * s
+
+
+@njit(cache=True, nogil=True)
+def _update_metric(Minv, Lchol, w_m2, nw, dense, scale2):
+    """The window's covariance, shrunk as Stan shrinks it towards 10⁻³·I, but towards
+    10⁻³·diag(scale2) (the parameters' own scales, so the adaptation does not depend on
+    the units of y), as M⁻¹."""
+    d = Minv.shape[0]
+    scale = nw / ((nw + 5.0) * (nw - 1.0))
+    shrink = 1e-3 * 5.0 / (nw + 5.0)
+    for i in range(d):
+        for j in range(d):
+            Minv[i, j] = scale * w_m2[i, j] if dense or i == j else 0.0
+        Minv[i, i] += shrink * scale2[i]
+    _chol(Minv, Lchol)
+
+
+@njit(cache=True, nogil=True)
+def run_chunk(data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, start, stop,
+              tune, seed, target_accept, max_depth, dense, draws, stats):  # fmt: skip
+    """Iterations ``start`` .. ``stop`` of one chain: warm-up first, then draws.
+
+    A transition doubles the trajectory in a random direction; each new subtree is built
+    leaf by leaf (numba cannot cache recursive functions), merging completed siblings with
+    uniform progressive sampling and the no-U-turn criterion on the merged subtree and
+    across its seam; the top level samples with biased progressive sampling and applies
+    the same three checks (Stan's ``base_nuts``).  A leaf whose energy error exceeds
+    1000 is a divergence.  Warm-up (Stan): dual averaging of log ε towards
+    ``target_accept`` (γ = 0.05, t₀ = 10, κ = 0.75); M⁻¹ re-estimated at each window end
+    in ``ends`` and ε re-initialised by doubling/halving until a one-step acceptance
+    crosses 0.8.  ``state``, the metric and the window's moments persist between calls;
+    the random stream is seeded at iteration 0 (numba's generator is per thread: a chain
+    runs all its chunks in one thread).  ``scale2``: the parameters' squared scales (the
+    diagonal of the initial M⁻¹).  Draw i >= tune goes to ``draws[i - tune]``.
+    """
+    d = q.shape[0]
+    V = np.empty((NV, d))
+    S = np.empty((NS, max_depth + 1, d))
+    Sf = np.empty((2, max_depth + 1))
+    Slev = np.empty(max_depth + 1, dtype=np.int64)
+    ext = V[EXT]
+    nwin = ends.shape[0]
+    init_eps = start == 0
+    if init_eps:
+        np.random.seed(seed)
+        state[S_LP] = logp_fn(q, data, grad)
+        state[S_EPS] = 1.0
+        for i in range(S_MU, NSTATE):
+            state[i] = 0.0
+    it = start
+    while it < stop:
+        lp = state[S_LP]
+        eps = state[S_EPS]
+        if init_eps:
+            # ε heuristic: one leapfrog step from q with fresh momenta, until the
+            # acceptance exp(−ΔH) crosses 0.8 (then continue with a transition)
+            direction = 0
+            for _ in range(100):
+                _copy(V[FR_Q], q)
+                _copy(V[FR_G], grad)
+                _sample_p(Lchol, V[FR_P])
+                H0 = -lp + _kinetic(Minv, V[FR_P])
+                _step(V[FR_Q], V[FR_P], V[FR_G], eps, Minv, True)
+                lp1 = logp_fn(V[FR_Q], data, V[FR_G])
+                _step(V[FR_Q], V[FR_P], V[FR_G], eps, Minv, False)
+                h = -lp1 + _kinetic(Minv, V[FR_P])
+                dH = H0 - h if not math.isnan(h) else -math.inf
+                if direction == 0:
+                    direction = 1 if dH > math.log(0.8) else -1
+                elif (direction == 1) != (dH > math.log(0.8)):
+                    break
+                eps = eps * 2.0 if direction == 1 else eps * 0.5
+                if eps > 1e7 or eps < 1e-12:
+                    break
+            state[S_EPS] = eps
+            state[S_MU] = math.log(10.0 * eps)
+            state[S_SBAR] = 0.0
+            state[S_XBAR] = 0.0
+            state[S_COUNT] = 0.0
+            init_eps = False
+
+        # ---- one transition from (q, grad, lp) ----
+        _sample_p(Lchol, V[ZF_P])
+        H0 = -lp + _kinetic(Minv, V[ZF_P])
+        for r in (ZB_P, SA_P, P_FF, P_FB, P_BF, P_BB, RHO):
+            _copy(V[r], V[ZF_P])
+        for r in (ZF_Q, ZB_Q, SA_Q):
+            _copy(V[r], q)
+        for r in (ZF_G, ZB_G, SA_G):
+            _copy(V[r], grad)
+        _matvec(Minv, V[ZF_P], V[PS_FF])
+        for r in (PS_FB, PS_BF, PS_BB):
+            _copy(V[r], V[PS_FF])
+        lp_f = lp
+        lp_b = lp
+        lp_s = lp
+        lsw = 0.0
+        depth = 0
+        n_leap = 0
+        sum_metro = 0.0
+        divergent = False
+        while depth < max_depth:
+            forward = np.random.random() > 0.5
+            # the frontier (FR) continues from this end; the old trajectory becomes the
+            # other part (its ρ and its momenta at the seam)
+            end_q, end_p, end_g = (ZF_Q, ZF_P, ZF_G) if forward else (ZB_Q, ZB_P, ZB_G)
+            _copy(V[FR_Q], V[end_q])
+            _copy(V[FR_P], V[end_p])
+            _copy(V[FR_G], V[end_g])
+            fr_lp = lp_f if forward else lp_b
+            if forward:
+                _copy(V[RHO_B], V[RHO])
+                _copy(V[P_BF], V[P_FF])
+                _copy(V[PS_BF], V[PS_FF])
+            else:
+                _copy(V[RHO_F], V[RHO])
+                _copy(V[P_FB], V[P_BB])
+                _copy(V[PS_FB], V[PS_BB])
+            step = eps if forward else -eps
+            sp = 0
+            valid = True
+            for _leaf in range(1 << depth):
+                _step(V[FR_Q], V[FR_P], V[FR_G], step, Minv, True)
+                fr_lp = logp_fn(V[FR_Q], data, V[FR_G])
+                _step(V[FR_Q], V[FR_P], V[FR_G], step, Minv, False)
+                n_leap += 1
+                h = -fr_lp + _kinetic(Minv, V[FR_P])
+                if math.isnan(h):
+                    h = math.inf
+                sum_metro += 1.0 if H0 - h > 0 else math.exp(H0 - h)
+                if h - H0 > MAX_DELTA_H:
+                    divergent = True
+                    valid = False
+                    break
+                for f_ in (T_Q, T_P, T_G, T_RHO, T_PB, T_PE):
+                    _copy(S[f_, sp], V[FR_Q] if f_ == T_Q else (V[FR_G] if f_ == T_G else V[FR_P]))
+                _matvec(Minv, V[FR_P], S[T_PSB, sp])
+                _copy(S[T_PSE, sp], S[T_PSB, sp])
+                Sf[0, sp] = fr_lp
+                Sf[1, sp] = H0 - h
+                Slev[sp] = 0
+                sp += 1
+                while sp >= 2 and Slev[sp - 1] == Slev[sp - 2]:  # merge two siblings
+                    i, f = sp - 2, sp - 1
+                    lsw_sub = _log_add_exp(Sf[1, i], Sf[1, f])
+                    if np.random.random() < math.exp(Sf[1, f] - lsw_sub):
+                        _copy(S[T_Q, i], S[T_Q, f])
+                        _copy(S[T_P, i], S[T_P, f])
+                        _copy(S[T_G, i], S[T_G, f])
+                        Sf[0, i] = Sf[0, f]
+                    for j in range(d):
+                        ext[j] = S[T_RHO, i, j] + S[T_RHO, f, j]
+                    persist = _crit(S[T_PSB, i], S[T_PSE, f], ext)
+                    for j in range(d):
+                        ext[j] = S[T_RHO, i, j] + S[T_PB, f, j]
+                    persist = persist and _crit(S[T_PSB, i], S[T_PSB, f], ext)
+                    for j in range(d):
+                        ext[j] = S[T_RHO, f, j] + S[T_PE, i, j]
+                    persist = persist and _crit(S[T_PSE, i], S[T_PSE, f], ext)
+                    for j in range(d):
+                        S[T_RHO, i, j] += S[T_RHO, f, j]
+                    _copy(S[T_PE, i], S[T_PE, f])
+                    _copy(S[T_PSE, i], S[T_PSE, f])
+                    Sf[1, i] = lsw_sub
+                    Slev[i] += 1
+                    sp -= 1
+                    if not persist:
+                        valid = False
+                        break
+                if not valid:
+                    break
+            _copy(V[end_q], V[FR_Q])  # the frontier moves whatever happened
+            _copy(V[end_p], V[FR_P])
+            _copy(V[end_g], V[FR_G])
+            if forward:
+                lp_f = fr_lp
+            else:
+                lp_b = fr_lp
+            if not valid:
+                break
+            # S[., 0] is the whole new subtree: its ρ and its momenta at both ends
+            if forward:
+                _copy(V[RHO_F], S[T_RHO, 0])
+                _copy(V[P_FB], S[T_PB, 0])
+                _copy(V[PS_FB], S[T_PSB, 0])
+                _copy(V[P_FF], S[T_PE, 0])
+                _copy(V[PS_FF], S[T_PSE, 0])
+            else:
+                _copy(V[RHO_B], S[T_RHO, 0])
+                _copy(V[P_BF], S[T_PB, 0])
+                _copy(V[PS_BF], S[T_PSB, 0])
+                _copy(V[P_BB], S[T_PE, 0])
+                _copy(V[PS_BB], S[T_PSE, 0])
+            depth += 1
+            lsw_sub = Sf[1, 0]
+            if lsw_sub > lsw or np.random.random() < math.exp(lsw_sub - lsw):
+                _copy(V[SA_Q], S[T_Q, 0])
+                _copy(V[SA_P], S[T_P, 0])
+                _copy(V[SA_G], S[T_G, 0])
+                lp_s = Sf[0, 0]
+            lsw = _log_add_exp(lsw, lsw_sub)
+            for j in range(d):
+                V[RHO, j] = V[RHO_B, j] + V[RHO_F, j]
+            persist = _crit(V[PS_BB], V[PS_FF], V[RHO])
+            for j in range(d):
+                ext[j] = V[RHO_B, j] + V[P_FB, j]
+            persist = persist and _crit(V[PS_BB], V[PS_FB], ext)
+            for j in range(d):
+                ext[j] = V[RHO_F, j] + V[P_BF, j]
+            persist = persist and _crit(V[PS_BF], V[PS_FF], ext)
+            if not persist:
+                break
+        _copy(q, V[SA_Q])
+        _copy(grad, V[SA_G])
+        state[S_LP] = lp_s
+        stats[it, LP] = lp_s
+        stats[it, STEP] = eps
+        stats[it, DEPTH] = depth
+        stats[it, NLEAP] = n_leap
+        stats[it, DIVERGING] = 1.0 if divergent else 0.0
+        stats[it, ENERGY] = -lp_s + _kinetic(Minv, V[SA_P])
+        stats[it, ACCEPT] = sum_metro / n_leap if n_leap > 0 else 0.0
+
+        # ---- adaptation ----
+        if it >= tune:
+            _copy(draws[it - tune], q)
+            it += 1
+            continue
+        state[S_COUNT] += 1.0
+        m = state[S_COUNT]
+        eta = 1.0 / (m + 10.0)
+        accept = min(1.0, stats[it, ACCEPT])
+        state[S_SBAR] = (1.0 - eta) * state[S_SBAR] + eta * (target_accept - accept)
+        x = state[S_MU] - state[S_SBAR] * math.sqrt(m) / 0.05
+        xe = m**-0.75
+        state[S_XBAR] = (1.0 - xe) * state[S_XBAR] + xe * x
+        state[S_EPS] = math.exp(x)
+        if nwin > 1 and ends[0] <= it < ends[nwin - 1]:  # Welford moments of the window
+            state[S_NW] += 1.0
+            nw = state[S_NW]
+            for i in range(d):
+                w_mean[i] += (q[i] - w_mean[i]) / nw
+            c = nw / max(nw - 1.0, 1.0)  # (q − mean_old) = (q − mean_new)·nw/(nw − 1)
+            for i in range(d):
+                for j in range(d):
+                    w_m2[i, j] += c * (q[i] - w_mean[i]) * (q[j] - w_mean[j])
+            for k in range(1, nwin):
+                if it + 1 == ends[k]:
+                    _update_metric(Minv, Lchol, w_m2, nw, dense, scale2)
+                    for i in range(d):
+                        w_mean[i] = 0.0
+                        for j in range(d):
+                            w_m2[i, j] = 0.0
+                    state[S_NW] = 0.0
+                    init_eps = True
+        if it + 1 == tune:
+            state[S_EPS] = math.exp(state[S_XBAR])
+        it += 1

@@ -1,0 +1,662 @@
+"""The marginalised sampler: NUTS on (β, Σ, σ) with b integrated out, then b drawn exactly.
+
+``y ~ N(Xβ, σ²I + ZΣZᵀ)``: the compiled kernel (:mod:`.compiled`) evaluates this log
+density and its gradient from the sufficient statistics ``[Z X y]ᵀ[Z X y]``, computed once
+here, so a gradient costs O(levels), not O(rows).  The sampled parameters are PyMC's
+value variables of the marginal model (:func:`bayeslmm.bayes.model.build_marginal_model`):
+the centred-design ``Intercept`` and ``beta``, per term the log SDs and the unconstrained
+correlation parameters of ``LKJCorr`` (PyMC's ``CholeskyCorrTransform``), and log σ; a
+test holds the two to the same log density and gradient.  After sampling, every draw
+gets b from its exact conditional ``b | β, Σ, σ, y`` (Gaussian; with Σ and σ fixed its
+mean and covariance are lme4's conditional modes and condVar).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+from scipy.special import gammaln
+
+from .. import names
+from ..design import Design
+from ..errors import SamplingError
+from ..progress import ProgressBar
+from . import compiled as nb
+from .parameterization import block_terms
+from .priors import Prior
+
+#: PyMC distribution -> (kernel code, canonical arguments with defaults)
+_FAMILIES: dict[str, tuple[int, tuple[tuple[str, float | None], ...]]] = {
+    "Normal": (nb.NORMAL, (("mu", 0.0), ("sigma", 1.0))),
+    "StudentT": (nb.STUDENT_T, (("nu", None), ("mu", 0.0), ("sigma", 1.0))),
+    "Cauchy": (nb.CAUCHY, (("alpha", None), ("beta", None))),
+    "Laplace": (nb.LAPLACE, (("mu", None), ("b", None))),
+    "HalfNormal": (nb.HALF_NORMAL, (("sigma", 1.0),)),
+    "HalfStudentT": (nb.HALF_STUDENT_T, (("nu", 1.0), ("sigma", 1.0))),
+    "HalfCauchy": (nb.HALF_CAUCHY, (("beta", None),)),
+    "Exponential": (nb.EXPONENTIAL, (("lam", None),)),
+    "Gamma": (nb.GAMMA, (("alpha", None), ("beta", None))),
+    "InverseGamma": (nb.INVERSE_GAMMA, (("alpha", None), ("beta", None))),
+    "LogNormal": (nb.LOG_NORMAL, (("mu", 0.0), ("sigma", 1.0))),
+    "Weibull": (nb.WEIBULL, (("alpha", None), ("beta", None))),
+}
+_POSITIVE = {nb.HALF_NORMAL, nb.HALF_STUDENT_T, nb.HALF_CAUCHY, nb.EXPONENTIAL, nb.GAMMA}
+_POSITIVE |= {nb.INVERSE_GAMMA, nb.LOG_NORMAL, nb.WEIBULL}
+#: the dense metric is estimated up to this many parameters (a diagonal one above)
+DENSE_MAX = 50
+
+
+class UnsupportedPriorError(SamplingError):
+    """A prior the compiled kernel does not evaluate (PyMC's samplers take the model)."""
+
+
+def _canonical(dist: str, args: Mapping[str, float]) -> tuple[int, np.ndarray] | None:
+    """(kernel code, 3 parameters) of a prior the kernel evaluates, or None."""
+    if dist not in _FAMILIES:
+        return None
+    code, spec = _FAMILIES[dist]
+    a = dict(args)
+    if "tau" in a and dist in ("Normal", "HalfNormal", "LogNormal"):
+        a["sigma"] = a.pop("tau") ** -0.5
+    if "lam" in a and dist in ("StudentT", "HalfStudentT"):
+        a["sigma"] = a.pop("lam") ** -0.5
+    if dist == "Exponential" and "scale" in a:
+        a["lam"] = 1.0 / a.pop("scale")
+    if dist in ("Gamma", "InverseGamma") and {"mu", "sigma"} <= set(a):
+        mu, sd = a.pop("mu"), a.pop("sigma")
+        if dist == "Gamma":
+            a["alpha"], a["beta"] = mu**2 / sd**2, mu / sd**2
+        else:
+            a["alpha"] = mu**2 / sd**2 + 2.0
+            a["beta"] = mu * (a["alpha"] - 1.0)
+    values = []
+    for name, default in spec:
+        v = a.pop(name, default)
+        if v is None:
+            return None
+        values.append(float(v))
+    if a:
+        return None
+    return code, np.array(values + [0.0] * (3 - len(values)))
+
+
+def _log_const(code: int, par: np.ndarray) -> float:
+    """The log normalising constant of a prior, as PyMC's ``logp`` includes it."""
+    a, b, c = (float(x) for x in par)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    if code in (nb.NORMAL, nb.LOG_NORMAL):
+        return -half_log_2pi - math.log(b)
+    if code == nb.STUDENT_T:
+        return float(
+            gammaln((a + 1) / 2) - gammaln(a / 2) - 0.5 * math.log(a * math.pi)
+        ) - math.log(c)
+    if code == nb.CAUCHY:
+        return -math.log(math.pi) - math.log(b)
+    if code == nb.LAPLACE:
+        return -math.log(2 * b)
+    if code == nb.HALF_NORMAL:
+        return 0.5 * math.log(2 / math.pi) - math.log(a)
+    if code == nb.HALF_STUDENT_T:
+        t = gammaln((a + 1) / 2) - gammaln(a / 2)
+        return math.log(2) + float(t) - 0.5 * math.log(a * math.pi * b**2)
+    if code == nb.HALF_CAUCHY:
+        return math.log(2) - math.log(math.pi) - math.log(a)
+    if code == nb.EXPONENTIAL:
+        return math.log(a)
+    if code in (nb.GAMMA, nb.INVERSE_GAMMA):
+        return a * math.log(b) - float(gammaln(a))
+    return math.log(a) - math.log(b)  # Weibull
+
+
+def lkj_log_const(eta: float, n: int) -> float:
+    """log normalising constant of LKJ(η) on n x n correlation matrices (PyMC's)."""
+    k = np.arange(1, n)
+    return float(
+        (n - 1) * gammaln(eta + 0.5 * (n - 1))
+        - (0.5 * k * np.log(np.pi) + gammaln(eta + 0.5 * (n - 1 - k))).sum()
+    )
+
+
+def spiral(k: int) -> np.ndarray:
+    """(row, column) of the k x k correlation Cholesky factor filled by each unconstrained
+    parameter, in the order of PyMC's ``CholeskyCorrTransform`` (TFP's spiral fill of the
+    strictly lower triangle)."""
+    m = k * (k - 1) // 2
+    out = np.zeros((m, 2), dtype=np.int64)
+    if m == 0:
+        return out
+    x = np.arange(1, m + 1)
+    filled = np.tril(np.concatenate([x[k - 1 :], x[::-1]]).reshape(k - 1, k - 1))
+    for r, c in zip(*np.nonzero(filled), strict=True):
+        out[filled[r, c] - 1] = (r + 1, c)
+    return out
+
+
+@dataclass(frozen=True)
+class MarginalModel:
+    """The kernel's data for one design and prior, and where each parameter sits in θ.
+
+    θ = (β of the centred design (the intercept column holds the centred-design
+    ``Intercept``), per term: log SDs, correlation parameters; log σ).  The slopes'
+    columns are centred at ``x_mean``: fixef[(Intercept)] = Intercept − x_meanᵀβ.
+    """
+
+    data: nb.KernelData
+    design: Design
+    x_mean: np.ndarray
+    term_sd: tuple[int, ...]
+    term_corr: tuple[int, ...]
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.dim)
+
+
+def unsupported_prior(priors: Mapping[str, Prior]) -> str | None:
+    """The first prior the compiled kernel does not evaluate, described; None if none."""
+    for name, prior in priors.items():
+        if not name.startswith(names.corr("")) and _canonical(prior.dist, prior.args) is None:
+            return f"the prior {prior} of {name!r}"
+    return None
+
+
+def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
+    """The sufficient statistics and parameter layout of ``design`` with ``priors``
+    (None: no priors, for :func:`draw_ranef` after another sampler)."""
+    X, y = design.X, design.y
+    n, p = X.shape
+    icpt = design.intercept_index
+    x_mean = X.mean(axis=0) if icpt is not None else np.zeros(p)
+    if icpt is not None:
+        x_mean[icpt] = 0.0
+    Xc = X - x_mean
+    beta_ols = np.linalg.lstsq(Xc, y, rcond=None)[0] if p else np.zeros(0)
+    e = y - Xc @ beta_ols  # the kernel works with r = e − Xc(β − β_ols): no cancellation
+
+    terms = list(design.terms)
+    b1, b2 = block_terms(design)
+    codes1, l1 = terms[b1[0]].codes, terms[b1[0]].nl
+    Z1 = np.column_stack([terms[i].X for i in b1])
+    k1, kmax = Z1.shape[1], max(t.nc for t in terms)
+    off1 = np.full(len(terms), -1, dtype=np.int64)
+    off1[b1] = np.cumsum([0] + [terms[i].nc for i in b1])[:-1]
+
+    def per_level(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(codes1, weights=weights, minlength=l1)
+
+    A11 = np.empty((l1, k1, k1))
+    for a in range(k1):
+        for b in range(a, k1):
+            A11[:, a, b] = A11[:, b, a] = per_level(Z1[:, a] * Z1[:, b])
+    Zte1 = np.ascontiguousarray(np.column_stack([per_level(Z1[:, a] * e) for a in range(k1)]))
+    ZtX1 = np.empty((l1, k1, p))
+    for a in range(k1):
+        for j in range(p):
+            ZtX1[:, a, j] = per_level(Z1[:, a] * Xc[:, j])
+
+    # block 2: units (term, level), term-major; A12 as per-level lists of unit blocks
+    unit_term: list[int] = []
+    unit_off: list[int] = []
+    base: dict[int, int] = {}
+    q2 = 0
+    for i in b2:
+        base[i] = len(unit_term)
+        for _ in range(terms[i].nl):
+            unit_term.append(i)
+            unit_off.append(q2)
+            q2 += terms[i].nc
+    if b2:
+        Z2 = sp.hstack([terms[i].Z() for i in b2], format="csc")
+        A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
+        Zte2 = np.asarray(Z2.T @ e).ravel()
+        ZtX2 = np.ascontiguousarray(Z2.T @ Xc)
+        keys, vals = [], []
+        for i in b2:
+            t = terms[i]
+            key = codes1.astype(np.int64) * t.nl + t.codes
+            ukey, inv = np.unique(key, return_inverse=True)
+            v = np.zeros((len(ukey), k1, kmax))
+            for a in range(k1):
+                for c in range(t.nc):
+                    v[:, a, c] = np.bincount(inv, weights=Z1[:, a] * t.X[:, c], minlength=len(ukey))
+            level, level2 = np.divmod(ukey, t.nl)
+            keys.append(np.column_stack([level, base[i] + level2]))
+            vals.append(v)
+        kv, val = np.concatenate(keys), np.concatenate(vals)
+        order = np.lexsort((kv[:, 1], kv[:, 0]))  # by level, then unit (= column order)
+        kv, val = kv[order], np.ascontiguousarray(val[order])
+        a12_ptr = np.searchsorted(kv[:, 0], np.arange(l1 + 1)).astype(np.int64)
+        units = kv[:, 1]
+    else:
+        A22, Zte2, ZtX2 = np.zeros((0, 0)), np.zeros(0), np.zeros((0, p))
+        a12_ptr = np.zeros(l1 + 1, dtype=np.int64)
+        units, val = np.zeros(0, dtype=np.int64), np.zeros((0, k1, kmax))
+    unit_term_a = np.asarray(unit_term, dtype=np.int64)
+    unit_off_a = np.asarray(unit_off, dtype=np.int64)
+
+    term_sd, term_corr, pos = [], [], p
+    for t in terms:
+        term_sd.append(pos)
+        term_corr.append(pos + t.nc)
+        pos += t.nc + t.nc * (t.nc - 1) // 2
+    spirals = np.zeros((len(terms), max(1, kmax * (kmax - 1) // 2), 2), dtype=np.int64)
+    for i, t in enumerate(terms):
+        s = spiral(t.nc)
+        spirals[i, : len(s)] = s
+
+    # priors slot by slot: β (centred design), every SD (term order), σ
+    slots = [
+        (names.INTERCEPT if j == icpt else names.fixef_label(c), False)
+        for j, c in enumerate(design.fixef_names)
+    ]
+    slots += [(names.sd_label(t.group, c), True) for t in terms for c in t.cnames]
+    slots.append((names.SIGMA, True))
+    codes = np.full(len(slots), -1, dtype=np.int64)
+    pars = np.ones((len(slots), 3))
+    consts = np.zeros(len(slots))
+    for slot, (key, positive) in enumerate(slots):
+        if priors is None:
+            continue
+        got = _canonical(priors[key].dist, priors[key].args)
+        if got is None or (got[0] in _POSITIVE) != positive:
+            raise UnsupportedPriorError(
+                f"the prior {priors[key]} of {key!r} is not one the compiled sampler evaluates"
+            )
+        codes[slot], pars[slot] = got
+        consts[slot] = _log_const(codes[slot], pars[slot])
+    eta = np.array(
+        [
+            float(priors[names.corr(t.group)].args["eta"]) if priors and t.nc > 1 else 1.0
+            for t in terms
+        ]
+    )
+    data = nb.KernelData(
+        n=float(n),
+        p=p,
+        ete=float(e @ e),
+        Xte=Xc.T @ e,
+        XtX=np.ascontiguousarray(Xc.T @ Xc),
+        beta_ols=beta_ols,
+        l1=l1,
+        k1=k1,
+        kmax=kmax,
+        A11=A11,
+        Zte1=Zte1,
+        ZtX1=ZtX1,
+        q2=q2,
+        unit_term=unit_term_a,
+        unit_off=unit_off_a,
+        Zte2=Zte2,
+        ZtX2=ZtX2,
+        A22=A22,
+        a12_ptr=a12_ptr,
+        a12_off=unit_off_a[units] if len(units) else units,
+        a12_k=np.array([terms[unit_term[u]].nc for u in units], dtype=np.int64),
+        a12_term=unit_term_a[units] if len(units) else units,
+        a12_val=val,
+        term_k=np.array([t.nc for t in terms], dtype=np.int64),
+        term_block=np.array([1 if i in b1 else 2 for i in range(len(terms))], dtype=np.int64),
+        term_off1=off1,
+        term_sd=np.array(term_sd, dtype=np.int64),
+        term_corr=np.array(term_corr, dtype=np.int64),
+        spiral=spirals,
+        lkj_eta=eta,
+        lkj_norm=np.array(
+            [lkj_log_const(h, t.nc) if t.nc > 1 else 0.0 for h, t in zip(eta, terms, strict=True)]
+        ),
+        prior_kind=codes,
+        prior_par=pars,
+        prior_const=consts,
+        dim=pos + 1,
+    )
+    return MarginalModel(data, design, x_mean, tuple(term_sd), tuple(term_corr))
+
+
+# --------------------------------------------------------------------------------------
+# between θ and the model's parameters
+# --------------------------------------------------------------------------------------
+
+
+def correlation_factor(x: np.ndarray, k: int) -> np.ndarray:
+    """The correlation Cholesky factor L (..., k, k) of unconstrained parameters x (..., m):
+    row i is (x_i0, ..., x_i,i−1, 1)/norm (PyMC's ``CholeskyCorrTransform.backward``)."""
+    L = np.zeros((*x.shape[:-1], k, k))
+    idx = np.arange(k)
+    L[..., idx, idx] = 1.0
+    for j, (r, c) in enumerate(spiral(k)):
+        L[..., r, c] = x[..., j]
+    return L / np.linalg.norm(L, axis=-1, keepdims=True)
+
+
+def constrained(mm: MarginalModel, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """θ (..., dim) -> the model's variables by PyMC name: ``Intercept``, ``beta``,
+    ``fixef`` (original scale), ``sd_g``, ``corr_chol_g`` and ``corr_g`` (k >= 2), ``sigma``."""
+    design = mm.design
+    p = design.p
+    icpt = design.intercept_index
+    out: dict[str, np.ndarray] = {}
+    beta_c = theta[..., :p]
+    fixef = beta_c.copy()
+    if icpt is not None:
+        out[names.INTERCEPT] = beta_c[..., icpt]
+        fixef[..., icpt] -= beta_c @ mm.x_mean
+    slopes = [j for j in range(p) if j != icpt]
+    if slopes:
+        out[names.BETA] = beta_c[..., slopes]
+    out[names.FIXEF] = fixef
+    for t, s, c in zip(design.terms, mm.term_sd, mm.term_corr, strict=True):
+        out[names.sd(t.group)] = np.exp(theta[..., s : s + t.nc])
+        if t.nc > 1:
+            L = correlation_factor(theta[..., c : c + t.nc * (t.nc - 1) // 2], t.nc)
+            out[names.corr_chol(t.group)] = L
+            out[names.corr(t.group)] = L @ np.swapaxes(L, -1, -2)
+    out[names.SIGMA] = np.exp(theta[..., mm.dim - 1])
+    return out
+
+
+def unconstrained(
+    mm: MarginalModel, fixef: np.ndarray, sd: list[np.ndarray], corr: list[np.ndarray], sigma: float
+) -> np.ndarray:
+    """θ of the parameter values fixef (original scale), SDs (> 0), correlation matrices
+    (positive definite) and σ (the inverse of :func:`constrained`)."""
+    design = mm.design
+    theta = np.empty(mm.dim)
+    theta[: design.p] = fixef
+    if design.intercept_index is not None:
+        theta[design.intercept_index] += mm.x_mean @ fixef
+    for t, s, c, sd_t, corr_t in zip(design.terms, mm.term_sd, mm.term_corr, sd, corr, strict=True):
+        theta[s : s + t.nc] = np.log(sd_t)
+        if t.nc > 1:
+            L = np.linalg.cholesky(corr_t)
+            for j, (r, col) in enumerate(spiral(t.nc)):
+                theta[c + j] = L[r, col] / L[r, r]
+    theta[-1] = math.log(sigma)
+    return theta
+
+
+def logp(mm: MarginalModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """The log posterior density of θ (unconstrained, Jacobians included) and its gradient."""
+    grad = np.empty(mm.dim)
+    return float(nb.logp_grad(np.ascontiguousarray(theta, dtype=float), mm.data, grad)), grad
+
+
+# --------------------------------------------------------------------------------------
+# sampling
+# --------------------------------------------------------------------------------------
+
+
+def scales(mm: MarginalModel) -> np.ndarray:
+    """The order of magnitude of each parameter's posterior spread, which starts the metric:
+    the least-squares standard errors for β (in y's units), 1 for the log-scale and
+    correlation parameters."""
+    d = mm.data
+    out = np.ones(mm.dim)
+    if d.p:
+        resid2 = max(d.ete / max(d.n - d.p, 1.0), 1e-300)
+        se = np.sqrt(np.abs(np.diag(np.linalg.pinv(d.XtX))) * resid2)
+        out[: d.p] = np.where(se > 0, se, 1.0)
+    return out
+
+
+def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> np.ndarray:
+    """Each chain starts near the posterior mode, jittered: a few quasi-Newton steps on the
+    log density from least squares (β), SDs of a quarter of sd(y) on each column's scale,
+    no correlation and σ the residual SD; then log-scale and correlation parameters
+    jittered by U(−½, ½) and β by U(−1, 1) standard errors."""
+    from scipy.optimize import minimize
+
+    design = mm.design
+    d = mm.data
+    sy = float(np.std(design.y)) or 1.0
+    sd = [
+        np.array([0.25 * sy / (np.std(t.X[:, c]) or 1.0) for c in range(t.nc)])
+        for t in design.terms
+    ]
+    resid = math.sqrt(max(d.ete / max(d.n - d.p, 1.0), 1e-12 * sy**2)) or sy
+    fixef = d.beta_ols.copy()
+    if design.intercept_index is not None:
+        fixef[design.intercept_index] -= mm.x_mean @ d.beta_ols
+    start = unconstrained(mm, fixef, sd, [np.eye(t.nc) for t in design.terms], resid)
+
+    def neg(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = logp(mm, theta)
+        if not np.isfinite(value):
+            return 1e300, np.zeros_like(theta)
+        return -value, -grad
+
+    s = scales(mm)  # optimise in units of the scales: y's units do not matter
+
+    def scaled(u: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = neg(start + s * u)
+        return value, grad * s
+
+    found = minimize(
+        scaled, np.zeros(mm.dim), jac=True, method="L-BFGS-B", options={"maxiter": 200}
+    )
+    centre = start + s * found.x if np.isfinite(found.fun) and found.fun < 1e300 else start
+    jitter = rng.uniform(-0.5, 0.5, size=(chains, mm.dim))
+    jitter[:, : design.p] *= 2.0
+    return centre + jitter * s
+
+
+def windows(tune: int) -> np.ndarray:
+    """Stan's metric windows for ``tune`` warm-up iterations: element 0 is where the first
+    slow window starts (after a 75-iteration buffer), the rest are the iterations at which
+    the metric is re-estimated (windows of 25, 50, 100, ...; a 50-iteration terminal
+    buffer).  Short warm-ups scale the buffers to 15 % and 10 %; below 20, no metric
+    adaptation."""
+    if tune < 20:
+        return np.array([0], dtype=np.int64)
+    init, term, size = 75, 50, 25
+    if init + term + size > tune:
+        init, term = int(0.15 * tune), int(0.1 * tune)
+        size = tune - init - term
+    ends, start, last = [init], init, tune - term
+    while True:
+        end = start + size
+        if end + 2 * size > last:
+            end = last
+        ends.append(end)
+        if end >= last:
+            return np.array(ends, dtype=np.int64)
+        start, size = end, 2 * size
+
+
+@dataclass(frozen=True)
+class Chains:
+    """What the sampler returns: θ draws (chains, draws, dim), per-iteration statistics
+    (chains, tune + draws, ``compiled.NSTAT``) and the warm-up's timing."""
+
+    theta: np.ndarray
+    stats: np.ndarray
+    tune: int
+    sampling_time: float
+
+
+def run_chains(
+    mm: MarginalModel,
+    inits: np.ndarray,
+    *,
+    draws: int,
+    tune: int,
+    seed: int | None,
+    target_accept: float,
+    max_depth: int = 10,
+    cores: int,
+    progressbar: bool,
+) -> Chains:
+    """NUTS chains from ``inits`` (chains, dim), ``cores`` at a time in threads (the compiled
+    code releases the GIL).  Chain c uses the c-th child of ``SeedSequence(seed)``, so the
+    draws do not depend on ``cores``."""
+    chains, dim = inits.shape
+    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
+    ends = windows(tune)
+    total = tune + draws
+    theta = np.empty((chains, draws, dim))
+    stats = np.zeros((chains, total, nb.NSTAT))
+    done = np.zeros(chains, dtype=np.int64)
+    dense = dim <= DENSE_MAX
+    scale = scales(mm)
+    chunk = max(1, min(100, total // 20))
+    bar = ProgressBar(chains * total, f"Sampling {chains} chains", enabled=progressbar)
+
+    def run(c: int) -> None:
+        q = np.ascontiguousarray(inits[c], dtype=float)
+        grad = np.empty(dim)
+        state = np.zeros(nb.NSTATE)
+        Minv, Lchol = np.diag(scale**2), np.diag(scale)
+        w_mean, w_m2 = np.zeros(dim), np.zeros((dim, dim))
+        for start in range(0, total, chunk):
+            stop = min(total, start + chunk)
+            nb.run_chunk(
+                mm.data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale**2, ends, start,
+                stop, tune, seeds[c], float(target_accept), max_depth, dense, theta[c],
+                stats[c],
+            )  # fmt: skip
+            done[c] = stop
+            bar.update(int(done.sum()))
+
+    t0 = time.perf_counter()
+    with bar:
+        if cores <= 1 or chains == 1:
+            for c in range(chains):
+                run(c)
+        else:
+            with ThreadPoolExecutor(max_workers=cores) as pool:
+                list(pool.map(run, range(chains)))
+    return Chains(theta, stats, tune, time.perf_counter() - t0)
+
+
+def draw_ranef(
+    mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: int
+) -> list[np.ndarray]:
+    """One exact draw of b | β, Σ, σ, y for every θ (chains, draws, dim): per term an
+    array (chains, draws, levels, k).  Blocks of draws run in threads, each with its own
+    child seed (``SeedSequence(seed)`` after the chains' ones)."""
+    d = mm.data
+    chains, ndraw = theta.shape[:2]
+    flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
+    N = flat.shape[0]
+    b1, b2 = np.empty((N, d.l1, d.k1)), np.empty((N, d.q2))
+    blocks = max(1, cores)
+    bounds = np.linspace(0, N, blocks + 1).astype(int)
+    children = np.random.SeedSequence(seed).spawn(chains + blocks)[chains:]
+    seeds = [int(s.generate_state(1)[0]) for s in children]
+
+    def job(i: int) -> None:
+        a, b = bounds[i], bounds[i + 1]
+        nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
+
+    with ThreadPoolExecutor(max_workers=blocks) as pool:
+        list(pool.map(job, range(blocks)))
+    out = []
+    for i, t in enumerate(mm.design.terms):
+        if d.term_block[i] == 1:
+            o = d.term_off1[i]
+            b = b1[:, :, o : o + t.nc]
+        else:
+            first = int(np.flatnonzero(d.unit_term == i)[0])
+            o = d.unit_off[first]
+            b = b2[:, o : o + t.q].reshape(N, t.nl, t.nc)
+        out.append(b.reshape(chains, ndraw, t.nl, t.nc))
+    return out
+
+
+def default_cores(chains: int) -> int:
+    """The cores this process may use (at most ``chains``)."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, min(chains, len(usable) if usable else os.cpu_count() or 1))
+
+
+def sample(
+    design: Design,
+    priors: Mapping[str, Prior],
+    coords: Mapping[str, list],
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int | None,
+    target_accept: float,
+    cores: int | None,
+    progressbar: bool,
+    max_depth: int = 10,
+) -> xr.DataTree:
+    """Sample the marginal posterior and draw b; the draws as a DataTree with PyMC's
+    variable names and named coordinates (groups ``posterior``, ``sample_stats``,
+    ``observed_data``)."""
+    mm = build(design, priors)
+    cores = default_cores(chains) if cores is None else cores
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    inits = initial_points(mm, chains, rng)
+    run = run_chains(
+        mm,
+        inits,
+        draws=draws,
+        tune=tune,
+        seed=seed,
+        target_accept=target_accept,
+        max_depth=max_depth,
+        cores=cores,
+        progressbar=progressbar,
+    )
+    ranef = draw_ranef(mm, run.theta, seed, cores)
+    return to_datatree(mm, run, ranef, coords)
+
+
+def to_datatree(
+    mm: MarginalModel, run: Chains, ranef: list[np.ndarray], coords: Mapping[str, list]
+) -> xr.DataTree:
+    """The draws in ArviZ's layout (xarray DataTree), dims named as the PyMC model's."""
+    design = mm.design
+    chains, ndraw = run.theta.shape[:2]
+    base = {"chain": np.arange(chains), "draw": np.arange(ndraw)}
+    sample = list(names.SAMPLE_DIMS)
+    values = constrained(mm, run.theta)
+    dims: dict[str, list[str]] = {
+        names.INTERCEPT: [],
+        names.BETA: [names.SLOPE],
+        names.FIXEF: [names.FIXEF_DIM],
+        names.SIGMA: [],
+    }
+    for t in design.terms:
+        tdim, bis = names.term_dim(t.group), names.term_dim_bis(t.group)
+        dims[names.sd(t.group)] = [tdim]
+        dims[names.corr_chol(t.group)] = [tdim, bis]
+        dims[names.corr(t.group)] = [tdim, bis]
+    posterior = {k: (sample + dims[k], v) for k, v in values.items()}
+    for t, b in zip(design.terms, ranef, strict=True):
+        posterior[names.ranef(t.group)] = ([*sample, t.factor, names.term_dim(t.group)], b)
+    used = {d for dims_, _ in posterior.values() for d in dims_} - set(sample)
+    post_coords = {**base, **{k: v for k, v in coords.items() if k in used}}
+    s = run.stats[:, run.tune :]
+    stats = {
+        "lp": s[..., nb.LP],
+        "step_size": s[..., nb.STEP],
+        "tree_depth": s[..., nb.DEPTH].astype(np.int64),
+        "n_steps": s[..., nb.NLEAP],
+        "diverging": s[..., nb.DIVERGING] > 0,
+        "energy": s[..., nb.ENERGY],
+        "acceptance_rate": s[..., nb.ACCEPT],
+    }
+    stats_ds = xr.Dataset(
+        {k: (sample, v) for k, v in stats.items()},
+        coords=base,
+        attrs={"sampling_time": run.sampling_time, "tuning_steps": run.tune},
+    )
+    observed = xr.Dataset({names.Y: ([names.OBS], design.y)}, coords={names.OBS: coords[names.OBS]})
+    return xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset(posterior, coords=post_coords),
+            "sample_stats": stats_ds,
+            "observed_data": observed,
+        }
+    )

@@ -1,0 +1,406 @@
+"""The marginalised sampler: the compiled kernel against the PyMC model (the spec), its
+transforms against closed forms, NUTS against a known target, exact draws of b against
+lme4's conditional modes and condVar, and the same posterior as the latent forms."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SLEEP, load_reference
+
+import bayeslmm as blm
+from bayeslmm import names
+from bayeslmm.bayes import compiled, marginal
+from bayeslmm.bayes.model import build_marginal_model
+from bayeslmm.bayes.priors import resolve_priors
+from bayeslmm.errors import ConvergenceWarning
+
+CASES = [
+    ("sleepstudy", SLEEP),
+    ("sleepstudy", "Reaction ~ Days + (1 | Subject)"),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+    ("iris", "Sepal.Width ~ Sepal.Length + (1 + Sepal.Length | Species)"),
+]
+
+
+def _simulated() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 120
+    d = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+            "g": rng.integers(0, 8, n).astype(str),
+            "h": rng.integers(0, 5, n).astype(str),
+        }
+    )
+    d["y"] = 1 + d.x + rng.normal(size=n)
+    return d
+
+
+SIMULATED = [
+    "y ~ x + (1 + x + z | g) + (1 + x | h)",  # two correlated terms, crossed, 3 x 3 block
+    "y ~ 0 + x + (x | g) + (1 | h) + (0 + z | h)",  # no intercept, two terms on h
+]
+
+
+def _model_and_spec(data: pd.DataFrame, formula: str):
+    model = blm.Model(formula, data)
+    priors = resolve_priors(model.design)
+    return model, marginal.build(model.design, priors), build_marginal_model(model.design, priors)
+
+
+def _point(mm: marginal.MarginalModel, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """θ as the PyMC model's value variables."""
+    design = mm.design
+    icpt = design.intercept_index
+    slopes = [j for j in range(design.p) if j != icpt]
+    out = {}
+    if icpt is not None:
+        out[names.INTERCEPT] = np.asarray(theta[icpt])
+    if slopes:
+        out[names.BETA] = theta[slopes]
+    for t, s, c in zip(design.terms, mm.term_sd, mm.term_corr, strict=True):
+        out[f"{names.sd(t.group)}_log__"] = theta[s : s + t.nc]
+        if t.nc > 1:
+            m = t.nc * (t.nc - 1) // 2
+            out[f"{names.corr_chol(t.group)}_cholesky_corr__"] = theta[c : c + m]
+    out[f"{names.SIGMA}_log__"] = np.asarray(theta[-1])
+    return out
+
+
+def _flat_grad(mm: marginal.MarginalModel, spec, point: dict, grad: np.ndarray) -> np.ndarray:
+    """PyMC's flat dlogp (value-variable order) in θ's order."""
+    by_name, offset = {}, 0
+    for v in spec.value_vars:
+        size = int(np.size(point[v.name]))
+        by_name[v.name] = grad[offset : offset + size]
+        offset += size
+    design = mm.design
+    out = np.empty(mm.dim)
+    icpt = design.intercept_index
+    slopes = [j for j in range(design.p) if j != icpt]
+    if icpt is not None:
+        out[icpt] = by_name[names.INTERCEPT][0]
+    if slopes:
+        out[slopes] = by_name[names.BETA]
+    for t, s, c in zip(design.terms, mm.term_sd, mm.term_corr, strict=True):
+        out[s : s + t.nc] = by_name[f"{names.sd(t.group)}_log__"]
+        if t.nc > 1:
+            m = t.nc * (t.nc - 1) // 2
+            out[c : c + m] = by_name[f"{names.corr_chol(t.group)}_cholesky_corr__"]
+    out[-1] = by_name[f"{names.SIGMA}_log__"][0]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("data", "formula"),
+    [(d, f) for d, f in CASES] + [("simulated", f) for f in SIMULATED],
+)
+def test_kernel_equals_the_pymc_model(data, formula):
+    """The compiled log density and gradient equal PyMC's compile_logp/compile_dlogp of the
+    marginal model at random points (one-factor, ||, crossed, nested, 3 x 3 blocks).
+
+    PyMC's HalfStudentT adds log 2 as ``pt.log(2)`` of an int8 constant, evaluated in
+    float32 (1.9e-9 off); with one such prior per SD and σ, the totals may differ by a few
+    1e-9: the tolerance is 1e-7, against log densities of hundreds.
+    """
+    frame = _simulated() if data == "simulated" else blm.load_dataset(data)
+    model, mm, spec = _model_and_spec(frame, formula)
+    logp, dlogp = spec.compile_logp(), spec.compile_dlogp()
+    fit = model.fit_reml()
+    rng = np.random.default_rng(1)
+    centre = marginal.unconstrained(
+        mm,
+        fit.fixef.to_numpy(),
+        [np.maximum(sd, 1e-3) for sd in _sds(fit, model.design)],
+        [np.eye(t.nc) for t in model.design.terms],
+        fit.sigma,
+    )
+    for _ in range(4):
+        theta = centre + rng.normal(scale=0.5, size=mm.dim)
+        value, grad = marginal.logp(mm, theta)
+        point = _point(mm, theta)
+        assert value == pytest.approx(float(logp(point)), abs=1e-7)
+        ref = _flat_grad(mm, spec, point, dlogp(point))
+        np.testing.assert_allclose(grad, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
+def _sds(fit: blm.LmerFit, design) -> list[np.ndarray]:
+    vc = fit.varcorr
+    out = []
+    for t in design.terms:
+        rows = vc[(vc.grp == t.group) & vc.var2.isna()].set_index("var1")
+        out.append(rows.loc[list(t.cnames), "sdcor"].to_numpy(float))
+    return out
+
+
+def test_gradient_matches_finite_differences():
+    _, mm, _ = _model_and_spec(_simulated(), SIMULATED[0])
+    rng = np.random.default_rng(3)
+    theta = rng.normal(scale=0.3, size=mm.dim)
+    _, grad = marginal.logp(mm, theta)
+    h = 1e-6
+    fd = np.array(
+        [
+            (marginal.logp(mm, theta + h * e)[0] - marginal.logp(mm, theta - h * e)[0]) / (2 * h)
+            for e in np.eye(mm.dim)
+        ]
+    )
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_correlation_transform_jacobian_closed_form():
+    """log|∂L/∂x| of the correlation transform is Σ_i (i + 2) log L_ii (0-based rows):
+    finite differences of the map x -> strictly lower triangle of L, for k = 3 and 4."""
+    rng = np.random.default_rng(0)
+
+    def lower(x: np.ndarray, k: int) -> np.ndarray:
+        L = marginal.correlation_factor(x, k)
+        return np.array([L[r, c] for r, c in marginal.spiral(k)])
+
+    h = 1e-6
+    for k in (3, 4):
+        m = k * (k - 1) // 2
+        for _ in range(3):
+            x = rng.normal(size=m)
+            J = np.column_stack(
+                [(lower(x + h * e, k) - lower(x - h * e, k)) / (2 * h) for e in np.eye(m)]
+            )
+            L = marginal.correlation_factor(x, k)
+            expected = np.sum((np.arange(k) + 2) * np.log(np.diag(L)))
+            assert np.log(abs(np.linalg.det(J))) == pytest.approx(expected, abs=1e-6)
+
+
+def test_spiral_matches_pymc_transform():
+    """Our parameter order is PyMC's CholeskyCorrTransform's (TFP's spiral fill)."""
+    from pymc.distributions.transforms import CholeskyCorrTransform
+
+    for k in (2, 3, 4, 5):
+        m = k * (k - 1) // 2
+        x = np.arange(1.0, m + 1.0) / 10
+        pymc_L = CholeskyCorrTransform(n=k).backward(x).eval()
+        np.testing.assert_allclose(marginal.correlation_factor(x, k), pymc_L, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# NUTS on a known target
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_nuts_recovers_a_correlated_gaussian(dense):
+    """Means, SDs and correlations of N(μ, Σ) (d = 5, correlations up to 0.9, scales
+    from 0.1 to 10) within Monte Carlo error; no divergence; the draws do not depend on
+    the number of threads."""
+    rng = np.random.default_rng(0)
+    d = 5
+    A = rng.normal(size=(d, d))
+    cov = A @ A.T + np.diag(np.linspace(0.01, 10, d))
+    mean = rng.normal(size=d) * 3
+    target = compiled.GaussianTarget(mean, np.linalg.inv(cov))
+    inits = rng.uniform(-2, 2, size=(4, d))
+    ends = marginal.windows(1000)
+    draws, stats = _run(target, inits, ends, 1000, 2000, dense, seed=11)
+    x = draws.reshape(-1, d)
+    sd = np.sqrt(np.diag(cov))
+    assert stats[:, 1000:, compiled.DIVERGING].sum() == 0
+    # ESS per parameter is > 1000 here: the mean's MC error is < sd/30
+    np.testing.assert_allclose((x.mean(0) - mean) / sd, 0, atol=5 / 30)
+    np.testing.assert_allclose(x.std(0) / sd, 1, atol=0.06)
+    np.testing.assert_allclose(np.corrcoef(x.T), cov / np.outer(sd, sd), atol=0.05)
+    again, _ = _run(target, inits, ends, 1000, 2000, dense, seed=11)
+    np.testing.assert_array_equal(draws, again)
+
+
+def _run(target, inits, ends, tune, draws, dense, seed):
+    chains, d = inits.shape
+    out = np.empty((chains, draws, d))
+    stats = np.zeros((chains, tune + draws, compiled.NSTAT))
+    for c in range(chains):
+        q = inits[c].copy()
+        compiled.run_chunk(
+            target, q, np.empty(d), np.zeros(compiled.NSTATE), np.eye(d), np.eye(d),
+            np.zeros(d), np.zeros((d, d)), np.ones(d), ends, 0, tune + draws, tune, seed + c,
+            0.8, 10, dense, out[c], stats[c],
+        )  # fmt: skip
+    return out, stats
+
+
+def test_windows_follow_stan():
+    """Stan's schedule for 1000 warm-up iterations: buffer 75, windows 25, 50, 100, 200,
+    500 (the last stretched to the terminal buffer of 50)."""
+    assert list(marginal.windows(1000)) == [75, 100, 150, 250, 450, 950]
+    assert list(marginal.windows(100)) == [15, 90]  # 15 % / 75 % / 10 %
+    assert list(marginal.windows(10)) == [0]  # too short: no metric adaptation
+
+
+# --------------------------------------------------------------------------------------
+# exact draws of b
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["ss_slope", "penicillin", "pastes"])
+def test_ranef_conditional_is_lme4s(case):
+    """With β, Σ and σ at lme4's estimates, the draws of b | β, Σ, σ, y have lme4's
+    conditional modes as their mean and lme4's condVar SDs as their SDs."""
+    ref = load_reference(case)
+    model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
+    design = model.design
+    mm = marginal.build(design, None)
+    sd, corr = [], []
+    for t, vc in zip(design.terms, _by_term(ref, design), strict=True):
+        sd.append(np.asarray(vc["sd"], float))
+        corr.append(np.array(vc["corr"], float).reshape(t.nc, t.nc))
+    fixef = np.array([ref["fixef"][n] for n in design.fixef_names])
+    theta = marginal.unconstrained(mm, fixef, sd, corr, ref["sigma"])
+    n = 20_000
+    draws = marginal.draw_ranef(mm, np.tile(theta, (1, n, 1)), seed=1, cores=1)
+    for t, b in zip(design.terms, draws, strict=True):
+        levels = ref["ranef"][t.factor]
+        columns = list(levels["terms"])
+        idx = [columns.index(c) for c in t.cnames]
+        mode = np.array(levels["values"])[:, idx]
+        condsd = np.array(levels["condsd"])[:, idx]
+        b = b.reshape(n, t.nl, t.nc)
+        np.testing.assert_allclose(b.mean(0), mode, atol=5 * condsd.max() / np.sqrt(n))
+        np.testing.assert_allclose(b.std(0), condsd, rtol=0.03)
+
+
+def _by_term(ref: dict, design) -> list[dict]:
+    """The reference's varcorr entry of each term, in term order."""
+    entries = {entry["group"]: entry for entry in ref["varcorr"]}
+    return [entries[t.group] for t in design.terms]
+
+
+# --------------------------------------------------------------------------------------
+# the same posterior as the latent forms
+# --------------------------------------------------------------------------------------
+
+
+def _summaries(post: blm.Posterior) -> pd.DataFrame:
+    frames = [post.fixef, post.varcorr.iloc[:, 4:]]
+    frames += [post.ranef[f] for f in post.design.group_factors]
+    table = pd.concat(frames)
+    return table.assign(mcse=table["sd"] / np.sqrt(table["ess_bulk"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dataset", "formula"),
+    [
+        ("sleepstudy", SLEEP),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+        ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+    ],
+)
+def test_marginal_and_latent_posteriors_agree(dataset, formula):
+    """Posterior means (every parameter and every b) agree within 4.5 Monte Carlo standard
+    errors, posterior SDs within 10 %, between the marginal sampler and PyMC's NUTS on the
+    latent (non-centred) model."""
+    model = blm.Model(formula, blm.load_dataset(dataset))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = model.sample(draws=2000, seed=3, progressbar=False)
+        latent = model.sample(
+            draws=1500,
+            chains=4,
+            seed=4,
+            parameterization="noncentered",
+            target_accept=0.95,
+            progressbar=False,
+        )
+    a, b = _summaries(m), _summaries(latent)
+    z = (a["mean"] - b["mean"]) / np.sqrt(a["mcse"] ** 2 + b["mcse"] ** 2)
+    assert np.abs(z).max() < 4.5, z.abs().sort_values().tail()
+    np.testing.assert_allclose(a["sd"], b["sd"], rtol=0.1)
+
+
+# --------------------------------------------------------------------------------------
+# hard input
+# --------------------------------------------------------------------------------------
+
+
+def _sample(model: blm.Model, **options) -> blm.Posterior:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.sample(draws=300, tune=300, chains=2, seed=5, progressbar=False, **options)
+
+
+def test_scale_of_y_does_not_matter(sleepstudy):
+    """y in units of 1e6 or 1e-6: finite draws and the same posterior, rescaled."""
+    base = _sample(blm.Model(SLEEP, sleepstudy))
+    for scale in (1e6, 1e-6):
+        data = sleepstudy.assign(Reaction=sleepstudy["Reaction"] * scale)
+        post = _sample(blm.Model(SLEEP, data))
+        for v in post.draws.data_vars.values():
+            assert np.isfinite(v.to_numpy()).all()
+        z = (post.fixef["mean"] / scale - base.fixef["mean"]) / base.fixef["sd"]
+        assert np.abs(z).max() < 0.5
+        assert post.sigma["mean"] / scale == pytest.approx(base.sigma["mean"], rel=0.05)
+
+
+def test_singular_and_one_row_per_level():
+    """dyestuff2 (REML: θ = 0) and groups of one observation sample without NaN; a
+    singular SD's posterior piles up near 0 without divergences."""
+    dye = blm.load_dataset("dyestuff").assign(
+        Yield=[
+            7.298,
+            3.846,
+            2.434,
+            9.566,
+            7.99,
+            5.22,
+            6.556,
+            0.608,
+            11.788,
+            -0.892,
+            0.11,
+            10.386,
+            13.434,
+            5.51,
+            8.166,
+            2.212,
+            4.852,
+            7.092,
+            9.288,
+            4.98,
+            0.282,
+            9.014,
+            4.458,
+            9.446,
+            7.198,
+            1.722,
+            4.782,
+            8.106,
+            0.758,
+            3.758,
+        ],
+    )  # fmt: skip  (Dyestuff2, Box & Tiao 1973)
+    post = _sample(blm.Model("Yield ~ 1 + (1 | Batch)", dye))
+    assert post.diagnostics.divergences == 0
+    assert post.varcorr["mean"].iloc[0] < post.varcorr["mean"].iloc[1]  # sd(Batch) < sigma
+    rng = np.random.default_rng(2)
+    g = np.concatenate([np.arange(40), np.repeat(np.arange(40, 60), 5)])
+    data = pd.DataFrame({"g": g.astype(str), "y": rng.normal(size=g.size) + rng.normal(size=60)[g]})
+    post = _sample(blm.Model("y ~ 1 + (1 | g)", data))
+    assert np.isfinite(post.draws("ranef_g").to_numpy()).all()
+    assert post.diagnostics.divergences == 0
+
+
+def test_marginal_via_pymc_draws_ranef(sleep_model):
+    """nuts_sampler='pymc' on the marginal model: the same variables, b drawn afterwards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = sleep_model.sample(
+            draws=100, tune=100, chains=2, seed=1, cores=1, nuts_sampler="pymc", progressbar=False
+        )
+    assert post.parameterization == {"Subject": "marginal"}
+    assert post.draws("ranef_Subject").dims == ("chain", "draw", "Subject", "Subject__term")
+    assert np.isfinite(post.draws("ranef_Subject").to_numpy()).all()
+    assert post.idata.attrs["nuts_sampler"] == "pymc"
