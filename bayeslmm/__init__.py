@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from .design import Design, ReTerm
     from .model import Model, lmer
     from .plots import plot_compare, plot_group_fits, plot_shrinkage
+    from .reml.anova import anova
     from .reml.fit import LmerFit, load_fit
+    from .reml.inference import InferenceError, MLRefitWarning
 
 __version__ = "0.1.0"
 
@@ -40,11 +42,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "ComparisonError": "compare",
     "Design": "design",
+    "InferenceError": "reml.inference",
     "LmerFit": "reml.fit",
+    "MLRefitWarning": "reml.inference",
     "Model": "model",
     "Posterior": "bayes.posterior",
     "Prior": "bayes.priors",
     "ReTerm": "design",
+    "anova": "reml.anova",
     "compare": "compare",
     "list_datasets": "datasets",
     "lmer": "model",
@@ -65,7 +70,9 @@ __all__ = [
     "DataWarning",
     "Design",
     "FormulaError",
+    "InferenceError",
     "LmerFit",
+    "MLRefitWarning",
     "Model",
     "ParameterError",
     "ParameterizationWarning",
@@ -75,6 +82,7 @@ __all__ = [
     "ReTerm",
     "SamplingError",
     "SingularFitWarning",
+    "anova",
     "compare",
     "list_datasets",
     "lmer",

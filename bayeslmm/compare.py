@@ -14,6 +14,7 @@ summarised by :func:`~bayeslmm.bayes.summary.summarize`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .bayes import is_posterior
 from .design import Design, independent_columns
 from .errors import BayesLMMError
 from .reml.fit import LmerFit
+from .reml.inference import DENSE_LIMIT
 
 if TYPE_CHECKING:
     from .bayes.posterior import Posterior
@@ -143,6 +145,7 @@ def compare(
     *,
     ci_kind: str | None = None,
     ci_prob: float | None = None,
+    reml_ci: str | None = "profile",
 ) -> ComparisonTable:
     """REML (or ML) estimates beside posterior summaries, one row per shared parameter.
 
@@ -152,15 +155,21 @@ def compare(
     ``corr_Subject[(Intercept), Days]``, ``sigma``).
 
     Columns: ``reml`` and ``reml_se`` (``ml``, ``ml_se`` for an ML fit; the SE is the Wald
-    standard error of a fixed effect, empty for variance parameters), the posterior
-    ``mean``, ``median``, ``sd``, the credible interval (``ci_kind``/``ci_prob``, else the
-    posterior's own setting, by default ArviZ's ETI 0.89; named as ``az.summary`` names
-    them: ``eti89_lb``, ``eti89_ub``), ``r_hat``, ``ess_bulk``, and
-    ``std_diff`` = (posterior mean − REML) / posterior SD.  With only one side given, the
-    table has only that side's columns.
+    standard error of a fixed effect, empty for variance parameters), the REML confidence
+    interval of probability ``ci_prob`` (``reml_ci``: ``"profile"``, the likelihood-ratio
+    interval of every row, or ``"wald"``, β̂ ± z·SE for the fixed effects only; None for
+    none; see ``LmerFit.confint``), named by the interval rule (``profile89_lb``,
+    ``profile89_ub``), the posterior ``mean``, ``median``, ``sd``, the credible interval
+    (``ci_kind``/``ci_prob``, else the posterior's own setting, by default ArviZ's ETI
+    0.89; named as ``az.summary`` names them: ``eti89_lb``, ``eti89_ub``), ``r_hat``,
+    ``ess_bulk``, and ``std_diff`` = (posterior mean − REML) / posterior SD.  With only
+    one side given, the table has only that side's columns.  A model too large for the
+    profile's dense algebra gets Wald intervals, with a warning.
     """
     design = check_inputs(fit, posterior)
     kind, prob = ci_settings(ci_kind, ci_prob, posterior)
+    if reml_ci not in REML_CI_METHODS:
+        raise ComparisonError(f"reml_ci must be 'profile', 'wald' or None, got {reml_ci!r}")
     params = design.parameters
     keys = pd.DataFrame(
         [(p.label, p.grp, p.var1, p.var2) for p in params],
@@ -170,6 +179,8 @@ def compare(
     parts = [keys]
     if fit is not None:
         parts.append(_reml_columns(fit, params, keys.index))
+        if reml_ci is not None:
+            parts.append(reml_intervals(fit, reml_ci, prob))
     if posterior is not None:
         draws = posterior.parameter_draws()
         parts.append(_summarize(draws, keys.index, kind, prob, _COMPARE_STATS))
@@ -194,6 +205,28 @@ def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) 
             values.append(float(lookup[(p.grp, p.var1, p.var2)]))
             se.append(np.nan)
     return pd.DataFrame({est: values, f"{est}_se": se}, index=index)
+
+
+#: the REML intervals compare() can show (``reml_ci``)
+REML_CI_METHODS = ("profile", "wald", None)
+
+
+def reml_intervals(fit: LmerFit, method: str, prob: float) -> pd.DataFrame:
+    """``fit.confint(method, prob)`` with the interval rule's column names
+    (``profile89_lb``, ``profile89_ub``); Wald, with a warning, where the model is too
+    large for the profile."""
+    if method == "profile" and fit.design.q + fit.design.p + 1 > DENSE_LIMIT:
+        warnings.warn(
+            f"the model has q + p + 1 = {fit.design.q + fit.design.p + 1} > {DENSE_LIMIT} "
+            "random and fixed effects, too many for profile intervals: the REML intervals "
+            "are Wald intervals (fixed effects only)",
+            UserWarning,
+            stacklevel=3,
+        )
+        method = "wald"
+    ci = fit.confint(method, level=prob)
+    ci.columns = pd.Index(names.ci_columns(method, prob))
+    return ci
 
 
 def sdcor_by_key(varcorr: pd.DataFrame) -> dict[tuple[str | None, ...], float]:

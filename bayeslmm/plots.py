@@ -76,25 +76,32 @@ def plot_compare(
     *,
     ci_kind: str | None = None,
     ci_prob: float | None = None,
+    reml_ci: str | None = "profile",
 ) -> Figure:
     """Forest plot of :func:`~bayeslmm.compare`: one row per parameter, each on its own scale.
 
-    REML: the estimate with its Wald 95 % interval β̂ ± 1.96·SE (fixed effects; variance
-    parameters are points).  Posterior: the mean and the credible interval (ArviZ's
-    default kind and probability unless given).
+    REML: the estimate with its confidence interval of the same probability as the
+    posterior's (``reml_ci``: the profile interval of every row by default, which is of
+    the ML likelihood as lme4's and may exclude a REML estimate; ``"wald"``: fixed effects
+    only, the variance parameters are points).  Posterior: the mean and the
+    credible interval (ArviZ's default kind and probability unless given).
     """
-    table = compare(fit, posterior, ci_kind=ci_kind, ci_prob=ci_prob)
+    table = compare(fit, posterior, ci_kind=ci_kind, ci_prob=ci_prob, reml_ci=reml_ci)
     kind, prob = ci_settings(ci_kind, ci_prob, posterior)
     lb, ub = names.ci_columns(kind, prob)
     est = next((c for c in ("reml", "ml") if c in table.columns), None)
+    # the REML interval compare() gave (Wald where the model is too large for a profile)
+    shown = [m for m in ("profile", "wald") if names.ci_columns(m, prob)[0] in table.columns]
+    method = shown[0] if shown else None
+    rlb, rub = names.ci_columns(method or "", prob)
     nrow = len(table)
     fig = Figure(figsize=(7.0, 0.9 + 0.42 * nrow), layout="constrained")
     axes = fig.subplots(nrow, 1, squeeze=False)[:, 0]
     for ax, (label, row) in zip(axes, table.iterrows(), strict=True):
-        if est is not None:
-            se = row[f"{est}_se"]
-            xerr = None if not np.isfinite(se) else [[1.96 * se], [1.96 * se]]
-            ax.errorbar(row[est], 0.18, xerr=xerr, fmt="o", ms=5, capsize=3, **_color("reml"))
+        if est is not None:  # a profile is of the ML likelihood: it may exclude REML's point
+            if method is not None and np.isfinite(row[rlb]):
+                ax.plot([row[rlb], row[rub]], [0.18, 0.18], lw=2.5, **_color("reml"))
+            ax.plot(row[est], 0.18, "o", ms=5, **_color("reml"))
         if "mean" in table.columns:
             ax.plot([row[lb], row[ub]], [-0.18, -0.18], lw=2.5, **_color("posterior"))
             ax.plot(row["mean"], -0.18, "D", ms=5, **_color("posterior"))
@@ -108,7 +115,8 @@ def plot_compare(
     handles = []
     if est is not None:
         name = "REML" if est == "reml" else "ML"
-        handles.append(_handle("reml", f"{name} estimate ± 1.96 SE (fixed effects)"))
+        interval = "" if method is None else f" and {names.ci_percent(prob)}% {method} CI"
+        handles.append(_handle("reml", f"{name} estimate{interval}"))
     if "mean" in table.columns:
         interval = names.ci_legend(kind, prob)
         handles.append(_handle("posterior", f"posterior mean and {interval}"))

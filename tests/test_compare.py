@@ -5,11 +5,14 @@ sleepstudy's REML fit and short posterior are session fixtures (conftest.py).
 
 from __future__ import annotations
 
+import importlib
+
 import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import SLEEP
+from scipy import stats
 
 import bayeslmm as blm
 from bayeslmm.compare import ComparisonError, ComparisonTable
@@ -56,6 +59,8 @@ def test_compare_rows_are_the_shared_parameters(sleep):
     assert list(table.columns[3:]) == [
         "reml",
         "reml_se",
+        "profile89_lb",
+        "profile89_ub",
         "mean",
         "median",
         "sd",
@@ -142,11 +147,40 @@ def test_compare_interval_kind_and_probability_are_configurable(sleep):
         blm.compare(fit, posterior, ci_prob=1.5)
 
 
+def test_compare_puts_the_reml_interval_of_the_same_probability_beside(sleep, monkeypatch):
+    """Every row gets the REML interval at the posterior interval's probability: the
+    profile by default (lme4's ``confint``), Wald on request, none with reml_ci=None."""
+    _, fit, posterior = sleep
+    table = blm.compare(fit, posterior, ci_prob=0.95)
+    profile = fit.confint(level=0.95)
+    np.testing.assert_array_equal(table["profile95_lb"], profile["lower"])
+    np.testing.assert_array_equal(table["profile95_ub"], profile["upper"])
+    assert table[["profile95_lb", "profile95_ub", "eti95_lb", "eti95_ub"]].notna().all().all()
+    # the lme4 1.1-31 profile interval of the slope SD (tests/test_inference.py: all rows)
+    assert table.loc["sd_Subject[Days]", "profile95_lb"] == pytest.approx(3.80116, rel=1e-5)
+    wald = blm.compare(fit, posterior, reml_ci="wald")
+    assert wald.loc["fixef[Days]", "wald89_ub"] == pytest.approx(
+        fit.fixef["Days"] + stats.norm.ppf(0.945) * fit.fixef_se["Days"], rel=1e-14
+    )
+    assert wald["wald89_lb"].iloc[2:].isna().all()
+    none = blm.compare(fit, posterior, reml_ci=None)
+    default = blm.compare(fit, posterior)
+    assert list(none.columns) == [c for c in default.columns if not c.startswith("profile")]
+    with pytest.raises(ComparisonError, match="reml_ci must be 'profile', 'wald' or None"):
+        blm.compare(fit, posterior, reml_ci="boot")
+    compare_module = importlib.import_module("bayeslmm.compare")  # blm.compare: the function
+    monkeypatch.setattr(compare_module, "DENSE_LIMIT", 10)  # too large for a profile
+    with pytest.warns(UserWarning, match="q \\+ p \\+ 1 = 39 > 10 .* Wald intervals"):
+        large = blm.compare(fit, None)
+    assert "wald89_lb" in large.columns and "profile89_lb" not in large.columns
+
+
 def test_compare_with_one_side_is_that_sides_table(sleep):
     _, fit, posterior = sleep
     both = blm.compare(fit, posterior)
     reml_only = blm.compare(fit, None)
-    assert list(reml_only.columns) == ["grp", "var1", "var2", "reml", "reml_se"]
+    columns = ["grp", "var1", "var2", "reml", "reml_se", "profile89_lb", "profile89_ub"]
+    assert list(reml_only.columns) == columns
     pd.testing.assert_frame_equal(reml_only, both[reml_only.columns], check_frame_type=False)
     bayes_only = blm.compare(None, posterior)
     assert "reml" not in bayes_only.columns and "std_diff" not in bayes_only.columns

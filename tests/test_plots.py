@@ -71,22 +71,37 @@ BLUE, ORANGE = matplotlib.colors.to_hex("tab:blue"), matplotlib.colors.to_hex("t
 # --------------------------------------------------------------------------------------
 
 
+def _segments(ax, colour: str) -> list[tuple[float, float]]:
+    """(left, right) of every two-point line of one colour in an axes."""
+    return [
+        (float(line.get_xdata()[0]), float(line.get_xdata()[1]))
+        for line in ax.get_lines()
+        if len(line.get_xdata()) == 2 and matplotlib.colors.to_hex(line.get_color()) == colour
+    ]
+
+
 def test_plot_compare_sleepstudy(sleep, tmp_path):
+    """Every row: the REML point with its profile interval and the posterior mean with its
+    credible interval, both of the posterior's probability (89 %)."""
     _, fit, posterior = sleep
     fig = blm.plot_compare(fit, posterior)
     axes = [ax for ax in fig.axes if ax.get_visible()]
-    labels = [ax.get_yticklabels()[0].get_text() for ax in axes]
-    assert labels == list(blm.compare(fit, posterior).index)
-    # the REML point of the Days row, with its ±1.96 SE bar
     table = blm.compare(fit, posterior)
-    days = axes[1]
-    xs = np.concatenate([line.get_xdata() for line in days.get_lines()])
-    assert table.loc["fixef[Days]", "reml"] in xs
-    lo, hi = days.get_xlim()
-    se = table.loc["fixef[Days]", "reml_se"]
-    assert lo <= table.loc["fixef[Days]", "reml"] - 1.96 * se
-    assert hi >= table.loc["fixef[Days]", "reml"] + 1.96 * se
+    assert [ax.get_yticklabels()[0].get_text() for ax in axes] == list(table.index)
+    for ax, (_, row) in zip(axes, table.iterrows(), strict=True):
+        xs = np.concatenate([line.get_xdata() for line in ax.get_lines()])
+        assert row["reml"] in xs and row["mean"] in xs
+        assert _segments(ax, BLUE) == [(row["profile89_lb"], row["profile89_ub"])]
+        assert _segments(ax, ORANGE) == [(row["eti89_lb"], row["eti89_ub"])]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["REML estimate and 89% profile CI", "posterior mean and 89% ETI"]
     _sane(_save(fig, tmp_path / "compare.png"))
+    wald = blm.plot_compare(fit, posterior, ci_prob=0.95, reml_ci="wald")
+    days, sd = wald.axes[1], wald.axes[2]
+    z = 1.959963984540054
+    beta, se = fit.fixef["Days"], fit.fixef_se["Days"]
+    assert _segments(days, BLUE) == [pytest.approx((beta - z * se, beta + z * se))]
+    assert _segments(sd, BLUE) == []  # Wald: no interval for an SD
 
 
 def test_plot_shrinkage_sleepstudy_draws_arrows_from_no_to_partial_pooling(sleep, tmp_path):

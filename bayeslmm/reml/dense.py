@@ -6,9 +6,17 @@ A = [Z X y]ᵀ[Z X y] is formed once.  At θ, with S = diag(Λ_θ, I_{p+1}),
 
 gives log|L_θ|² from L's (u, u) block, R_X from its (β, β) block and r from its last
 diagonal element; (û, β̂) = L_Ω⁻ᵀ l with l the last row of L.
+
+The same algebra takes any relative factors: term t's block of Λ is I_ℓ ⊗ F_t for a
+k_t x k_t matrix F_t that need not be triangular (the criterion depends on F_tF_tᵀ only).
+:meth:`DenseDeviance.pieces` works on those *full factors* (every F_t flattened row-major,
+one term after another; :meth:`DenseDeviance.full` maps lme4's θ there); the profiles of
+:mod:`bayeslmm.reml.profile` use them, the fit uses θ.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
@@ -20,16 +28,39 @@ _dpotrf, _dpotri = sla.lapack.dpotrf, sla.lapack.dpotri
 _dtrtrs, _dpotrs = sla.lapack.dtrtrs, sla.lapack.dpotrs
 
 
+@dataclass(frozen=True)
+class PLSPieces:
+    """One factorisation of Ω at full factors x.
+
+    logdet: log|L_θ|² = log|ΛᵀZᵀZΛ + I|; logdet_x: log|R_X|²; r2: penalised RSS r²;
+    beta: β̂; v: (−Λû, −β̂, 1), the residual y − Xβ̂ − ZΛû in the columns of [Z X y].
+    With gradients (in x): g_logdet of the criterion's log-determinant (log|L_θ|², plus
+    log|R_X|² for REML) and g_r2 of r².
+    """
+
+    logdet: float
+    logdet_x: float
+    r2: float
+    beta: np.ndarray
+    v: np.ndarray
+    g_logdet: np.ndarray | None = None
+    g_r2: np.ndarray | None = None
+
+
 class DenseDeviance(Deviance):
     """lme4's ``devfun`` by one dense Cholesky of the scaled augmented matrix Ω."""
 
     has_gradient = True
 
-    def __init__(self, design: Design, reml: bool = True):
+    def __init__(self, design: Design, reml: bool = True, A: np.ndarray | None = None):
+        """``A``: the cross-products [Z X y]ᵀ[Z X y] where they are known already (a
+        submodel's, cut from a larger model's); else they are computed."""
         super().__init__(design, reml)
-        q, n, p = design.q, design.nobs, design.p
-        N = q + p + 1
-        if n * N <= 2_000_000:  # [Z X y] as one dense array: A from one product
+        q, n = design.q, design.nobs
+        N = q + design.p + 1
+        if A is not None:
+            A = np.array(A, dtype=float)
+        elif n * N <= 2_000_000:  # [Z X y] as one dense array: A from one product
             W = np.zeros((n, N))
             offset, rows_n = 0, np.arange(n)[:, None]
             for t in design.terms:
@@ -46,46 +77,76 @@ class DenseDeviance(Deviance):
             A[:q, q:] = np.asarray(Z.T @ C)
             A[q:, :q] = A[:q, q:].T
             A[q:, q:] = C.T @ C
-        rows_l, cols_l, index_l, offset = [], [], [], 0
-        for t, sl in zip(design.terms, design.theta_slices, strict=True):
-            tr, tc = lower_triangle(t.nc)
-            base = offset + np.arange(t.nl)[:, None] * t.nc
-            rows_l.append((base + tr).ravel())
-            cols_l.append((base + tc).ravel())
-            index_l.append(np.tile(np.arange(sl.start, sl.stop), t.nl))
+        # Λ[rows, cols] = x[index] for full factors x; θ_i sits at x[theta_positions[i]]
+        rows_l, cols_l, index_l, positions, offset, base = [], [], [], [], 0, 0
+        for t in design.terms:
+            k = t.nc
+            r, c = np.divmod(np.arange(k * k), k)
+            level = offset + np.arange(t.nl)[:, None] * k
+            rows_l.append((level + r).ravel())
+            cols_l.append((level + c).ravel())
+            index_l.append(np.tile(base + np.arange(k * k), t.nl))
+            tr, tc = lower_triangle(k)
+            positions.append(base + tr * k + tc)
             offset += t.q
-        rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)  # Λ[rows, cols] = θ[index]
+            base += k * k
+        rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
         self._A = A
+        self.nfull = base
+        #: each term's factor F_t in the full factors (row-major k x k)
+        self.full_slices = [
+            slice(s - t.nc**2, s)
+            for t, s in zip(design.terms, np.cumsum([t.nc**2 for t in design.terms]), strict=True)
+        ]
+        self.theta_positions = np.concatenate(positions).astype(np.intp)
+        self.lambda_entries = (rows, cols, np.concatenate(index_l))
         self._scalar = all(t.nc == 1 for t in design.terms)
-        self._rows, self._cols, self._index = rows, cols, np.concatenate(index_l)
         self._lam_pos = rows * N + cols
-        # scalar terms: Λ is diagonal, diag(Λ)[a] = θ[index[a]] with one entry per column
-        self._s = np.ones(N)  # diag(S), reused
-        self._S0 = np.zeros((N, N))  # S = diag(Λ, I_{p+1}) without θ
+        self._s = np.ones(N)  # diag(S) of scalar terms, reused
+        self._S0 = np.zeros((N, N))  # S = diag(Λ, I_{p+1}) without Λ
         self._S0[q:, q:] = np.eye(N - q)
         # (b, a) in the Fortran (k, q) array Ω⁻¹SᵀA[:k, :q], k = q + p (REML) or q (ML)
-        self._trace_pos_f = cols + rows * (q + p if reml else q)
+        self._trace_pos_f = cols + rows * (q + design.p if reml else q)
         self._diag = np.arange(q) * (N + 1)
-        self._v = np.ones(N)
+
+    @property
+    def A(self) -> np.ndarray:
+        """The cross-products [Z X y]ᵀ[Z X y] (read only)."""
+        view = self._A.view()
+        view.flags.writeable = False
+        return view
+
+    def set_response(self, ky: np.ndarray, yy: float) -> None:
+        """Another response y*: [Z X]ᵀy* = ``ky`` and y*ᵀy* = ``yy`` replace A's last row
+        and column (nothing else of A depends on y)."""
+        self._A[:-1, -1] = self._A[-1, :-1] = ky
+        self._A[-1, -1] = yy
+
+    def full(self, theta: np.ndarray) -> np.ndarray:
+        """lme4's θ (column-wise lower triangles) as full factors."""
+        x = np.zeros(self.nfull)
+        x[self.theta_positions] = theta
+        return x
 
     def _factor(
-        self, theta: np.ndarray, scaled_a: bool = False
+        self, x: np.ndarray, scaled_a: bool = False
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, int]:
-        """Scale A by S = diag(Λ, I_{p+1}) and factorise.
+        """Scale A by S = diag(Λ, I_{p+1}) at full factors x and factorise.
 
         Returns (SᵀA if ``scaled_a``, Λ (dense, or its diagonal when every term is
         scalar), L, info) with LLᵀ = SᵀAS + diag(I_q, 0).
         """
         q, A = self.q, self._A
+        index = self.lambda_entries[2]
         SA: np.ndarray | None
         if self._scalar:
             s = self._s
-            lam = s[:q] = theta[self._index]
+            lam = s[:q] = x[index]
             At = A * s[:, None] * s[None, :]
             SA = A * s[:, None] if scaled_a else None
         else:
             S = self._S0.copy()
-            S.flat[self._lam_pos] = theta[self._index]
+            S.flat[self._lam_pos] = x[index]
             SA = S.T @ A
             At = SA @ S
             lam = S[:q, :q]
@@ -93,56 +154,80 @@ class DenseDeviance(Deviance):
         L, info = _dpotrf(At.T, lower=1, clean=0)  # symmetric: the transpose is Fortran order
         return SA, lam, L, int(info)
 
+    def pieces(self, x: np.ndarray, grad: bool = True) -> PLSPieces | None:
+        """The factorisation at full factors x; None where Ω is not positive definite.
+
+        With Ω = SᵀAS + diag(I_q, 0), (û, β̂) = Ω⁻¹c and dS_a,b = ∂Λ/∂Λ[a, b]:
+
+            ∂ log|Ω| / ∂Λ[a, b] = 2 (Ω⁻¹SᵀA)[b, a]
+            ∂ r² / ∂Λ[a, b]     = −2 û_b (Zᵀ(y − Xβ̂ − ZΛû))_a
+
+        summed over the entries each x_j fills (ML: log|Ω_uu| and the u-block of Ω⁻¹).
+        """
+        q, p = self.q, self.p
+        m = q + p
+        SA, lam, L, info = self._factor(np.asarray(x, dtype=float), scaled_a=grad)
+        if info and info <= m:  # info = m + 1: r = 0, a response the model fits exactly
+            return None
+        d = np.log(L.diagonal())
+        sol = _dtrtrs(L[:m, :m], L[m, :m], lower=1, trans=1)[0]
+        u = sol[:q]
+        v = np.ones(q + p + 1)
+        v[:q] = -(lam * u if self._scalar else lam @ u)
+        v[q:m] = -sol[q:]
+        out = PLSPieces(
+            logdet=2.0 * float(d[:q].sum()),
+            logdet_x=2.0 * float(d[q:m].sum()),
+            r2=float(L[m, m] ** 2),
+            beta=sol[q:],
+            v=v,
+        )
+        if not grad:
+            return out
+        assert SA is not None
+        rows, cols, index = self.lambda_entries
+        k = m if self.reml else q  # log|Ω| (REML) or log|Ω_uu| (ML)
+        solved = _dpotrs(np.asfortranarray(L[:k, :k]), np.asfortranarray(SA[:k, :q]), lower=1)[0]
+        trace = solved.ravel(order="F")[self._trace_pos_f]
+        ztr = self._A[:q] @ v  # Zᵀ(y − Xβ̂ − ZΛû)
+        return PLSPieces(
+            out.logdet,
+            out.logdet_x,
+            out.r2,
+            out.beta,
+            v,
+            g_logdet=2.0 * np.bincount(index, weights=trace, minlength=self.nfull),
+            g_r2=-2.0 * np.bincount(index, weights=u[cols] * ztr[rows], minlength=self.nfull),
+        )
+
+    def __call__(self, theta: np.ndarray) -> float:
+        L, info = self._factor(self.full(np.asarray(theta, dtype=float)))[2:]
+        if info and info <= self.q + self.p:
+            return np.inf
+        return self._criterion(L)[0]
+
     def _criterion(self, L: np.ndarray) -> tuple[float, float]:
         """(criterion, r²) from the factor of the scaled augmented matrix."""
         q = self.q
         return self.profiled(2.0 * float(np.log(L.diagonal()[:q]).sum()), L[q:, q:])
 
-    def __call__(self, theta: np.ndarray) -> float:
-        L, info = self._factor(np.asarray(theta, dtype=float))[2:]
-        if info and info <= self.q + self.p:
-            return np.inf
-        return self._criterion(L)[0]
-
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The criterion and its exact gradient in θ.
-
-        With Ω = SᵀAS + diag(I_q, 0) the (u, β) system, x = Ω⁻¹c = (û, β̂), and
-        dS_j = ∂Λ/∂θ_j (ones where θ_j sits in Λ):
-
-            ∂ log|Ω| / ∂θ_j = 2 tr(Ω⁻¹ SᵀA dS_j) = 2 Σ_{Λ[a,b]=θ_j} (Ω⁻¹SᵀA)[b, a]
-            ∂ r² / ∂θ_j     = −2 Σ_{Λ[a,b]=θ_j} û_b (Zᵀ(y − Xβ̂ − ZΛû))_a
-
-        (ML uses log|Ω_uu| and the u-block of Ω⁻¹), so the REML criterion has gradient
-        ∂log|Ω| + (n − p)·∂r²/r² and the ML deviance ∂log|Ω_uu| + n·∂r²/r².
-        """
+        """The criterion and its exact gradient in θ (:meth:`pieces`): the REML criterion
+        has gradient ∂log|Ω| + (n − p)·∂r²/r², the ML deviance ∂log|Ω_uu| + n·∂r²/r²."""
         theta = np.asarray(theta, dtype=float)
-        q, p = self.q, self.p
-        SA, lam, L, info = self._factor(theta, scaled_a=True)
-        assert SA is not None
-        if info and info <= q + p:
+        pc = self.pieces(self.full(theta))
+        if pc is None:
             return np.inf, np.zeros_like(theta)
-        f, r2 = self._criterion(L)
-        m = q + p
-        x = _dtrtrs(L[:m, :m], L[m, :m], lower=1, trans=1)[0]
-        u = x[:q]
-        v = self._v  # (−Λû, −β̂, 1): Zᵀ(y − Xβ̂ − ZΛû) = A[:q] v
-        v[:q] = -(lam * u if self._scalar else lam @ u)
-        v[q:m] = -x[q:]
-        ztr = self._A[:q] @ v
-        k = m if self.reml else q  # log|Ω| (REML) or log|Ω_uu| (ML)
-        Lk, SAk = np.asfortranarray(L[:k, :k]), np.asfortranarray(SA[:k, :q])
-        solved = _dpotrs(Lk, SAk, lower=1)[0]  # Ω⁻¹SᵀA[:, :q]
-        trace = solved.ravel(order="F")[self._trace_pos_f]
-        dr2 = u[self._cols] * ztr[self._rows]
-        weights = 2.0 * trace - (2.0 * self.dof / r2) * dr2
-        return float(f), np.bincount(self._index, weights=weights, minlength=len(theta))
+        assert pc.g_logdet is not None and pc.g_r2 is not None
+        f = self.profiled_criterion(pc.logdet, pc.logdet_x, pc.r2)
+        g = pc.g_logdet + (self.dof / pc.r2) * pc.g_r2
+        return f, g[self.theta_positions]
 
     def solution(self, theta: np.ndarray) -> PLSSolution:
         """x = L_Ω⁻ᵀ l gives (û, β̂), R_X is L's (β, β) block and (ΛᵀZᵀZΛ + I)⁻¹ comes
         from L's (u, u) block."""
         q, m = self.q, self.q + self.p
-        L, info = self._factor(np.asarray(theta, dtype=float))[2:]
+        L, info = self._factor(self.full(np.asarray(theta, dtype=float)))[2:]
         if info and info <= m:
             raise np.linalg.LinAlgError("the penalised system is not positive definite")
         f = self._criterion(L)[0]

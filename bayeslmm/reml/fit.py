@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -26,30 +27,23 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
-from .. import names
 from ..design import Design, build_design
 from ..errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
 from .blocked import BlockedDeviance
+from .bootstrap import bootstrap
+from .confint import confint
+from .ddf import DDF, ddf_method, fixef_table
 from .dense import DenseDeviance
 from .io import frame_from_json, frame_to_json, from_json, to_json
-from .optimize import OptResult, check_convergence, optimize, start_theta
-from .pls import Deviance, PLSSolution, template
+from .optimize import OptResult, blas_threads, check_convergence, optimize, start_theta
+from .pls import Deviance, PLSSolution, template, varcorr_values
 from .summary import summary_text
 
 #: models with q + p + 1 up to this factorise densely (with the exact gradient)
 DENSE_MAX = 100
 _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
-_THREADPOOLS: list[ThreadpoolController] = []  # scanning for BLAS libraries costs ~3 ms
-
-
-def _blas_threads(n: int) -> Any:
-    """Limit BLAS threads (threadpoolctl), scanning the loaded libraries only once."""
-    if not _THREADPOOLS:
-        _THREADPOOLS.append(ThreadpoolController())
-    return _THREADPOOLS[0].limit(limits=n)
 
 
 def make_deviance(design: Design, reml: bool = True) -> Deviance:
@@ -65,8 +59,7 @@ def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
         raise BayesLMMError("REML needs at least one fixed-effect column; use reml=False")
     dev = make_deviance(design, reml)
     lower = design.theta_lower
-    # one BLAS thread: on a busy 2-core machine threads made fits 10-40x slower
-    with _blas_threads(1):
+    with blas_threads(1):
         opt = optimize(dev, start_theta(design), lower)
         theta = opt.theta
         sol = dev.solution(theta)
@@ -154,26 +147,16 @@ def _by_factor(design: Design, per_term: list[np.ndarray]) -> dict[str, pd.DataF
 
 def _varcorr(design: Design, theta: np.ndarray, sigma: float) -> pd.DataFrame:
     """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
-    rows: list[tuple[str, str | None, str | None, float, float]] = []
-    for t, sl in zip(design.terms, design.theta_slices, strict=True):
-        T = template(theta[sl], t.nc)
-        S = sigma**2 * T @ T.T
-        sd = np.sqrt(np.diag(S))
-        for c in range(t.nc):
-            rows.append((t.group, t.cnames[c], None, S[c, c], sd[c]))
-        for c in range(t.nc):
-            for r in range(c + 1, t.nc):
-                corr = S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0
-                rows.append((t.group, t.cnames[c], t.cnames[r], S[r, c], corr))
-    rows.append((names.RESIDUAL, None, None, sigma**2, sigma))
-    grp, var1, var2, vcov, sdcor = zip(*rows, strict=True)
+    keys = [(p.grp, p.var1, p.var2) for p in design.parameters if p.kind != "fixef"]
+    grp, var1, var2 = zip(*keys, strict=True)
+    vcov, sdcor = varcorr_values(design, theta, sigma)
     return pd.DataFrame(
         {
             "grp": pd.Series(grp, dtype=object),
             "var1": pd.Series(var1, dtype=object),
             "var2": pd.Series(var2, dtype=object),
-            "vcov": np.asarray(vcov, dtype=float),
-            "sdcor": np.asarray(sdcor, dtype=float),
+            "vcov": vcov,
+            "sdcor": sdcor,
         }
     )
 
@@ -345,10 +328,59 @@ class LmerFit:
         out[complete] = eta
         return out
 
+    # -- inference -------------------------------------------------------------------
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        parm: str | Sequence[str] | None = None,
+        *,
+        nsim: int = 500,
+        seed: int | np.random.Generator | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Confidence intervals of every parameter (lme4's ``confint.merMod``).
+
+        ``method``: ``"profile"`` (likelihood ratio: {x : D_prof(x) − D̂ ≤ z²} on the ML
+        profile, as lme4 whatever the fit; an SD's interval may reach 0 and a
+        correlation's ±1), ``"wald"`` (β̂ ± z·SE; NaN for the variance parameters, as
+        lme4) or ``"boot"`` (percentile intervals of ``nsim`` parametric bootstrap
+        refits, reproducible with ``seed``; ``progress`` draws a bar on stderr, by
+        default when stderr is a terminal).  ``parm``: labels as ``compare()`` writes
+        them (``fixef[Days]``, ``sd_Subject[(Intercept)]``,
+        ``corr_Subject[(Intercept), Days]``, ``sigma``), None for all.  Returns a
+        DataFrame indexed by label with columns ``lower`` and ``upper``.
+        """
+        return confint(self, method, level, parm, nsim=nsim, seed=seed, progress=progress)
+
+    def bootstrap(
+        self,
+        nsim: int = 500,
+        seed: int | np.random.Generator | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Parametric bootstrap (lme4's ``bootMer``): the estimates of ``nsim`` refits to
+        responses simulated from the fit, one row per refit, one column per parameter
+        label; reproducible with ``seed``."""
+        return bootstrap(self, nsim, seed, progress)
+
+    def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """t-tests of the fixed effects as lmerTest's ``summary(m, ddf=...)``: columns
+        ``estimate``, ``se``, ``df``, ``t``, ``p`` (two-sided), one row per fixed effect.
+
+        ``ddf="satterthwaite"``: df = 2·Var(β̂_j)²/(∇Vᵀ C ∇V), ∇V the exact derivatives
+        of Var(β̂_j) in (θ, σ) and C twice the inverse Hessian of the deviance there.
+        ``ddf="kenward-roger"`` (REML fits): Kenward & Roger's adjusted covariance and df.
+        """
+        return fixef_table(self, ddf)
+
     # -- text ------------------------------------------------------------------------
-    def summary(self) -> str:
-        """lme4's ``summary(fit)`` text."""
-        return summary_text(self)
+    def summary(self, ddf: str | None = None) -> str:
+        """lme4's ``summary(fit)`` text; with ``ddf`` ("satterthwaite" or
+        "kenward-roger") lmerTest's, whose fixed-effect table adds df and p-values."""
+        if ddf is None:
+            return summary_text(self)
+        return summary_text(self, self.fixef_table(ddf), DDF[ddf_method(ddf)])
 
     def __repr__(self) -> str:
         return self.summary()

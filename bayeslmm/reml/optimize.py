@@ -9,10 +9,13 @@ finite-difference Hessian at lme4's start, searching θ without bounds and mappi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import nlopt
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ..design import Design, lower_triangle
 from .pls import Deviance, template
@@ -26,6 +29,17 @@ _BOUNDARY_TOL = 1e-5  # lme4's boundary.tol
 _GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
 BFGS = "BFGS (exact gradient)"
 BOBYQA = "nloptwrap (NLopt LN_BOBYQA)"
+_THREADPOOLS: list[ThreadpoolController] = []  # scanning for BLAS libraries costs ~3 ms
+
+
+def blas_threads(n: int) -> Any:
+    """Limit BLAS threads (threadpoolctl), scanning the loaded libraries only once.
+
+    Fits and inference run with one thread: their matrices are small, and threads on a
+    busy 2-core machine made fits 10-40x slower."""
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=n)
 
 
 @dataclass(frozen=True)
@@ -123,23 +137,39 @@ def bobyqa_path(dev: Deviance, start: np.ndarray, lower: np.ndarray) -> OptResul
     return OptResult(theta, fval, nevals + extra, BOBYQA)
 
 
-def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult | None:
-    """BFGS on the exact gradient, from a finite-difference Hessian at the start.
+@dataclass(frozen=True)
+class BFGSResult:
+    """Where :func:`bfgs` stopped: x, f(x), ∇f(x), the inverse-Hessian approximation there,
+    the evaluations it took and whether it converged."""
 
-    The criterion depends on each term's TTᵀ only, so a template with a negative
-    diagonal entry is the same model as the one with that column negated: θ is searched
-    without bounds (no boundary traps: for a scalar term θ = 0 is always stationary) and
-    mapped back to θ >= lower at the end.  Steps are backtracked (Armijo); once the Newton
-    decrement −gᵀp/2 (the predicted fall) is below 1e-10·|f|, one last step is taken.
-    Returns None when it does not converge (the caller then uses BOBYQA); else the
-    optimum, with the gradient and a fresh Hessian there for lme4's convergence check.
+    x: np.ndarray
+    f: float
+    g: np.ndarray
+    Hinv: np.ndarray
+    nevals: int
+    converged: bool
+
+
+def bfgs(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x: np.ndarray,
+    Hinv: np.ndarray,
+    start: tuple[float, np.ndarray] | None = None,
+    maxiter: int = 200,
+) -> BFGSResult:
+    """BFGS on an exact gradient, ``fun(x) = (f, ∇f)``, from the inverse Hessian ``Hinv``
+    (and ``start`` = fun(x) when known).
+
+    Steps are backtracked (Armijo); once the Newton decrement −gᵀp/2 (the predicted fall)
+    is below 1e-10·max(1, |f|), one last step is taken.  A direction that is not a
+    descent restarts from scaled steepest descent.  A line search that fails counts as
+    converged when the decrement is below 1e-8·max(1, |f|) (the criterion's precision).
     """
     x = np.asarray(x, dtype=float).copy()
-    f, g = dev.value_and_grad(x)
+    f, g = fun(x) if start is None else start
+    nevals = int(start is None)
     if not np.isfinite(f):
-        return None
-    Hinv = np.linalg.inv(_positive_definite(hessian(dev, x, g)))  # BFGS on the inverse
-    nevals = 1 + len(x)
+        return BFGSResult(x, f, g, Hinv, nevals, False)
     for _ in range(maxiter):
         p = -Hinv @ g
         decrement = -float(g @ p) / 2
@@ -151,19 +181,18 @@ def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult 
         alpha = 1.0
         for _ in range(40):
             xn = x + alpha * p
-            fn, gn = dev.value_and_grad(xn)
+            fn, gn = fun(xn)
             nevals += 1
             if fn <= f - 2e-4 * alpha * decrement:
                 break
             alpha *= 0.5
         else:
-            if decrement <= 1e-8 * max(1.0, abs(f)):
-                break  # at the limit of the criterion's precision
-            return None
+            converged = decrement <= 1e-8 * max(1.0, abs(f))
+            return BFGSResult(x, f, g, Hinv, nevals, converged)
         if last:
             if fn <= f:
                 x, f, g = xn, fn, gn
-            break
+            return BFGSResult(x, f, g, Hinv, nevals, True)
         s, yv = xn - x, gn - g
         x, f, g = xn, fn, gn
         sy = float(s @ yv)
@@ -174,14 +203,36 @@ def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult 
                 - (np.outer(s, Hy) + np.outer(Hy, s)) / sy
                 + (1.0 + float(yv @ Hy) / sy) / sy * np.outer(s, s)
             )
-    else:
+    return BFGSResult(x, f, g, Hinv, nevals, False)
+
+
+def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult | None:
+    """:func:`bfgs` on the exact gradient, from a finite-difference Hessian at the start.
+
+    The criterion depends on each term's TTᵀ only, so a template with a negative
+    diagonal entry is the same model as the one with that column negated: θ is searched
+    without bounds (no boundary traps: for a scalar term θ = 0 is always stationary) and
+    mapped back to θ >= lower at the end.  Returns None when it does not converge (the
+    caller then uses BOBYQA); else the optimum, with the gradient and a fresh Hessian
+    there for lme4's convergence check.
+    """
+    x = np.asarray(x, dtype=float).copy()
+    f, g = dev.value_and_grad(x)
+    if not np.isfinite(f):
         return None
+    grad = dev.gradient
+    Hinv = np.linalg.inv(positive_definite(hessian(grad, x, g)))  # BFGS on the inverse
+    res = bfgs(dev.value_and_grad, x, Hinv, start=(f, g), maxiter=maxiter)
+    if not res.converged:
+        return None
+    x, f, g = res.x, res.f, res.g
+    nevals = 1 + len(x) + res.nevals
     canonical = _canonical(dev.design, x)
     if (canonical != x).any():
         x = canonical
         f, g = dev.value_and_grad(x)
         nevals += 1
-    return OptResult(x, float(f), nevals + len(x), BFGS, (g, hessian(dev, x, g)))
+    return OptResult(x, float(f), nevals + len(x), BFGS, (g, hessian(grad, x, g)))
 
 
 def _canonical(design: Design, theta: np.ndarray) -> np.ndarray:
@@ -194,21 +245,24 @@ def _canonical(design: Design, theta: np.ndarray) -> np.ndarray:
     return theta
 
 
-def _positive_definite(H: np.ndarray) -> np.ndarray:
+def positive_definite(H: np.ndarray) -> np.ndarray:
     """H with its eigenvalues replaced by their absolute values (floored)."""
     w, V = np.linalg.eigh(H)
     w = np.maximum(np.abs(w), max(1e-8, 1e-6 * float(np.max(np.abs(w)))))
     return (V * w) @ V.T
 
 
-def hessian(dev: Deviance, x: np.ndarray, g: np.ndarray, delta: float = 1e-5) -> np.ndarray:
-    """Hessian by forward differences of the exact gradient g at x, symmetrised (the
-    steps go up, so a θ on its bound stays feasible)."""
+def hessian(
+    grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, g: np.ndarray, delta: float = 1e-5
+) -> np.ndarray:
+    """Hessian by forward differences of an exact gradient (g = grad(x)), symmetrised;
+    the step of x_j is delta·max(1, |x_j|), upwards (a θ on its bound stays feasible)."""
     H = np.empty((len(x), len(x)))
     for j in range(len(x)):
         xa = x.copy()
-        xa[j] += delta
-        H[:, j] = (dev.value_and_grad(xa)[1] - g) / delta
+        h = delta * max(1.0, abs(float(x[j])))
+        xa[j] += h
+        H[:, j] = (grad(xa) - g) / h
     return (H + H.T) / 2
 
 

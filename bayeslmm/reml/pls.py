@@ -35,6 +35,30 @@ def template(theta: np.ndarray, k: int) -> np.ndarray:
     return T
 
 
+def varcorr_values(
+    design: Design, theta: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``as.data.frame(VarCorr())`` columns ``vcov`` and ``sdcor`` at (θ, σ).
+
+    Per term (Σ = σ²TTᵀ): the variances, then the covariances of the lower triangle
+    column-wise (the order of :func:`bayeslmm.names.parameters`); then σ².  ``sdcor``
+    holds the SDs, the correlations (0 where an SD is 0, as lme4's ``VarCorr``) and σ.
+    """
+    vcov, sdcor = [], []
+    for t, sl in zip(design.terms, design.theta_slices, strict=True):
+        T = template(theta[sl], t.nc)
+        S = sigma**2 * T @ T.T
+        sd = np.sqrt(np.diag(S))
+        rows, cols = lower_triangle(t.nc)
+        r, c = rows[rows != cols], cols[rows != cols]
+        denom = sd[r] * sd[c]
+        vcov += [np.diag(S), S[r, c]]
+        sdcor += [sd, np.divide(S[r, c], denom, out=np.zeros(len(r)), where=denom > 0)]
+    vcov.append(np.array([sigma**2]))
+    sdcor.append(np.array([sigma]))
+    return np.concatenate(vcov), np.concatenate(sdcor)
+
+
 def level_blocks(V: np.ndarray, term: ReTerm) -> np.ndarray:
     """The (ℓ, k, k) diagonal blocks of a term's (ℓk x ℓk) part of a matrix (level-major)."""
     return np.einsum("lcld->lcd", V.reshape(term.nl, term.nc, term.nl, term.nc))
@@ -87,14 +111,19 @@ class Deviance(ABC):
         # the residual degrees of freedom in the criterion
         self.dof = self.n - self.p if reml else self.n
 
+    def profiled_criterion(self, logdet: float, logdet_x: float, r2: float) -> float:
+        """The criterion (module doc) from log|L_θ|², log|R_X|² and r²."""
+        if self.reml:
+            logdet += logdet_x
+        return logdet + self.dof * (1.0 + LOG2PI + float(np.log(r2 / self.dof)))
+
     def profiled(self, logdet: float, R: np.ndarray) -> tuple[float, float]:
         """(criterion, r²) from log|L_θ|² and the lower Cholesky factor R of the [X y]
         Schur complement: R_X is its (p x p) block and r its last diagonal element."""
-        p, dof = self.p, self.dof
+        p = self.p
         r2 = float(R[p, p] ** 2)
-        if self.reml:
-            logdet += 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
-        return logdet + dof * (1.0 + LOG2PI + float(np.log(r2 / dof))), r2
+        logdet_x = 2.0 * float(np.log(np.diagonal(R)[:p]).sum())
+        return self.profiled_criterion(logdet, logdet_x, r2), r2
 
     @abstractmethod
     def __call__(self, theta: np.ndarray) -> float:
@@ -103,6 +132,10 @@ class Deviance(ABC):
     @abstractmethod
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient in θ (where ``has_gradient``)."""
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """The exact gradient alone (where ``has_gradient``)."""
+        return self.value_and_grad(theta)[1]
 
     @abstractmethod
     def solution(self, theta: np.ndarray) -> PLSSolution:

@@ -57,15 +57,20 @@ class Summarisable(Protocol):
     def optinfo(self) -> dict[str, Any]: ...
 
 
-def summary_text(fit: Summarisable) -> str:
-    """The lines of lme4's summary, joined."""
+def summary_text(
+    fit: Summarisable, tests: pd.DataFrame | None = None, method: str | None = None
+) -> str:
+    """The lines of lme4's summary, joined; with ``tests`` (a ``fixef_table``, computed
+    by ``method``) lmerTest's: the fixed effects get df and p-values."""
     design = fit.design
-    lines = [
-        "Linear mixed model fit by REML ['lmerMod']"
-        if fit.reml
-        else "Linear mixed model fit by maximum likelihood  ['lmerMod']",
-        "Formula: " + " \n".join(_r_formula(design.formula)),
-    ]
+    title = "REML" if fit.reml else "maximum likelihood "
+    if tests is None:
+        head = f"Linear mixed model fit by {title} ['lmerMod']"
+    else:
+        head = (
+            f"Linear mixed model fit by {title}. t-tests use {method}'s method ['lmerModLmerTest']"
+        )
+    lines = [head, "Formula: " + " \n".join(_r_formula(design.formula))]
     if fit.data_name:
         lines.append(f"   Data: {fit.data_name}")
     lines.append("")
@@ -89,7 +94,9 @@ def summary_text(fit: Summarisable) -> str:
     groups = "; ".join(f"{k}, {v}" for k, v in fit.ngroups.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     lines += design.missing_note
-    if design.p:
+    if design.p and tests is not None:
+        lines += ["", "Fixed effects:", *_coef_test_lines(tests)]
+    elif design.p:
         lines += ["", "Fixed effects:", *_coef_lines(fit.fixef, fit.fixef_se)]
     if design.p > 1:
         lines += ["", "Correlation of Fixed Effects:", *_corr_lines(fit.vcov)]
@@ -179,6 +186,74 @@ def _coef_lines(fixef: pd.Series, fixef_se: pd.Series) -> list[str]:
     return print_matrix(
         cells, ["Estimate", "Std. Error", "t value"], [str(n) for n in fixef.index], right=True
     )
+
+
+def _coef_test_lines(tests: pd.DataFrame) -> list[str]:
+    """R's ``printCoefmat`` of lmerTest's table (digits 4): estimate, SE and df formatted
+    together, the t value to 3 decimals, p by ``format.pval`` and significance stars."""
+    cs = tests[["estimate", "se", "df"]].to_numpy(dtype=float)
+    acs = np.abs(cs[np.isfinite(cs) & (cs != 0)])
+    digmin = 1 + np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([1, 1])
+    dec = int(max(1, *(_DIGITS - digmin)))
+    csf = np.array(r_format(np.round(cs, dec), _DIGITS)).reshape(cs.shape)
+    cells = [list(map(str, row)) for row in csf]
+    for i, j in zip(*np.nonzero(cs), strict=True):  # a value that rounds to 0 shows digits
+        if float(cells[i][j]) == 0:
+            cells[i][j] = r_format([cs[i, j]], _DIGITS - 1)[0]
+    tval = r_format(np.round(tests["t"].to_numpy(dtype=float), 3), _DIGITS)
+    pval = tests["p"].to_numpy(dtype=float)
+    pcol = _format_pval(pval, _DIGITS - 1)
+    stars = pval < 0.1
+    header = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
+    rows = [[*c, t, p] for c, t, p in zip(cells, tval, pcol, strict=True)]
+    if stars.any():
+        codes = np.array(["***", "**", "*", ".", " "])
+        marks = codes[np.searchsorted([0.001, 0.01, 0.05, 0.1], pval, side="left")]
+        width = max(len(m) for m in marks)
+        rows = [[*row, m.ljust(width)] for row, m in zip(rows, marks, strict=True)]
+        header.append("")
+    lines = print_matrix(rows, header, [str(n) for n in tests.index], right=True)
+    if stars.any():
+        lines += ["---", "Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1"]
+    return lines
+
+
+def _format_pval(pv: np.ndarray, digits: int) -> list[str]:
+    """R's ``format.pval(pv, digits)`` with eps = machine epsilon: p < eps prints as
+    ``< 2e-16``; the others in two groups (p >= 1e-3, and below) by R's ``format``."""
+    eps = float(np.finfo(float).eps)
+    small = pv < eps
+    out = [""] * len(pv)
+    rest = np.flatnonzero(~small)
+    fixp = np.array([v == 0 or np.floor(np.log10(v)) >= -3 for v in pv[rest]], dtype=bool)
+    for group in (rest[fixp], rest[~fixp]):
+        if len(group):
+            for i, text in zip(group, _r_format_auto(pv[group], digits), strict=True):
+                out[i] = text
+    if small.any():
+        width = max((len(out[i]) for i in rest), default=0)
+        sep = "" if not len(rest) or width <= 6 else " "  # R: digits - 2 = 1 here
+        for i in np.flatnonzero(small):
+            out[i] = f"<{sep}{_sci([eps], 1)[0]}"
+    return out
+
+
+def _sci(values: np.ndarray | list[float], digits: int) -> list[str]:
+    """R's scientific ``format``: a common number of mantissa digits (at most ``digits``
+    significant, trailing zeros dropped), a two-digit exponent at least."""
+    nsig = 1
+    for v in values:
+        mant = f"{abs(v):.{digits - 1}e}".split("e")[0].replace(".", "").rstrip("0")
+        nsig = max(nsig, len(mant))
+    return [f"{v:.{nsig - 1}e}" for v in values]
+
+
+def _r_format_auto(values: np.ndarray, digits: int) -> list[str]:
+    """R's ``format(x, digits)``: fixed notation unless it is wider than scientific."""
+    fixed, sci = r_format(values, digits), _sci(values, digits)
+    if max(len(s.strip()) for s in fixed) <= max(len(s) for s in sci):
+        return [s.strip() for s in fixed]
+    return sci
 
 
 def _corr_lines(vcov: pd.DataFrame) -> list[str]:
