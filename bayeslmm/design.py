@@ -14,6 +14,7 @@ import functools
 import itertools
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import names
-from .errors import DataError, DataWarning, FormulaError
+from .errors import BayesLMMError, DataError, DataWarning, FormulaError
 from .formula import parse_formula
 
 
@@ -355,12 +356,7 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
             )
         terms.append((bar.factor, tuple(levels), codes, tuple(cnames), Xi))
 
-    # lme4 (mkReTrms): sort by number of levels, decreasing, only when some later
-    # term has more levels; rev(order(nl)) puts tied terms in reverse formula order.
-    nl = [len(t[1]) for t in terms]
-    if any(b > a for a, b in itertools.pairwise(nl)):
-        order = sorted(range(len(terms)), key=lambda i: nl[i])[::-1]
-        terms = [terms[i] for i in order]
+    terms = [terms[i] for i in _term_order([len(t[1]) for t in terms])]
     seen: dict[str, int] = {}
     reterms = []
     for factor, term_levels, term_codes, term_cnames, Xi in terms:
@@ -380,6 +376,15 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         n_dropped=n_dropped,
         dropped_columns=tuple(aliased),
     )
+
+
+def _term_order(nl: list[int]) -> list[int]:
+    """lme4's order of the terms (mkReTrms) from their numbers of levels in formula order:
+    by number of levels, decreasing, only when some later term has more levels;
+    ``rev(order(nl))`` puts tied terms in reverse formula order."""
+    if any(b > a for a, b in itertools.pairwise(nl)):
+        return sorted(range(len(nl)), key=lambda i: nl[i])[::-1]
+    return list(range(len(nl)))
 
 
 _PLAIN_SUM = re.compile(r"\s*(?:[01]|_v\d+_)(?:\s*\+\s*(?:[01]|_v\d+_))*\s*")
@@ -631,3 +636,253 @@ def _grouping_factor(cols: _Columns, factors: tuple[str, ...]) -> tuple[list[str
         used, codes = np.unique(combined, return_inverse=True)
         labels = [f"{labels[u // len(lab2)]}:{lab2[u % len(lab2)]}" for u in used]
     return labels, codes.astype(np.intp)
+
+
+# --------------------------------------------------------------------------------------
+# New rows in a design's columns (prediction)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TermRows:
+    """A random-effect term of a design on new rows.
+
+    ``X`` the term's columns (m, k); ``labels`` each row's level of the term's grouping
+    factor (str); ``codes`` that level's index in ``term.levels``, -1 where the data have
+    no such level.
+    """
+
+    term: ReTerm
+    X: np.ndarray
+    labels: np.ndarray
+    codes: np.ndarray
+
+    @property
+    def seen(self) -> np.ndarray:
+        """Whether each row's level is one of the data's (bool, m)."""
+        return self.codes >= 0
+
+
+@dataclass(frozen=True, eq=False)
+class NewRows:
+    """Rows in the columns of a design: what every prediction evaluates.
+
+    ``X`` the fixed-effect model matrix (m, p) with the design's columns; ``terms`` one
+    :class:`TermRows` per term of the design (same order); ``index`` the rows' labels (the
+    index of ``newdata``, or 0..n-1 for the design's own rows).
+    """
+
+    X: np.ndarray
+    terms: tuple[TermRows, ...]
+    index: pd.Index
+
+    @property
+    def m(self) -> int:
+        """Number of rows."""
+        return self.X.shape[0]
+
+    def linear_predictor(
+        self, fixef: np.ndarray, ranef: Sequence[np.ndarray | None] | None = None
+    ) -> np.ndarray:
+        """``η = Xβ + Σ_t X_t · b_t[level]`` for S parameter sets at once: (S, m).
+
+        ``fixef`` (S, p); ``ranef`` per term (S, ℓ, k) in the term's level order, or None to
+        leave that term (or, for ``ranef=None``, every term) out.  A row whose level the
+        data lack gets b = 0 (the population line), as lme4's ``allow.new.levels``.
+        """
+        fixef = np.atleast_2d(fixef)
+        eta = np.zeros((fixef.shape[0], self.m))
+        for j in range(self.X.shape[1]):  # column by column: no (S, m, p) temporaries
+            eta += fixef[:, j : j + 1] * self.X[:, j]
+        for rows, b in zip(self.terms, ranef or [None] * len(self.terms), strict=True):
+            if b is None:
+                continue
+            b = np.asarray(b, dtype=float)
+            padded = np.concatenate([b, np.zeros_like(b[:, :1])], axis=1)  # level -1: b = 0
+            codes = np.where(rows.seen, rows.codes, b.shape[1])
+            for c in range(b.shape[2]):
+                eta += padded[:, codes, c] * rows.X[:, c]
+        return eta
+
+
+#: what ``predict``'s ``group_effects`` may say for a grouping factor
+GROUP_EFFECTS = ("observed", "new", "none")
+#: what ``predict``'s ``kind`` may be
+PREDICTION_KINDS = ("mean", "response")
+
+
+def group_effect_modes(design: Design, group_effects: str | Mapping[str, str]) -> dict[str, str]:
+    """``predict``'s ``group_effects`` as one of :data:`GROUP_EFFECTS` per grouping factor.
+
+    A string applies to every factor; a mapping names factors (the others: "observed").
+    """
+    if isinstance(group_effects, str):
+        given: Mapping[str, str] = dict.fromkeys(design.group_factors, group_effects)
+    elif isinstance(group_effects, Mapping):
+        unknown = [f for f in group_effects if f not in design.group_factors]
+        if unknown:
+            raise BayesLMMError(
+                f"group_effects names unknown grouping factors {unknown}; "
+                f"the model has {design.group_factors}"
+            )
+        given = {f: group_effects.get(f, "observed") for f in design.group_factors}
+    else:
+        given = {"": repr(group_effects)}
+    bad = [v for v in given.values() if v not in GROUP_EFFECTS]
+    if bad:
+        raise BayesLMMError(
+            "group_effects must be 'observed', 'new' or 'none' (or a dict of them by "
+            f"grouping factor), got {group_effects!r}"
+        )
+    return dict(given)
+
+
+def check_prediction_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`PREDICTION_KINDS`, else a BayesLMMError."""
+    if kind not in PREDICTION_KINDS:
+        raise BayesLMMError(f"kind must be 'mean' or 'response', got {kind!r}")
+    return kind
+
+
+def new_rows(design: Design, newdata: pd.DataFrame | None = None) -> NewRows:
+    """``newdata`` in ``design``'s columns (the design's own rows for None), checked as data.
+
+    Every column the formula's predictors and grouping factors use must be there (the
+    response need not be; other columns are ignored), without missing or infinite values,
+    numeric where the data's is numeric, and a factor of the fixed effects (or of a
+    random-effect term's columns) may not have levels the data lack: each is a
+    :class:`DataError` naming the column.  Levels of grouping factors may be new
+    (``TermRows.codes`` -1).  Data-dependent transforms keep the data's state
+    (``center(x)`` subtracts the data's mean, factor codings keep the data's levels).
+    """
+    if newdata is None:
+        return NewRows(
+            design.X,
+            tuple(
+                TermRows(t, t.X, np.asarray(t.levels, dtype=object)[t.codes], t.codes)
+                for t in design.terms
+            ),
+            pd.RangeIndex(design.nobs),
+        )
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
+    if len(newdata) == 0:
+        raise DataError("newdata has no rows")
+    parsed = parse_formula(design.formula)
+    frame = design.frame
+    alias = _Aliases([str(c) for c in frame.columns])
+    fixed = alias.encode(parsed.fixed)
+    bars = [(alias.encode(b.lhs), b) for b in parsed.bars]
+    model_cols = alias.required(fixed, "the fixed effects")
+    for lhs, bar in bars:
+        model_cols += alias.required(lhs, str(bar))
+    model_cols = list(dict.fromkeys(model_cols))
+    needed = list(dict.fromkeys(model_cols + [f for _, b in bars for f in b.factors]))
+    given = {str(c): c for c in newdata.columns}
+    missing = [c for c in needed if c not in given]
+    if missing:
+        raise DataError(
+            f"newdata lacks column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} used by the formula"
+        )
+    new = pd.DataFrame({c: newdata[given[c]].to_numpy() for c in needed}, index=newdata.index)
+    na = [c for c in needed if new[c].isna().any()]
+    if na:
+        rows = new.index[new[na].isna().any(axis=1).to_numpy()]
+        shown = ", ".join(repr(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise DataError(
+            f"newdata has missing values in {', '.join(repr(c) for c in na)} "
+            f"(row{'s' if len(rows) > 1 else ''} {shown}): predictions need complete rows"
+        )
+    train = _Columns(frame, needed, alias)
+    cols = _Columns(new, needed, alias)
+    for c in model_cols:
+        if train.numeric(c) is not None and cols.numeric(c) is None:
+            uses = [f for f in design.fixef_names if c in f] or [c]
+            raise DataError(
+                f"newdata's column {c!r} is not numeric (dtype {new[c].dtype}) as the data's "
+                f"is, so newdata does not give the fixed-effect columns {uses}"
+            )
+    work = _work_like(train, cols, model_cols, alias)
+    X = _new_matrix(fixed, train, cols, work, alias, "the fixed effects", design.fixef_names)
+    order = _term_order([design.ngroups[b.factor] for _, b in bars])
+    terms = []
+    for (lhs, bar), t in zip([bars[i] for i in order], design.terms, strict=True):
+        Xt = _new_matrix(lhs, train, cols, work, alias, str(bar), t.cnames)
+        labels = _row_labels(cols.values[bar.factors[0]])
+        for name in bar.factors[1:]:
+            pairs = zip(labels, _row_labels(cols.values[name]), strict=True)
+            labels = np.asarray([f"{a}:{b}" for a, b in pairs], dtype=object)
+        codes = pd.Index(t.levels).get_indexer(pd.Index(labels)).astype(np.intp)
+        terms.append(TermRows(t, Xt, labels, codes))
+    return NewRows(X, tuple(terms), newdata.index)
+
+
+def _row_labels(values: np.ndarray | pd.api.extensions.ExtensionArray) -> np.ndarray:
+    """Each row's level label, as :func:`_factor_levels` names the levels (str)."""
+    labels, codes = _factor_levels(values)
+    return np.asarray(labels, dtype=object)[codes]
+
+
+def _work_like(train: _Columns, new: _Columns, columns: list[str], alias: _Aliases) -> pd.DataFrame:
+    """New rows' alias-coded model columns, factors with the data's levels (a level the
+    data lack is a DataError)."""
+    out: dict[str, pd.Series | pd.Categorical] = {}
+    for c in columns:
+        code = alias.code[c]
+        known = train.work[code]
+        if not isinstance(known.dtype, pd.CategoricalDtype):
+            out[code] = _as_model_column(pd.Series(new.values[c]))
+            continue
+        categories = known.cat.categories
+        labels = _row_labels(new.values[c])
+        where = pd.Index([str(x) for x in categories]).get_indexer(pd.Index(labels))
+        if (where < 0).any():
+            unseen = list(dict.fromkeys(labels[where < 0]))
+            shown = ", ".join(repr(u) for u in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+            raise DataError(
+                f"newdata's column {c!r} has level{'s' if len(unseen) > 1 else ''} {shown} "
+                "that the data do not have: the model has no coefficient for "
+                f"{'them' if len(unseen) > 1 else 'it'} (levels: "
+                f"{', '.join(repr(str(x)) for x in categories)})"
+            )
+        out[code] = pd.Categorical.from_codes(where, categories=categories)
+    return pd.DataFrame(out, index=pd.RangeIndex(new.n))
+
+
+def _new_matrix(
+    expr: str,
+    train: _Columns,
+    new: _Columns,
+    work: pd.DataFrame,
+    alias: _Aliases,
+    where: str,
+    wanted: Sequence[str],
+) -> np.ndarray:
+    """The columns ``wanted`` of ``expr``'s model matrix on new rows, with the data's
+    transforms (formulaic's model spec of the data, applied to the new rows)."""
+    simple = _additive_numeric(expr, new, alias)
+    if simple is None or _additive_numeric(expr, train, alias) is None:
+        import formulaic
+        from formulaic.errors import FormulaicWarning
+
+        spec = formulaic.model_matrix(expr, train.work, context=_CONTEXT, na_action="ignore")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FormulaicWarning)
+            try:
+                mm = spec.model_spec.get_model_matrix(work, context=_CONTEXT)
+            except Exception as exc:
+                msg = alias.decode(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise DataError(f"cannot build {where} from newdata: {msg}") from None
+        X = np.asarray(mm, dtype=float).reshape(len(work), -1)
+        columns = [_r_name(c, alias) for c in mm.columns]
+    else:
+        X, columns = simple
+    absent = [c for c in wanted if c not in columns]
+    if absent:
+        raise DataError(f"newdata does not give the {where} columns {absent}")
+    X = X[:, [columns.index(c) for c in wanted]]
+    if not np.isfinite(X).all():
+        col = wanted[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
+        raise DataError(f"column '{col}' of {where} has non-finite values in newdata")
+    return X

@@ -274,59 +274,59 @@ class LmerFit:
 
     # -- prediction ------------------------------------------------------------------
     def predict(
-        self, newdata: pd.DataFrame | None = None, random_effects: bool = True
-    ) -> np.ndarray:
-        """Xβ̂ (+ Zb̂ with ``random_effects``); unseen levels get b = 0 (allow.new.levels).
+        self,
+        newdata: pd.DataFrame | None = None,
+        group_effects: str | bool | dict[str, str] = "observed",
+        kind: str = "mean",
+        seed: int | None = None,
+        summary: bool = False,
+        *,
+        ci_prob: float | None = None,
+        ci_kind: str | None = None,
+        random_effects: bool | None = None,
+    ) -> np.ndarray | pd.DataFrame:
+        """Predictions for the data's rows or those of ``newdata`` (checked as data).
 
-        Rows of ``newdata`` with missing values get NaN.
+        ``group_effects``: "observed" x β̂ + z b̂ (conditional modes; a level the data lack
+        gets b = 0, lme4's ``allow.new.levels``), "none" x β̂ (lme4's ``re.form = NA``),
+        "new" x β̂ with a new group's variance z Σ̂ zᵀ in ``sd``; a dict sets it per
+        grouping factor (others "observed").  ``kind="response"`` adds σ̂² to the variance.
+        ``summary=False`` (default, lme4's ``predict``): the point predictions, ndarray (m).
+        ``summary=True``: a DataFrame indexed like ``newdata`` with ``mean``, ``sd`` and
+        the normal interval of probability ``ci_prob`` (default 0.89, as a Posterior's),
+        conditional on θ̂ and σ̂ (:mod:`bayeslmm.reml.explore`).  ``seed`` is there for the
+        Posterior's signature (nothing here is random).  ``random_effects`` (True/False)
+        is the older spelling of "observed"/"none".
         """
-        design = self.design
-        beta = self._beta
-        if newdata is None:
-            return self.fitted.copy() if random_effects else design.X @ beta
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-        frame = design.frame
-        missing = [c for c in frame.columns if c not in newdata.columns and c != design.response]
-        if missing:
-            raise DataError(
-                f"newdata lacks column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(c) for c in missing)} used by the formula"
-            )
-        new = pd.DataFrame(index=range(len(newdata)))
-        for c in frame.columns:
-            if c in newdata.columns:
-                new[c] = newdata[c].to_numpy()
-            else:
-                new[c] = 0.0  # the response is not needed for prediction
-        complete = ~new.isna().any(axis=1).to_numpy()
-        new = new.loc[complete]
-        out = np.full(len(newdata), np.nan)
-        if not len(new):
-            return out
-        both = pd.concat([frame, new], ignore_index=True)
-        for c in frame.columns:
-            if isinstance(frame[c].dtype, pd.CategoricalDtype) or isinstance(
-                new[c].dtype, pd.CategoricalDtype
-            ):
-                both[c] = both[c].astype(str)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            full = build_design(design.formula, both)
-        rows = slice(design.nobs, design.nobs + len(new))
-        cols = list(full.fixef_names)
-        absent = [c for c in design.fixef_names if c not in cols]
-        if absent:
-            raise DataError(f"newdata does not give the fixed-effect columns {absent}")
-        X = full.X[rows][:, [cols.index(c) for c in design.fixef_names]]
-        eta = X @ beta
-        if random_effects:
-            for t in full.terms:
-                table = self.ranef[t.factor]
-                vals = table.reindex(list(t.levels))[list(t.cnames)].fillna(0.0).to_numpy()
-                eta = eta + np.einsum("nk,nk->n", t.X[rows], vals[t.codes[rows]])
-        out[complete] = eta
-        return out
+        from .explore import predict_fit
+
+        if random_effects is not None or isinstance(group_effects, bool | np.bool_):
+            flag = group_effects if random_effects is None else random_effects
+            group_effects = "observed" if flag else "none"
+        return predict_fit(
+            self.design,
+            newdata,
+            beta=self._beta,
+            b=self.b,
+            theta=self._theta,
+            sigma=self.sigma,
+            vcov=self._vcov,
+            group_effects=group_effects,
+            kind=kind,
+            summary=summary,
+            ci_prob=ci_prob,
+            ci_kind=ci_kind,
+        )
+
+    def r2(self) -> pd.Series:
+        """Nakagawa–Johnson–Schielzeth R², ``marginal`` (fixed effects) and
+        ``conditional`` (fixed and random), as ``performance::r2_nakagawa``:
+        σ²_f = var(Xβ̂), σ²_r = Σ_t mean_i z_t,i Σ̂_t z_t,iᵀ (random slopes over the observed
+        design, Johnson 2014), R²_m = σ²_f / (σ²_f + σ²_r + σ̂²), R²_c = (σ²_f + σ²_r) / (…).
+        """
+        from .explore import nakagawa_r2
+
+        return nakagawa_r2(self.design, self._beta, self._theta, self.sigma)
 
     # -- inference -------------------------------------------------------------------
     def confint(
