@@ -17,6 +17,7 @@ from .errors import (
     DataError,
     DataWarning,
     FormulaError,
+    LOOWarning,
     ParameterError,
     ParameterizationWarning,
     PriorError,
@@ -25,11 +26,13 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .bayes.explore import compare_models
     from .bayes.posterior import Posterior, load_posterior
     from .bayes.priors import Prior
     from .compare import ComparisonError, compare, shrinkage
     from .datasets import list_datasets, load_dataset
     from .design import Design, ReTerm
+    from .explore_plots import plot_posterior, plot_ppc, plot_predictions, plot_trace
     from .model import Model, lmer
     from .plots import plot_compare, plot_group_fits, plot_shrinkage
     from .reml.anova import anova
@@ -51,6 +54,7 @@ _LAZY = {
     "ReTerm": "design",
     "anova": "reml.anova",
     "compare": "compare",
+    "compare_models": "bayes.explore",
     "list_datasets": "datasets",
     "lmer": "model",
     "load_dataset": "datasets",
@@ -58,7 +62,11 @@ _LAZY = {
     "load_posterior": "bayes.posterior",
     "plot_compare": "plots",
     "plot_group_fits": "plots",
+    "plot_posterior": "explore_plots",
+    "plot_ppc": "explore_plots",
+    "plot_predictions": "explore_plots",
     "plot_shrinkage": "plots",
+    "plot_trace": "explore_plots",
     "shrinkage": "compare",
 }
 
@@ -71,6 +79,7 @@ __all__ = [
     "Design",
     "FormulaError",
     "InferenceError",
+    "LOOWarning",
     "LmerFit",
     "MLRefitWarning",
     "Model",
@@ -84,6 +93,7 @@ __all__ = [
     "SingularFitWarning",
     "anova",
     "compare",
+    "compare_models",
     "list_datasets",
     "lmer",
     "load_dataset",
@@ -91,7 +101,11 @@ __all__ = [
     "load_posterior",
     "plot_compare",
     "plot_group_fits",
+    "plot_posterior",
+    "plot_ppc",
+    "plot_predictions",
     "plot_shrinkage",
+    "plot_trace",
     "shrinkage",
 ]
 

@@ -42,3 +42,7 @@ class ParameterizationWarning(UserWarning):
 
 class DataWarning(UserWarning):
     """Rows were dropped or columns aliased while building the design."""
+
+
+class LOOWarning(UserWarning):
+    """PSIS-LOO is unreliable for some observations or groups (Pareto k above 0.7)."""

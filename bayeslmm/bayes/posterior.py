@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -456,6 +456,55 @@ class Posterior:
         """Write the DataTree (netCDF; zarr when ``path`` ends in ``.zarr``)."""
         ci = {io.CI_PROB: self.ci_prob, io.CI_KIND: self.ci_kind}
         return io.write(self.idata, Path(path), ci)
+
+    # -- exploration (bayeslmm.bayes.explore) -------------------------------------------
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        group_effects: str | dict[str, str] = "observed",
+        kind: str = "mean",
+        seed: int | None = None,
+        summary: bool = True,
+    ) -> pd.DataFrame | xr.DataArray:
+        """Predictions per draw, η_s = x β_s + z b_s, on ``newdata``'s rows (the data's when
+        None), checked as data: ``group_effects`` "observed" (each level's own b_s; a new
+        level: b = 0), "new" (b ~ N(0, Σ_s) per level and draw: brms's
+        ``sample_new_levels = "gaussian"``) or "none" (b = 0), or a dict by factor;
+        ``kind="response"`` adds ε ~ N(0, σ_s²).  ``summary``: ``mean``, ``sd`` and the
+        interval per row; else the draws (chain, draw, obs).  See
+        :func:`bayeslmm.bayes.explore.predict`."""
+        from .explore import predict
+
+        return predict(self, newdata, group_effects, kind, seed, summary)
+
+    def loo(self, by: str = "observation", factor: str | None = None) -> Any:
+        """PSIS-LOO (ArviZ's ELPDData): ``by="observation"`` (log N(y_i | η_i,s, σ_s²),
+        conditional on b) or ``by="group"`` (leave one level of ``factor`` out: its
+        marginal likelihood, its effects integrated out exactly); warns
+        (:class:`~bayeslmm.LOOWarning`) where Pareto k > 0.7.  See
+        :func:`bayeslmm.bayes.explore.loo`."""
+        from .explore import loo
+
+        return loo(self, by, factor)
+
+    def hypothesis(
+        self, hypotheses: str | list[str], *, prior_draws: int = 4000, seed: int | None = None
+    ) -> pd.DataFrame:
+        """brms's ``hypothesis()``: ``"fixef[Days] > 5"`` (posterior probability and
+        evidence ratio p/(1−p)), ``"fixef[Days] - 10 = 0"`` (the interval of lhs − rhs and
+        the Savage–Dickey ratio against the prior); labels as ``compare()``'s.  See
+        :func:`bayeslmm.bayes.explore.hypothesis`."""
+        from .explore import hypothesis
+
+        return hypothesis(self, hypotheses, prior_draws=prior_draws, seed=seed)
+
+    def r2(self, summary: bool = True) -> pd.DataFrame | xr.DataArray:
+        """Bayesian R² (Gelman et al. 2019) per draw, V(ŷ)/(V(ŷ) + V(y − ŷ)):
+        ``marginal`` (ŷ = Xβ) and ``conditional`` (ŷ = Xβ + Zb).  See
+        :func:`bayeslmm.bayes.explore.bayes_r2`."""
+        from .explore import bayes_r2
+
+        return bayes_r2(self, summary)
 
 
 def _table(da: xr.DataArray) -> pd.DataFrame:
