@@ -86,15 +86,19 @@ def explain(
     """
     values, source = None, "symbols"
     used: Mapping[str, Prior] = {}
+    marginal = False
     if fit is not None:
         params, kind = parameters_of(design, fit, role="fit")
         values, source = params.mean(), _SOURCES[kind]
         if kind == "posterior":
             used, source = fit.priors, source + " and the priors used"
+            marginal = set(fit.parameterization.values()) == {"marginal"}
     if priors is not None and not used:
         used, source = priors, source + " and the model's priors"
     texts = {name: str(prior) for name, prior in used.items()}
-    return Explanation(design.formula, source, tuple(_Story(design, values, texts).steps()))
+    story = _Story(design, values, texts)
+    steps = story.steps() + ([story.marginal()] if marginal else [])
+    return Explanation(design.formula, source, tuple(steps))
 
 
 def _num(x: float) -> str:
@@ -137,6 +141,36 @@ class _Story:
         for i, term in enumerate(self.design.terms):
             out += self._term(i, term)
         return [*out, self._predictor(), self._response()]
+
+    def marginal(self) -> Step:
+        """How the marginalised sampler computed the posterior from this story."""
+        effects = ", ".join(
+            f"{', '.join(self.effect[(i, c)][0] for c in range(t.nc))} ({t.factor})"
+            for i, t in enumerate(self.design.terms)
+        )
+        symbols = [
+            (t.factor, ", ".join(f"${self.effect[(i, c)][1]}$" for c in range(t.nc)))
+            for i, t in enumerate(self.design.terms)
+        ]
+        effects_tex = ", ".join(f"{tex} (`{factor}`)" for factor, tex in symbols)
+        y = self.design.response
+        text = (
+            f"the group effects {effects} were integrated out for sampling: NUTS drew the "
+            f"fixed coefficients, SDs, correlations and sigma from {y} ~ MvNormal(X b, "
+            "sigma^2 I + Z Sigma Z^T); afterwards each draw got the group effects from their "
+            "exact conditional given those parameters and the data, a Gaussian whose mean is "
+            "lme4's conditional mode and whose covariance is lme4's condVar when the "
+            "parameters are fixed at lme4's estimates"
+        )
+        latex = (
+            f"the group effects {effects_tex} were integrated out for sampling: NUTS drew "
+            rf"the other parameters from ${_tex_name(y)} \sim \mathrm{{MvNormal}}(X\beta, "
+            r"\sigma^2 I + Z\Sigma Z^\top)$; afterwards each draw got the group effects "
+            "from their exact (Gaussian) conditional given those parameters and the data: "
+            "lme4's conditional modes and condVar when the parameters are fixed at lme4's "
+            "estimates"
+        )
+        return Step("How the posterior was computed", text, latex)
 
     # -- steps ----------------------------------------------------------------------------
     def _fixed(self) -> Step:

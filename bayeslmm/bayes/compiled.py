@@ -43,7 +43,6 @@ HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY, EXPONENTIAL = 10, 11, 12, 13
 GAMMA, INVERSE_GAMMA, LOG_NORMAL, WEIBULL = 14, 15, 16, 17
 
 
-
 class KernelData(NamedTuple):
     """Sufficient statistics and parameter layout of one model (see the module docstring).
 
@@ -93,7 +92,7 @@ class KernelData(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _chol(A, L):
     """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD."""
     k = A.shape[0]
@@ -115,7 +114,7 @@ def _chol(A, L):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _fsolve(L, b):
     """L x = b in place (L lower triangular)."""
     for i in range(L.shape[0]):
@@ -125,7 +124,7 @@ def _fsolve(L, b):
         b[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _bsolve(L, b):
     """Lᵀ x = b in place (L lower triangular)."""
     k = L.shape[0]
@@ -136,7 +135,7 @@ def _bsolve(L, b):
         b[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _chol_inverse(L, out):
     """(LLᵀ)⁻¹ into out: W = L⁻¹ (lower triangle of out), then WᵀW."""
     k = L.shape[0]
@@ -165,7 +164,7 @@ def _chol_inverse(L, out):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _prior(kind, par, const, x):
     """(log density, d/dx) of one prior at x on its own scale."""
     a, b = par[0], par[1]
@@ -212,7 +211,7 @@ def _prior(kind, par, const, x):
     return -math.inf, 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _templates(theta, d, T, Lc, nrm):
     """T[t] = diag(sd_t) L_t, Lc[t] = L_t (rows ṽ/‖ṽ‖, ṽ = (x, 1)), nrm = the norms ‖ṽ‖."""
     kmax = d.kmax
@@ -257,7 +256,7 @@ class Factor(NamedTuple):
     logdet: float
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _scale_block2(d, Tr, B, rows):
     """B ← Λ̃₂ᵀB (``rows``) or BΛ̃₂, in place, for B (q2, q2)."""
     q2 = d.q2
@@ -278,7 +277,7 @@ def _scale_block2(d, Tr, B, rows):
                     B[c, o + a] = tmp[a]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _factor(theta, d, T):
     """Factorise M = I + Λ̃ᵀZᵀZΛ̃ by blocks at θ (T: the absolute templates)."""
     nterms, kmax = d.term_k.shape[0], d.kmax
@@ -371,7 +370,7 @@ def _factor(theta, d, T):
     return Factor(sigma, Tr, Lam1, L11, AL, M12, E, L22, ok, logdet)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ztr(d, delta):
     """Zᵀr = Zᵀe − ZᵀX(β − β_ols) by blocks."""
     z1 = np.empty((d.l1, d.k1))
@@ -390,7 +389,7 @@ def _ztr(d, delta):
     return z1, z2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lam(d, F, v1, v2, transpose):
     """Λ̃v (or Λ̃ᵀv with ``transpose``) by blocks."""
     k1 = d.k1
@@ -421,7 +420,7 @@ def _lam(d, F, v1, v2, transpose):
     return out1, out2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve(d, F, c1, c2):
     """v = M⁻¹c by blocks (c1: (l1, k1), c2: (q2,))."""
     l1, k1 = d.l1, d.k1
@@ -461,21 +460,16 @@ def _solve(d, F, c1, c2):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
-def logp_grad(theta, d, grad):
-    """Log posterior density of the unconstrained θ (priors, Jacobians, marginal
-    likelihood, every normalising constant included); its gradient goes into ``grad``."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loglik_blocked(theta, d, T, grad):
+    """The marginal log-likelihood by blocks (any design): (ℓ, pwrss, G1, G2) with
+    ∂ℓ/∂β written into ``grad[:p]`` and G the template-restricted ∂ℓ/∂Λ̃ (block 1 as one
+    k₁ x k₁ matrix, block-2 terms in G2)."""
     nterms, kmax = d.term_k.shape[0], d.kmax
     p, l1, k1, q2 = d.p, d.l1, d.k1, d.q2
-    for i in range(d.dim):
-        grad[i] = 0.0
-    T = np.empty((nterms, kmax, kmax))
-    Lc = np.empty((nterms, kmax, kmax))
-    nrm = np.empty((nterms, kmax))
-    _templates(theta, d, T, Lc, nrm)
     F = _factor(theta, d, T)
     if not F.ok:
-        return -math.inf
+        return -math.inf, 0.0, np.zeros((k1, k1)), np.zeros((nterms, kmax, kmax))
     sigma = F.sigma
     s2 = sigma * sigma
     delta = np.empty(p)
@@ -607,6 +601,120 @@ def logp_grad(theta, d, grad):
                     for m in range(q2):
                         s += B[o + a, m] * P22[m, o + b]
                     G2[t, a, b] += w2[o + a] * v2[o + b] / s2 - s
+    return lp, pwrss, G1, G2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loglik_one_factor(theta, d, T, grad):
+    """:func:`_loglik_blocked` for one grouping factor with k₁ <= 2 columns (block 2 empty):
+    one pass over the levels with the 1 x 1 or 2 x 2 algebra in closed form (M_l, its
+    determinant and inverse, the solve and the gradient terms stay in registers)."""
+    p, k1 = d.p, d.k1
+    sigma = math.exp(theta[d.dim - 1])
+    s2 = sigma * sigma
+    # Λ̃₁ = [[l00, 0], [l10, l11]]: one term (k = 1 or 2) or two scalar terms (l10 = 0)
+    l00 = l10 = l11 = 0.0
+    for t in range(d.term_k.shape[0]):
+        o = d.term_off1[t]
+        for i in range(d.term_k[t]):
+            for j in range(i + 1):
+                if o + i == 0 and o + j == 0:
+                    l00 = T[t, i, j] / sigma
+                elif o + i == 1 and o + j == 0:
+                    l10 = T[t, i, j] / sigma
+                elif o + i == 1 and o + j == 1:
+                    l11 = T[t, i, j] / sigma
+    delta = np.empty(p)
+    for j in range(p):
+        delta[j] = theta[j] - d.beta_ols[j]
+    gb = np.empty(p)
+    rtr = d.ete
+    for j in range(p):
+        s = 0.0
+        for m in range(p):
+            s += d.XtX[j, m] * delta[m]
+        gb[j] = d.Xte[j] - s
+        rtr += delta[j] * (s - 2.0 * d.Xte[j])
+    logdet = 0.0
+    cv = 0.0
+    g00 = g10 = g11 = g01 = 0.0
+    for lv in range(d.l1):
+        z0 = d.Zte1[lv, 0]
+        for j in range(p):
+            z0 -= d.ZtX1[lv, 0, j] * delta[j]
+        if k1 == 1:
+            a = d.A11[lv, 0, 0]
+            al = a * l00  # A Λ̃
+            m = 1.0 + l00 * al
+            logdet += math.log(m)
+            c = l00 * z0
+            v = c / m
+            cv += c * v
+            b = l00 * v
+            for j in range(p):
+                gb[j] -= d.ZtX1[lv, 0, j] * b
+            g00 += (z0 - al * v) * v / s2 - al / m
+            continue
+        z1 = d.Zte1[lv, 1]
+        for j in range(p):
+            z1 -= d.ZtX1[lv, 1, j] * delta[j]
+        a00, a01, a11 = d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1]
+        al00 = a00 * l00 + a01 * l10  # AL = A Λ̃
+        al01 = a01 * l11
+        al10 = a01 * l00 + a11 * l10
+        al11 = a11 * l11
+        m00 = 1.0 + l00 * al00 + l10 * al10  # M = I + Λ̃ᵀ A Λ̃
+        m01 = l00 * al01 + l10 * al11
+        m11 = 1.0 + l11 * al11
+        det = m00 * m11 - m01 * m01
+        logdet += math.log(det)
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det  # M⁻¹
+        c0 = l00 * z0 + l10 * z1  # c = Λ̃ᵀz
+        c1 = l11 * z1
+        v0 = i00 * c0 + i01 * c1
+        v1 = i01 * c0 + i11 * c1
+        cv += c0 * v0 + c1 * v1
+        b0 = l00 * v0  # b = Λ̃v
+        b1 = l10 * v0 + l11 * v1
+        for j in range(p):
+            gb[j] -= d.ZtX1[lv, 0, j] * b0 + d.ZtX1[lv, 1, j] * b1
+        w0 = z0 - (al00 * v0 + al01 * v1)  # w = z − AΛ̃v
+        w1 = z1 - (al10 * v0 + al11 * v1)
+        g00 += w0 * v0 / s2 - (al00 * i00 + al01 * i01)  # G = w vᵀ/σ² − AΛ̃M⁻¹
+        g01 += w0 * v1 / s2 - (al00 * i01 + al01 * i11)
+        g10 += w1 * v0 / s2 - (al10 * i00 + al11 * i01)
+        g11 += w1 * v1 / s2 - (al10 * i01 + al11 * i11)
+    for j in range(p):
+        grad[j] = gb[j] / s2
+    pwrss = rtr - cv
+    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.dim - 1]) + logdet + pwrss / s2)
+    G1 = np.empty((k1, k1))
+    G1[0, 0] = g00
+    if k1 == 2:
+        G1[0, 1], G1[1, 0], G1[1, 1] = g01, g10, g11
+    return lp, pwrss, G1, np.zeros((d.term_k.shape[0], d.kmax, d.kmax))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def logp_grad(theta, d, grad):
+    """Log posterior density of the unconstrained θ (priors, Jacobians, marginal
+    likelihood, every normalising constant included); its gradient goes into ``grad``."""
+    nterms, kmax = d.term_k.shape[0], d.kmax
+    p = d.p
+    for i in range(d.dim):
+        grad[i] = 0.0
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    _templates(theta, d, T, Lc, nrm)
+    if d.q2 == 0 and d.k1 <= 2:
+        lp, pwrss, G1, G2 = _loglik_one_factor(theta, d, T, grad)
+    else:
+        lp, pwrss, G1, G2 = _loglik_blocked(theta, d, T, grad)
+    if lp == -math.inf:
+        return lp
+    sigma = math.exp(theta[d.dim - 1])
+    s2 = sigma * sigma
 
     # ∂ℓ/∂T = G/σ and ∂ℓ/∂σ; then sd = exp(x), L = rows ṽ/‖ṽ‖, priors and Jacobians
     gsig = -d.n / sigma + pwrss / (s2 * sigma)
@@ -621,7 +729,7 @@ def logp_grad(theta, d, grad):
                 else:
                     g = G2[t, a, b]
                 GT[t, a, b] = g / sigma
-                gsig -= g * F.Tr[t, a, b] / sigma
+                gsig -= g * T[t, a, b] / s2
     for j in range(p):
         v, g = _prior(d.prior_kind[j], d.prior_par[j], d.prior_const[j], theta[j])
         lp += v
@@ -660,7 +768,7 @@ def logp_grad(theta, d, grad):
     return lp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def draw_b(thetas, d, seed, b1, b2):
     """For each row of ``thetas``, one exact draw of b | β, Σ, σ, y:
     b = Λ̃(v + σL⁻ᵀε), ε ~ N(0, I), into b1 (N, l1, k1) and b2 (N, q2).  Its mean Λ̃v is
@@ -731,7 +839,7 @@ class GaussianTarget(NamedTuple):
     precision: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def gaussian_logp_grad(theta, d, grad):
     n = theta.shape[0]
     lp = 0.0
@@ -749,7 +857,7 @@ def logp_fn(theta, data, grad):
     raise NotImplementedError  # compiled through the overload below
 
 
-@overload(logp_fn, jit_options={"nogil": True})
+@overload(logp_fn, jit_options={"nogil": True, "error_model": "numpy"})
 def _logp_fn(theta, data, grad):
     cls = getattr(data, "instance_class", None)
     if cls is KernelData:
@@ -780,13 +888,13 @@ NV = 24
 NS = 8
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _copy(dst, src):
     for i in range(src.shape[0]):
         dst[i] = src[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _matvec(A, x, out):
     n = x.shape[0]
     for i in range(n):
@@ -796,7 +904,7 @@ def _matvec(A, x, out):
         out[i] = s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _kinetic(Minv, p):
     """½ pᵀM⁻¹p."""
     n = p.shape[0]
@@ -809,7 +917,7 @@ def _kinetic(Minv, p):
     return 0.5 * s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _crit(ps_minus, ps_plus, rho):
     """The generalised no-U-turn criterion: p♯₋·ρ > 0 and p♯₊·ρ > 0."""
     a = 0.0
@@ -820,7 +928,7 @@ def _crit(ps_minus, ps_plus, rho):
     return a > 0.0 and b > 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _log_add_exp(a, b):
     if a == -math.inf:
         return b
@@ -830,7 +938,7 @@ def _log_add_exp(a, b):
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _sample_p(Lchol, p):
     """p ~ N(0, M) for M⁻¹ = LLᵀ: solve Lᵀp = z."""
     for i in range(p.shape[0]):
@@ -838,7 +946,7 @@ def _sample_p(Lchol, p):
     _bsolve(Lchol, p)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _step(q, p, grad, eps, Minv, first):
     """Half a leapfrog step around the gradient evaluation: p += ε/2·∇ (then, when
     ``first``, q += ε M⁻¹p)."""
@@ -853,7 +961,7 @@ def _step(q, p, grad, eps, Minv, first):
             q[i] += eps * s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _update_metric(Minv, Lchol, w_m2, nw, dense, scale2):
     """The window's covariance, shrunk as Stan shrinks it towards 10⁻³·I, but towards
     10⁻³·diag(scale2) (the parameters' own scales, so the adaptation does not depend on
@@ -868,7 +976,7 @@ def _update_metric(Minv, Lchol, w_m2, nw, dense, scale2):
     _chol(Minv, Lchol)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def run_chunk(data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, start, stop,
               tune, seed, target_accept, max_depth, dense, draws, stats):  # fmt: skip
     """Iterations ``start`` .. ``stop`` of one chain: warm-up first, then draws.

@@ -27,7 +27,7 @@ from ..design import Design, lower_triangle
 from ..errors import BayesLMMError, ConvergenceWarning
 from . import io
 from .priors import Prior
-from .summary import ess_bulk, ess_tail, rhat, summarize
+from .summary import diagnose, summarize
 
 #: thresholds of the post-sampling checks
 RHAT_MAX = 1.01
@@ -337,6 +337,7 @@ class Posterior:
         draws = [self._parameter_draws] + [self.ranef_draws(f) for f in self.design.group_factors]
         chains, length = self._parameter_draws.shape[:2]
         values = np.concatenate([d.to_numpy().reshape(chains, length, -1) for d in draws], axis=2)
+        rhat, ess_bulk, ess_tail = diagnose(values)
 
         def extreme(values: np.ndarray, fn: Literal["max", "min"]) -> float:
             values = values[np.isfinite(values)]
@@ -344,9 +345,9 @@ class Posterior:
 
         return Diagnostics(
             divergences=int(stats["diverging"].sum()),
-            max_r_hat=extreme(rhat(values), "max"),
-            min_ess_bulk=extreme(ess_bulk(values), "min"),
-            min_ess_tail=extreme(ess_tail(values), "min"),
+            max_r_hat=extreme(rhat, "max"),
+            min_ess_bulk=extreme(ess_bulk, "min"),
+            min_ess_tail=extreme(ess_tail, "min"),
             chains=int(self._draws.sizes["chain"]),
             draws=int(self._draws.sizes["draw"]),
             sampling_time=float(stats.attrs.get("sampling_time", np.nan)),

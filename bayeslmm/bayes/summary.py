@@ -17,12 +17,13 @@ numpy (ArviZ loops over them in Python, and importing it costs 2 s):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import fft, special, stats
+from scipy import fft, special
 
 from .. import names
 
@@ -52,6 +53,7 @@ def summarize(
     values = da.to_numpy().reshape(da.shape[0], da.shape[1], -1)
     flat = values.reshape(-1, values.shape[2])
     columns: dict[str, np.ndarray] = {}
+    diagnosed: dict[str, np.ndarray] | None = None
     for stat in stats:
         if stat == "mean":
             columns["mean"] = flat.mean(axis=0)
@@ -62,12 +64,12 @@ def summarize(
         elif stat == "ci":
             lb, ub = names.ci_columns(kind, prob)
             columns[lb], columns[ub] = interval(flat, kind, prob)
-        elif stat == "r_hat":
-            columns["r_hat"] = rhat(values)
-        elif stat == "ess_bulk":
-            columns["ess_bulk"] = ess_bulk(values)
         else:
-            columns["ess_tail"] = ess_tail(values)
+            if diagnosed is None:
+                diagnosed = dict(
+                    zip(("r_hat", "ess_bulk", "ess_tail"), diagnose(values), strict=True)
+                )
+            columns[stat] = diagnosed[stat]
     return pd.DataFrame(columns, index=index)
 
 
@@ -88,58 +90,122 @@ def interval(flat: np.ndarray, kind: str, prob: float) -> tuple[np.ndarray, np.n
     return s[best, cols], s[best + inc, cols]
 
 
-def _split(values: np.ndarray) -> np.ndarray:
-    """(chains, draws, P) -> (2·chains, ⌊draws/2⌋, P): first and last halves of each chain."""
-    half = values.shape[1] // 2
-    return np.concatenate([values[:, :half], values[:, values.shape[1] - half :]], axis=0)
+#: parameters per block in the diagnostics (bounds their working memory)
+_BLOCK = 512
+#: statistics per parameter of :func:`diagnose`
+_NSTAT = 3
 
 
-def _z_scale(values: np.ndarray) -> np.ndarray:
-    """Rank-normalise (M, n, P) over all M·n draws of each parameter."""
-    M, n, P = values.shape
-    ranks = stats.rankdata(values.reshape(M * n, P), method="average", axis=0)
-    return np.asarray(special.ndtri((ranks - 0.375) / (M * n + 0.25))).reshape(M, n, P)
+def _blockwise(fn: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
+    """``fn`` of (P, chains, draws) draws (parameter-major: each parameter's draws are
+    contiguous) -> (P, k) statistics, applied in blocks of parameters to (chains, draws, P)
+    ``values``, two blocks at a time in threads (numpy's sorts and FFTs release the GIL);
+    NaN for parameters with non-finite draws."""
+    P = values.shape[2]
+    starts = list(range(0, P, _BLOCK))
+
+    def run(start: int) -> np.ndarray:
+        block = np.ascontiguousarray(np.moveaxis(values[:, :, start : start + _BLOCK], 2, 0))
+        ok = np.isfinite(block).all(axis=(1, 2))
+        res = np.full((block.shape[0], _NSTAT), np.nan)
+        if ok.any():
+            res[ok] = fn(block[ok])
+        return res
+
+    if len(starts) == 1:
+        return run(0)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return np.concatenate(list(pool.map(run, starts)))
+
+
+def _split(x: np.ndarray) -> np.ndarray:
+    """(P, chains, draws) -> (P, 2·chains, ⌊draws/2⌋): first and last halves of each chain."""
+    half = x.shape[2] // 2
+    return np.concatenate([x[:, :, :half], x[:, :, x.shape[2] - half :]], axis=1)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..N of each row of (P, N) ``x``, ties given their average rank (scipy's
+    ``rankdata(method="average")``, vectorised over rows)."""
+    P, N = x.shape
+    order = np.argsort(x, axis=1)
+    s = np.take_along_axis(x, order, axis=1)
+    pos = np.broadcast_to(np.arange(N), (P, N))
+    first = np.ones((P, N), dtype=bool)
+    first[:, 1:] = s[:, 1:] != s[:, :-1]
+    last = np.ones((P, N), dtype=bool)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, pos, N - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((P, N))
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalise (P, M, n) over all M·n draws of each parameter."""
+    P, M, n = x.shape
+    ranks = _ranks(x.reshape(P, M * n))
+    return np.asarray(special.ndtri((ranks - 0.375) / (M * n + 0.25))).reshape(P, M, n)
 
 
 def _rhat_raw(x: np.ndarray) -> np.ndarray:
-    """Split-R̂ of (M, n, P) chains: sqrt((B/W + n − 1)/n)."""
-    n = x.shape[1]
-    between = n * np.var(x.mean(axis=1), axis=0, ddof=1)
-    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
+    """Split-R̂ of (P, M, n) chains: sqrt((B/W + n − 1)/n)."""
+    n = x.shape[2]
+    between = n * np.var(x.mean(axis=2), axis=1, ddof=1)
+    within = np.mean(np.var(x, axis=2, ddof=1), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt((between / within + n - 1) / n)
 
 
-def rhat(values: np.ndarray) -> np.ndarray:
-    """Rank-normalised split R̂ (the larger of bulk and folded) of (chains, draws, P);
-    NaN with fewer than 2 chains or 4 draws, or non-finite draws."""
-    chains, ndraw, P = values.shape
-    out = np.full(P, np.nan)
-    ok = np.isfinite(values).all(axis=(0, 1))
-    if chains < 2 or ndraw < 4 or not ok.any():
+def _diagnose(x: np.ndarray) -> np.ndarray:
+    """(P, chains, draws) -> (P, 3): R̂, bulk ESS, tail ESS (module docstring), sharing the
+    rank normalisation of the split chains."""
+    P, chains, ndraw = x.shape
+    out = np.full((P, _NSTAT), np.nan)
+    if ndraw < 4:
         return out
-    split = _split(values[..., ok])
-    folded = np.abs(split - np.median(split.reshape(-1, split.shape[2]), axis=0))
-    out[ok] = np.maximum(_rhat_raw(_z_scale(split)), _rhat_raw(_z_scale(folded)))
+    split = _split(x)
+    z = _z_scale(split)
+    out[:, 1] = _ess(z)
+    q = np.quantile(x.reshape(P, -1), [0.05, 0.95], axis=1)  # (2, P)
+    low = _ess((split <= q[0][:, None, None]).astype(float))
+    high = _ess((split <= q[1][:, None, None]).astype(float))
+    out[:, 2] = np.minimum(low, high)
+    if chains >= 2:
+        folded = np.abs(split - np.median(split.reshape(P, -1), axis=1)[:, None, None])
+        out[:, 0] = np.maximum(_rhat_raw(z), _rhat_raw(_z_scale(folded)))
     return out
 
 
+def diagnose(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R̂, bulk ESS, tail ESS) of every parameter of (chains, draws, P) draws; NaN with
+    fewer than 4 draws (R̂: 2 chains) or non-finite draws."""
+    res = _blockwise(_diagnose, values)
+    return res[:, 0], res[:, 1], res[:, 2]
+
+
+def rhat(values: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R̂ (the larger of bulk and folded) of (chains, draws, P)."""
+    return diagnose(values)[0]
+
+
 def _ess(x: np.ndarray) -> np.ndarray:
-    """Effective sample size of (M, n, P) chains (Geyer's initial monotone sequence)."""
-    M, n, P = x.shape
+    """Effective sample size of (P, M, n) chains (Geyer's initial monotone sequence)."""
+    P, M, n = x.shape
     size = M * n
-    flat = x.reshape(size, P)
-    constant = (flat.max(axis=0) - flat.min(axis=0)) < np.finfo(float).resolution
+    flat = x.reshape(P, size)
+    constant = (flat.max(axis=1) - flat.min(axis=1)) < np.finfo(float).resolution
     m = fft.next_fast_len(2 * n)
-    centred = x - x.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(centred, n=m, axis=1)
-    acov = np.fft.irfft(spec * np.conjugate(spec), n=m, axis=1)[:, :n] / n  # (M, n, P)
-    mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)
+    centred = x - x.mean(axis=2, keepdims=True)
+    spec = np.fft.rfft(centred, n=m, axis=2)
+    acov = np.fft.irfft(spec * np.conjugate(spec), n=m, axis=2)[:, :, :n] / n  # (P, M, n)
+    mean_var = acov[:, :, 0].mean(axis=1) * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if M > 1:
-        var_plus = var_plus + np.var(x.mean(axis=1), axis=0, ddof=1)
+        var_plus = var_plus + np.var(x.mean(axis=2), axis=1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # (n, P), lag by lag
+        rho = (1.0 - (mean_var[:, None] - acov.mean(axis=1)) / var_plus[:, None]).T  # (n, P)
     rho[0] = 1.0
     # pairs Γ_k = ρ_2k + ρ_2k+1; Geyer's loop visits k = 1, 2, ... while Γ_{k−1} > 0 and
     # 2k − 1 < n − 3: K is the first k it does not visit
@@ -180,25 +246,11 @@ def _ess(x: np.ndarray) -> np.ndarray:
 
 def ess_bulk(values: np.ndarray) -> np.ndarray:
     """Bulk effective sample size of (chains, draws, P): ESS of the rank-normalised split
-    chains; NaN with fewer than 4 draws or non-finite draws."""
-    out = np.full(values.shape[2], np.nan)
-    ok = np.isfinite(values).all(axis=(0, 1))
-    if values.shape[1] < 4 or not ok.any():
-        return out
-    out[ok] = _ess(_z_scale(_split(values[..., ok])))
-    return out
+    chains."""
+    return diagnose(values)[1]
 
 
 def ess_tail(values: np.ndarray) -> np.ndarray:
     """Tail effective sample size: the smaller ESS of the indicators x ≤ q₀.₀₅ and
     x ≤ q₀.₉₅ over the split chains."""
-    out = np.full(values.shape[2], np.nan)
-    ok = np.isfinite(values).all(axis=(0, 1))
-    if values.shape[1] < 4 or not ok.any():
-        return out
-    v = values[..., ok]
-    q = np.quantile(v.reshape(-1, v.shape[2]), [0.05, 0.95], axis=0)
-    low = _ess(_split((v <= q[0]).astype(float)))
-    high = _ess(_split((v <= q[1]).astype(float)))
-    out[ok] = np.minimum(low, high)
-    return out
+    return diagnose(values)[2]
