@@ -348,11 +348,11 @@ def loo(post: PosteriorLike, by: str = "observation", factor: str | None = None)
         if factor is not None:
             raise BayesLMMError("factor is for by='group'")
         ll = pointwise_loglik(post)
-        what = "observations"
+        what = "observation{}"
     else:
         factor = _loo_factor(design, factor)
         ll = group_loglik(post, factor)
-        what = f"levels of {factor}"
+        what = "level{} of " + factor
     import arviz as az  # 2 s to import: only LOO pays
 
     params = post.parameter_draws()
@@ -374,9 +374,10 @@ def loo(post: PosteriorLike, by: str = "observation", factor: str | None = None)
         )
         shown = ", ".join(f"{labels[i]} (k={float(k[i]):.2f})" for i in bad[:8])
         warnings.warn(
-            f"PSIS-LOO {by}: Pareto k > {threshold:.2f} for {len(bad)} {what}: {shown}"
-            f"{', ...' if len(bad) > 8 else ''}; their elpd is unreliable (more draws, or "
-            "exact refits leaving them out)",
+            f"PSIS-LOO {by}: Pareto k > {threshold:.2f} for {len(bad)} "
+            f"{what.format('s' if len(bad) > 1 else '')}: {shown}"
+            f"{', ...' if len(bad) > 8 else ''}; the elpd estimate is unreliable there (more "
+            "draws, or exact refits without them)",
             LOOWarning,
             stacklevel=3,
         )
