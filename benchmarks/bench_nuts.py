@@ -1,17 +1,23 @@
-"""NUTS on sleepstudy ``Reaction ~ Days + (Days | Subject)``: time to posterior per sampler.
+"""NUTS on sleepstudy ``Reaction ~ Days + (Days | Subject)``: time to a trustworthy posterior.
 
-Each repeat runs in a fresh process with an empty PyTensor compile directory, so the
-"cold" fit pays every compile (PyTensor C code or numba); a second fit in the same
-process ("warm") shows what a refit of the same structure costs.  Settings: the package
-defaults (4 chains x (1000 tune + 1000 draws), target_accept 0.8), cores=2.
+Configurations (``model.sample(seed, ...)``, 4 chains x (1000 tune + 1000 draws),
+target_accept 0.8, cores=2):
 
-Columns: compile = wall - sampling (seconds; "sampling" is the sampler's own timer when
-it reports one, else wall - compile of a separate compile step), divergences, max r_hat
-and min bulk ESS over fixef, SDs, correlation, sigma and every ranef, and min-ESS per
-second of cold wall time (time to posterior, compile included).  bambi fits
-``(1|Subject) + (0 + Days|Subject)`` (it has no correlated group effects).
+* ``marginal / bayeslmm``: the default, b integrated out, the package's compiled NUTS;
+* ``marginal / pymc``, ``marginal / nutpie``: the same marginal PyMC model through
+  ``pm.sample`` (b drawn exactly afterwards);
+* ``latent / pymc``, ``latent / nutpie``: the latent non-centred model (the first default);
+* bambi (``(1|Subject) + (0 + Days|Subject)``: no correlated effects) where installed.
 
-Usage: ``python benchmarks/bench_nuts.py [--repeats 3] [--write docs/benchmarks.md]``.
+Each repeat runs three fits in a fresh process: "cold" with empty compile caches (a
+temporary ``NUMBA_CACHE_DIR`` and PyTensor ``compiledir``: what a first run on a new
+machine pays), then, in a second fresh process with the caches the first one wrote,
+"process" (the whole process: interpreter start, imports, model and ``sample``) and
+"warm" (a second ``sample`` in that process).  "compile" = cold ``sample`` minus the
+sampler's own timer.  Divergences, max r_hat and min bulk ESS are over every parameter and
+every ranef (``post.diagnostics``).
+
+Usage: ``python benchmarks/bench_nuts.py [--repeats 3] [--configs ...] [--write FILE]``.
 """
 
 from __future__ import annotations
@@ -34,22 +40,35 @@ from _report import replace_section
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 BAMBI_FORMULA = "Reaction ~ Days + (1|Subject) + (0 + Days|Subject)"
+#: configuration -> (parameterization, nuts_sampler)
+CONFIGS = {
+    "marginal / bayeslmm": ("auto", None),
+    "marginal / pymc": ("marginal", "pymc"),
+    "marginal / nutpie": ("marginal", "nutpie"),
+    "latent / pymc": ("noncentered", "pymc"),
+    "latent / nutpie": ("noncentered", "nutpie"),
+    "bambi": (None, None),
+}
 
 
-def _bayeslmm_fit(sampler: str, seed: int) -> dict:
+def _bayeslmm_fit(config: str, seed: int) -> dict:
     import bayeslmm as blm
 
+    parameterization, sampler = CONFIGS[config]
     model = blm.Model(FORMULA, blm.load_dataset("sleepstudy"))
     t0 = time.perf_counter()
-    post = model.sample(seed=seed, nuts_sampler=sampler, cores=2)
+    post = model.sample(
+        seed=seed,
+        cores=2,
+        parameterization=parameterization,
+        nuts_sampler=sampler,
+        progressbar=False,
+    )
     wall = time.perf_counter() - t0
     d = post.diagnostics
-    sampling = d.sampling_time
-    if sampling != sampling:  # NaN: the sampler reports no timer
-        sampling = float(post.idata["posterior"].attrs.get("sampling_time", float("nan")))
     return {
         "wall": wall,
-        "sampling": sampling,
+        "sampling": d.sampling_time,
         "divergences": d.divergences,
         "max_r_hat": d.max_r_hat,
         "min_ess_bulk": d.min_ess_bulk,
@@ -57,11 +76,10 @@ def _bayeslmm_fit(sampler: str, seed: int) -> dict:
 
 
 def _bambi_fit(seed: int) -> dict:
-    import arviz as az
     import bambi as bmb
-    import numpy as np
 
     import bayeslmm as blm
+    from bayeslmm.bayes.summary import diagnose
 
     data = blm.load_dataset("sleepstudy")
     data["Subject"] = data["Subject"].astype(str)
@@ -71,83 +89,94 @@ def _bambi_fit(seed: int) -> dict:
     wall = time.perf_counter() - t0
     post = idata["posterior"].to_dataset()
     names = [v for v in post.data_vars if not v.endswith("_offset") and v != "mu"]
-    ess = az.ess(post[names])
-    rhat = az.rhat(post[names])
+    values = [post[v].transpose("chain", "draw", ...).to_numpy() for v in names]
+    flat = [v.reshape(v.shape[0], v.shape[1], -1) for v in values]
+    import numpy as np
+
+    rhat, ess, _ = diagnose(np.concatenate(flat, axis=2))
     return {
         "wall": wall,
         "sampling": float(idata["sample_stats"].attrs.get("sampling_time", float("nan"))),
         "divergences": int(idata["sample_stats"]["diverging"].sum()),
-        "max_r_hat": float(max(np.nanmax(v.values) for v in rhat.data_vars.values())),
-        "min_ess_bulk": float(min(np.nanmin(v.values) for v in ess.data_vars.values())),
+        "max_r_hat": float(np.nanmax(rhat)),
+        "min_ess_bulk": float(np.nanmin(ess)),
     }
 
 
-def _worker(sampler: str, seed: int) -> None:
+def _worker(config: str, seed: int, fits: int) -> None:
     warnings.simplefilter("ignore")
-    fit = _bambi_fit if sampler == "bambi" else lambda s: _bayeslmm_fit(sampler, s)
-    cold = fit(seed)
-    warm = fit(seed + 1)
-    print(json.dumps({"cold": cold, "warm": warm}))
+    start = float(os.environ["BENCH_START"])
+    out = []
+    for i in range(fits):
+        out.append(_bambi_fit(seed + i) if config == "bambi" else _bayeslmm_fit(config, seed + i))
+        out[-1]["process"] = time.time() - start  # interpreter start to the end of this fit
+    print(json.dumps(out))
 
 
-def _run(sampler: str, seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as compiledir:
-        env = dict(os.environ, PYTENSOR_FLAGS=f"compiledir={compiledir}")
-        out = subprocess.run(
-            [sys.executable, __file__, "--worker", sampler, "--seed", str(seed)],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
+def _process(config: str, seed: int, fits: int, caches: Path) -> list[dict]:
+    env = dict(
+        os.environ,
+        NUMBA_CACHE_DIR=str(caches / "numba"),
+        PYTENSOR_FLAGS=f"compiledir={caches / 'pytensor'}",
+        BENCH_START=repr(time.time()),
+    )
+    cmd = [sys.executable, __file__, "--worker", config, "--seed", str(seed), "--fits", str(fits)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _table(results: dict[str, list[dict]]) -> str:
-    head = (
-        "| sampler | cold wall (s) | compile (s) | sampling (s) | warm wall (s) | divergences "
-        "| max r_hat | min bulk ESS | min ESS / s (cold) | min ESS / s (warm) |"
-    )
-    lines = [head, "|" + "---|" * 10]
-    for sampler, runs in results.items():
+def _repeat(config: str, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        (cold,) = _process(config, seed, 1, Path(tmp))
+        process, warm = _process(config, seed + 10, 2, Path(tmp))
+    return {"cold": cold, "process": process, "warm": warm}
 
-        def med(phase: str, key: str, runs=runs) -> float:
+
+def _table(results: dict[str, list[dict]]) -> str:
+    lines = [
+        "| configuration | cold sample (s) | compile (s) | sampling (s) | fresh process, warm "
+        "caches (s) | warm sample (s) | divergences | max r_hat | min bulk ESS | min ESS / s "
+        "(warm) |",
+        "|" + "---|" * 10,
+    ]
+    for config, runs in results.items():
+
+        def med(phase: str, key: str, runs: list[dict] = runs) -> float:
             return statistics.median(r[phase][key] for r in runs)
 
-        cold, samp = med("cold", "wall"), med("cold", "sampling")
-        label = "bambi 0.21 (uncorrelated)" if sampler == "bambi" else f"bayeslmm / {sampler}"
+        cold, samp, warm = med("cold", "wall"), med("cold", "sampling"), med("warm", "wall")
         lines.append(
-            f"| {label} | {cold:.1f} | {cold - samp:.1f} | {samp:.1f} | {med('warm', 'wall'):.1f} "
-            f"| {max(r['cold']['divergences'] for r in runs)} | {med('cold', 'max_r_hat'):.3f} "
-            f"| {med('cold', 'min_ess_bulk'):.0f} | {med('cold', 'min_ess_bulk') / cold:.0f} "
-            f"| {med('warm', 'min_ess_bulk') / med('warm', 'wall'):.0f} |"
+            f"| {config} | {cold:.1f} | {cold - samp:.1f} | {samp:.1f} "
+            f"| {med('process', 'process'):.1f} | {warm:.1f} "
+            f"| {max(r[p]['divergences'] for r in runs for p in ('cold', 'warm'))} "
+            f"| {med('cold', 'max_r_hat'):.3f} | {med('cold', 'min_ess_bulk'):.0f} "
+            f"| {med('warm', 'min_ess_bulk') / warm:.0f} |"
         )
     return "\n".join(lines)
 
 
 def _write(path: Path, table: str, repeats: int) -> None:
+    load = os.getloadavg()[0]
     replace_section(
         path,
         "NUTS",
         [
             "## NUTS: sleepstudy `Reaction ~ Days + (Days | Subject)`",
             "",
-            f"Run {dt.date.today().isoformat()} on a 2-core machine (shared), "
-            f"`python benchmarks/bench_nuts.py`; medians of {repeats} repeats, each in a fresh "
-            "process with an empty PyTensor compile cache (cold); warm = a second fit of the "
-            "same structure in that process. 4 chains x (1000 tune + 1000 draws), "
-            "target_accept 0.8, cores=2. ESS and r_hat over every parameter and ranef.",
+            f"Run {dt.date.today().isoformat()} on a 2-core machine (1-minute load {load:.1f} "
+            f"at the end), `python benchmarks/bench_nuts.py`; medians of {repeats} repeats. "
+            "Cold: a fresh process with empty numba and PyTensor caches; fresh process, warm "
+            "caches: interpreter start, imports, model and `sample()` in a new process once "
+            "the caches exist; warm sample: a second `sample()` in that process. 4 chains x "
+            "(1000 tune + 1000 draws), target_accept 0.8, cores=2; ESS and r_hat over every "
+            "parameter and every ranef.",
             "",
             table,
             "",
-            'The default `nuts_sampler="pymc"` needs no extra dependency and, at the default '
-            "draws, meets the acceptance target (min bulk ESS >= 1000 over every parameter and "
-            "ranef); compare the cold columns for a first fit. nutpie (`pip install nutpie`) "
-            "samples several times faster once compiled, so it wins on refits (warm column) "
-            "and longer runs. Most of the cold compile is PyTensor's C code for "
-            "`LKJCholeskyCov` (sleepstudy logp+gradient: 8.6 s with the correlated term vs "
-            "1.9 s for `(Days || Subject)` on an empty cache); the compile cache on disk "
-            "removes it from later processes.",
+            "The default (marginal form, the package's compiled NUTS) needs neither PyMC nor "
+            "a PyTensor compile: its code is compiled by numba once per machine (the cold "
+            "column) and loaded from numba's cache afterwards, whatever the model; a PyMC or "
+            "nutpie model is compiled once per model structure.",
             "",
         ],
     )
@@ -156,17 +185,22 @@ def _write(path: Path, table: str, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=None)
     parser.add_argument("--write", type=Path, default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--fits", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.seed)
+        _worker(args.worker, args.seed, args.fits)
         return
-    samplers = ["pymc"] + [s for s in ("nutpie", "numpyro") if importlib.util.find_spec(s)]
-    if importlib.util.find_spec("bambi"):
-        samplers.append("bambi")
-    results = {s: [_run(s, 100 + r) for r in range(args.repeats)] for s in samplers}
+    configs = args.configs or [
+        c
+        for c in CONFIGS
+        if ("nutpie" not in c or importlib.util.find_spec("nutpie"))
+        and (c != "bambi" or importlib.util.find_spec("bambi"))
+    ]
+    results = {c: [_repeat(c, 100 + 20 * r) for r in range(args.repeats)] for c in configs}
     print(json.dumps(results))
     table = _table(results)
     print(table)

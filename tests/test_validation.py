@@ -111,7 +111,8 @@ def test_true_parameters_are_the_simulation_parameters(model):
 
 def test_posterior_parameters_follow_the_names(model):
     prior = model.sample_prior_predictive(draws=7, seed=2)["prior"].to_dataset()
-    flat = sbc.posterior_parameters(model.design, prior)
+    arrays = {k: v.transpose("chain", "draw", ...).to_numpy() for k, v in prior.data_vars.items()}
+    flat = sbc.posterior_parameters(model.design, arrays)
     assert flat.shape == (7, 6)
     np.testing.assert_array_equal(flat[:, 1], prior["fixef"].sel(fixef__term="x").values[0])
     np.testing.assert_array_equal(flat[:, 3], prior["sd_g"].sel(g__term="x").values[0])
@@ -144,7 +145,7 @@ def test_sbc_smoke_shapes_and_ranges(model, smoke):
     assert (smoke.divergences >= 0).all()
     assert (smoke.truth[["sd_g[(Intercept)]", "sd_g[x]", "sigma"]] > 0).all().all()
     assert smoke.truth["corr_g[(Intercept),x]"].between(-1, 1).all()
-    assert smoke.settings["parameterization"] == {"g": "noncentered"}
+    assert smoke.settings["parameterization"] == {"g": "marginal"}
 
 
 def test_sbc_truths_are_the_seeded_prior_predictive(model, smoke):

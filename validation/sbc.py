@@ -4,10 +4,11 @@ Repeat ``nrep`` times on one fixed design (``y ~ 1 + x + (1 + x | g)``, 8 groups
 observations, ``x ~ N(0, 1)``):
 
 1. draw θ* from the prior and y* ~ p(y | θ*) with ``model.simulate(None, ...)``;
-2. fit y* with NUTS on the package's own PyMC model (``model.pymc_model()``), compiled
-   once: the observed ``y`` is swapped for a shared variable (``pm.observe``) whose value
-   is set per replication, and one ``pm.NUTS`` step (re-tuned by every ``pm.sample``)
-   is reused;
+2. fit y* with NUTS: by default (``sampler="marginal"``) the package's marginalised
+   sampler, as ``model.sample()`` runs it (b integrated out, the compiled NUTS, its default
+   ``target_accept``); or (``sampler="latent"``, the first protocol) PyMC's NUTS on the
+   latent PyMC model, compiled once: the observed ``y`` is swapped for a shared variable
+   (``pm.observe``) set per replication, and one ``pm.NUTS`` step is reused;
 3. thin the draws to ``L`` and record, per parameter, the rank ``#{draws < θ*}``.
 
 If the sampler draws from the exact posterior of the model that generated the data, each
@@ -28,19 +29,21 @@ and prints the tables for ``docs/validation.md``); ``--report`` pools saved runs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor
 from scipy import stats
 
 from bayeslmm import Model
+from bayeslmm.bayes import compiled, marginal
+from bayeslmm.bayes.priors import resolve_priors
 from bayeslmm.design import Design
 
 FORMULA = "y ~ 1 + x + (1 + x | g)"
@@ -92,12 +95,13 @@ def true_parameters(model: Model, sim) -> pd.DataFrame:
     return pd.DataFrame(np.hstack(cols), columns=parameter_names(design))
 
 
-def posterior_parameters(design: Design, posterior) -> np.ndarray:
-    """Draws (chains stacked) x parameters, in :func:`parameter_names` order."""
+def posterior_parameters(design: Design, posterior: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Draws (chains stacked) x parameters, in :func:`parameter_names` order, from arrays
+    (chain, draw, ...) by PyMC name."""
 
     def flat(name: str) -> np.ndarray:
-        da = posterior[name].transpose("chain", "draw", ...)
-        return da.to_numpy().reshape(-1, *da.shape[2:])
+        values = np.asarray(posterior[name])
+        return values.reshape(-1, *values.shape[2:])
 
     cols = [flat("fixef")]
     cols += [flat(f"sd_{t.group}") for t in design.terms]
@@ -135,53 +139,100 @@ class SBCResult:
     seconds: float
 
 
-def _observed_as_shared(model: Model) -> tuple[pm.Model, pytensor.compile.SharedVariable]:
-    """The package's PyMC model with ``y`` observing a shared variable (set per fit)."""
-    y_shared = pytensor.shared(model.design.y.copy(), name="y_sbc")
-    return pm.observe(model.pymc_model(), {"y": y_shared}), y_shared
+class _Latent:
+    """The first protocol: PyMC's NUTS on the latent PyMC model, compiled once (``y``
+    observes a shared variable set per fit; one NUTS step re-tuned by every ``pm.sample``)."""
+
+    def __init__(self, model: Model, target_accept: float):
+        import pymc as pm
+        import pytensor
+
+        self.pm = pm
+        self.y = pytensor.shared(model.design.y.copy(), name="y_sbc")
+        self.model = pm.observe(model.pymc_model(parameterization="noncentered"), {"y": self.y})
+        self.step = pm.NUTS(model=self.model, target_accept=target_accept)
+        self.design = model.design
+
+    def fit(self, y: np.ndarray, draws: int, tune: int, seed: int) -> tuple[np.ndarray, int]:
+        self.y.set_value(y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = self.pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=1,
+                step=self.step,
+                model=self.model,
+                random_seed=seed,
+                progressbar=False,
+                compute_convergence_checks=False,
+            )
+        arrays = {
+            name: var.transpose("chain", "draw", ...).to_numpy()
+            for name, var in idata["posterior"].data_vars.items()
+        }
+        return posterior_parameters(self.design, arrays), int(
+            idata["sample_stats"]["diverging"].sum()
+        )
+
+
+class _Marginal:
+    """The marginalised sampler as ``model.sample()`` runs it, on each replication's y."""
+
+    def __init__(self, model: Model, target_accept: float):
+        self.design = model.design
+        self.priors = resolve_priors(model.design)  # frozen at the reference data's scale
+        self.target_accept = target_accept
+
+    def fit(self, y: np.ndarray, draws: int, tune: int, seed: int) -> tuple[np.ndarray, int]:
+        mm = marginal.build(dataclasses.replace(self.design, y=np.asarray(y)), self.priors)
+        inits = marginal.initial_points(mm, 1, np.random.default_rng(seed))
+        run = marginal.run_chains(
+            mm,
+            inits,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            target_accept=self.target_accept,
+            cores=1,
+            progressbar=False,
+        )
+        post = posterior_parameters(self.design, marginal.constrained(mm, run.theta))
+        return post, int(run.stats[0, tune:, compiled.DIVERGING].sum())
 
 
 def run_sbc(
     nrep: int,
     *,
     model: Model | None = None,
+    sampler: str = "marginal",
     draws: int = 500,
     tune: int = 500,
     thin: int = 5,
-    target_accept: float = 0.95,
+    target_accept: float | None = None,
     seed: int = 2026,
     checkpoint: Path | None = None,
 ) -> SBCResult:
-    """``nrep`` SBC replications (see the module docstring); ``L = draws // thin``."""
+    """``nrep`` SBC replications (see the module docstring); ``L = draws // thin``.
+    ``target_accept``: the package default (0.8) for the marginal sampler, 0.95 for the
+    latent protocol."""
     start = time.perf_counter()
     model = model or reference_model()
     design = model.design
     names = parameter_names(design)
     sim = model.simulate(None, seed=seed, nsim=nrep, return_components=True)
     truth = true_parameters(model, sim)
-    fit_model, y_shared = _observed_as_shared(model)
-    step = pm.NUTS(model=fit_model, target_accept=target_accept)
+    if target_accept is None:
+        target_accept = 0.8 if sampler == "marginal" else 0.95
+    fitter = (_Marginal if sampler == "marginal" else _Latent)(model, target_accept)
     rank_rows, mean_rows, cover_rows, divergences = [], [], [], []
     for rep in range(nrep):
-        y_shared.set_value(sim.y[rep])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=1,
-                step=step,
-                model=fit_model,
-                random_seed=seed + 1 + rep,
-                progressbar=False,
-                compute_convergence_checks=False,
-            )
-        post = posterior_parameters(design, idata["posterior"])
+        post, ndiv = fitter.fit(sim.y[rep], draws, tune, seed + 1 + rep)
         theta = truth.iloc[rep].to_numpy()
         rank_rows.append(ranks(theta, post[::thin]))
         mean_rows.append(post.mean(axis=0))
         cover_rows.append(covers(theta, post))
-        divergences.append(int(idata["sample_stats"]["diverging"].sum()))
+        divergences.append(ndiv)
         if checkpoint is not None:
             partial = pd.concat(
                 [
@@ -210,19 +261,14 @@ def run_sbc(
             "chains": 1,
             "target_accept": target_accept,
             "seed": seed,
+            "sampler": sampler,
             "parameterization": {
-                t.group: p for t, p in zip(design.terms, _parameterization(model), strict=True)
+                t.group: "marginal" if sampler == "marginal" else "noncentered"
+                for t in design.terms
             },
         },
         seconds=time.perf_counter() - start,
     )
-
-
-def _parameterization(model: Model) -> list[str]:
-    from bayeslmm.bayes.parameterization import choose_parameterization
-
-    chosen = choose_parameterization(model.design)
-    return [chosen[t.group] for t in model.design.terms]
 
 
 def _binned(r: np.ndarray, L: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -350,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--thin", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--sampler", choices=["marginal", "latent"], default="marginal")
     parser.add_argument("--out", type=Path, default=ROOT / "validation" / "results" / "run")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "sbc_ranks.png")
     parser.add_argument("--report", type=Path, nargs="+", metavar="DIR")
@@ -362,6 +409,7 @@ def main(argv: list[str] | None = None) -> None:
             tune=args.tune,
             thin=args.thin,
             seed=args.seed,
+            sampler=args.sampler,
             checkpoint=args.out / "sbc_partial.csv",
         )
         save(result, args.out)

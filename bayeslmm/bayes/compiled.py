@@ -43,22 +43,57 @@ HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY, EXPONENTIAL = 10, 11, 12, 13
 GAMMA, INVERSE_GAMMA, LOG_NORMAL, WEIBULL = 14, 15, 16, 17
 
 
-class KernelData(NamedTuple):
-    """Sufficient statistics and parameter layout of one model (see the module docstring).
+class Parameters(NamedTuple):
+    """Where each parameter sits in θ and its prior (shared by both kernels' data).
 
     θ = (β of the centred design, per term: log sd (k), correlation parameters
     (k(k−1)/2, PyMC's ``CholeskyCorrTransform`` order), then log σ).
     """
 
-    n: float
     p: int
+    dim: int
+    kmax: int
+    term_k: np.ndarray  # (nterms,)
+    term_block: np.ndarray  # (nterms,) 1 or 2
+    term_off1: np.ndarray  # (nterms,) first column within a block-1 level (-1 in block 2)
+    term_sd: np.ndarray  # (nterms,) index of the first log sd in θ
+    term_corr: np.ndarray  # (nterms,) index of the first correlation parameter in θ
+    spiral: np.ndarray  # (nterms, mmax, 2) (row, col) of L_t filled by each parameter
+    lkj_eta: np.ndarray  # (nterms,)
+    lkj_norm: np.ndarray  # (nterms,)
+    prior_kind: np.ndarray  # (p + Σk + 1,) β, then every sd, then σ
+    prior_par: np.ndarray  # (p + Σk + 1, 3)
+    prior_const: np.ndarray  # (p + Σk + 1,) log normalising constants
+
+
+class OneFactor(NamedTuple):
+    """Sufficient statistics of a model with one grouping factor of k₁ <= 2 columns (its
+    terms side by side): the fast kernel's data."""
+
+    par: Parameters
+    n: float
     ete: float  # residual sum of squares of the least squares fit e = y − Xβ_ols
     Xte: np.ndarray  # (p,) Xᵀe (0 up to rounding)
     XtX: np.ndarray  # (p, p)
     beta_ols: np.ndarray  # (p,): r = e − X(β − β_ols), free of cancellation
     l1: int
     k1: int
-    kmax: int
+    A11: np.ndarray  # (l1, k1, k1)
+    Zte1: np.ndarray  # (l1, k1)
+    ZtX1: np.ndarray  # (l1, k1, p)
+
+
+class KernelData(NamedTuple):
+    """Sufficient statistics of any design, by blocks (see the module docstring)."""
+
+    par: Parameters
+    n: float
+    ete: float
+    Xte: np.ndarray
+    XtX: np.ndarray
+    beta_ols: np.ndarray
+    l1: int
+    k1: int
     A11: np.ndarray  # (l1, k1, k1)
     Zte1: np.ndarray  # (l1, k1)
     ZtX1: np.ndarray  # (l1, k1, p)
@@ -73,18 +108,6 @@ class KernelData(NamedTuple):
     a12_k: np.ndarray  # (nnz,) its number of columns
     a12_term: np.ndarray  # (nnz,) its term
     a12_val: np.ndarray  # (nnz, k1, kmax) Z₁ₗᵀ Z_u
-    term_k: np.ndarray  # (nterms,)
-    term_block: np.ndarray  # (nterms,) 1 or 2
-    term_off1: np.ndarray  # (nterms,) first column within a block-1 level (-1 in block 2)
-    term_sd: np.ndarray  # (nterms,) index of the first log sd in θ
-    term_corr: np.ndarray  # (nterms,) index of the first correlation parameter in θ
-    spiral: np.ndarray  # (nterms, mmax, 2) (row, col) of L_t filled by each parameter
-    lkj_eta: np.ndarray  # (nterms,)
-    lkj_norm: np.ndarray  # (nterms,)
-    prior_kind: np.ndarray  # (p + Σk + 1,) β, then every sd, then σ
-    prior_par: np.ndarray  # (p + Σk + 1, 3)
-    prior_const: np.ndarray  # (p + Σk + 1,) log normalising constants
-    dim: int
 
 
 # --------------------------------------------------------------------------------------
@@ -212,25 +235,25 @@ def _prior(kind, par, const, x):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _templates(theta, d, T, Lc, nrm):
+def _templates(theta, par, T, Lc, nrm):
     """T[t] = diag(sd_t) L_t, Lc[t] = L_t (rows ṽ/‖ṽ‖, ṽ = (x, 1)), nrm = the norms ‖ṽ‖."""
-    kmax = d.kmax
-    for t in range(d.term_k.shape[0]):
-        k = d.term_k[t]
+    kmax = par.kmax
+    for t in range(par.term_k.shape[0]):
+        k = par.term_k[t]
         for i in range(kmax):
             for j in range(kmax):
                 Lc[t, i, j] = 0.0
                 T[t, i, j] = 0.0
             Lc[t, i, i] = 1.0
         for j in range(k * (k - 1) // 2):
-            Lc[t, d.spiral[t, j, 0], d.spiral[t, j, 1]] = theta[d.term_corr[t] + j]
+            Lc[t, par.spiral[t, j, 0], par.spiral[t, j, 1]] = theta[par.term_corr[t] + j]
         for i in range(k):
             s = 0.0
             for m in range(i + 1):
                 s += Lc[t, i, m] * Lc[t, i, m]
             s = math.sqrt(s)
             nrm[t, i] = s
-            sd = math.exp(theta[d.term_sd[t] + i])
+            sd = math.exp(theta[par.term_sd[t] + i])
             for m in range(i + 1):
                 Lc[t, i, m] /= s
                 T[t, i, m] = sd * Lc[t, i, m]
@@ -260,10 +283,10 @@ class Factor(NamedTuple):
 def _scale_block2(d, Tr, B, rows):
     """B ← Λ̃₂ᵀB (``rows``) or BΛ̃₂, in place, for B (q2, q2)."""
     q2 = d.q2
-    tmp = np.empty(d.kmax)
+    tmp = np.empty(d.par.kmax)
     for u in range(d.unit_term.shape[0]):
         t, o = d.unit_term[u], d.unit_off[u]
-        k = d.term_k[t]
+        k = d.par.term_k[t]
         for c in range(q2):
             for a in range(k):
                 s = 0.0
@@ -280,9 +303,9 @@ def _scale_block2(d, Tr, B, rows):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _factor(theta, d, T):
     """Factorise M = I + Λ̃ᵀZᵀZΛ̃ by blocks at θ (T: the absolute templates)."""
-    nterms, kmax = d.term_k.shape[0], d.kmax
+    nterms, kmax = d.par.term_k.shape[0], d.par.kmax
     k1, l1, q2 = d.k1, d.l1, d.q2
-    sigma = math.exp(theta[d.dim - 1])
+    sigma = math.exp(theta[d.par.dim - 1])
     Tr = np.empty((nterms, kmax, kmax))
     for t in range(nterms):
         for i in range(kmax):
@@ -290,9 +313,9 @@ def _factor(theta, d, T):
                 Tr[t, i, j] = T[t, i, j] / sigma
     Lam1 = np.zeros((k1, k1))
     for t in range(nterms):
-        if d.term_block[t] == 1:
-            o = d.term_off1[t]
-            for i in range(d.term_k[t]):
+        if d.par.term_block[t] == 1:
+            o = d.par.term_off1[t]
+            for i in range(d.par.term_k[t]):
                 for j in range(i + 1):
                     Lam1[o + i, o + j] = Tr[t, i, j]
     L11 = np.empty((l1, k1, k1))
@@ -377,13 +400,13 @@ def _ztr(d, delta):
     for lv in range(d.l1):
         for a in range(d.k1):
             s = d.Zte1[lv, a]
-            for j in range(d.p):
+            for j in range(d.par.p):
                 s -= d.ZtX1[lv, a, j] * delta[j]
             z1[lv, a] = s
     z2 = np.empty(d.q2)
     for i in range(d.q2):
         s = d.Zte2[i]
-        for j in range(d.p):
+        for j in range(d.par.p):
             s -= d.ZtX2[i, j] * delta[j]
         z2[i] = s
     return z1, z2
@@ -407,7 +430,7 @@ def _lam(d, F, v1, v2, transpose):
     out2 = np.empty(d.q2)
     for u in range(d.unit_term.shape[0]):
         t, o = d.unit_term[u], d.unit_off[u]
-        k = d.term_k[t]
+        k = d.par.term_k[t]
         for a in range(k):
             s = 0.0
             if transpose:
@@ -465,8 +488,8 @@ def _loglik_blocked(theta, d, T, grad):
     """The marginal log-likelihood by blocks (any design): (ℓ, pwrss, G1, G2) with
     ∂ℓ/∂β written into ``grad[:p]`` and G the template-restricted ∂ℓ/∂Λ̃ (block 1 as one
     k₁ x k₁ matrix, block-2 terms in G2)."""
-    nterms, kmax = d.term_k.shape[0], d.kmax
-    p, l1, k1, q2 = d.p, d.l1, d.k1, d.q2
+    nterms, kmax = d.par.term_k.shape[0], d.par.kmax
+    p, l1, k1, q2 = d.par.p, d.l1, d.k1, d.q2
     F = _factor(theta, d, T)
     if not F.ok:
         return -math.inf, 0.0, np.zeros((k1, k1)), np.zeros((nterms, kmax, kmax))
@@ -493,7 +516,7 @@ def _loglik_blocked(theta, d, T, grad):
     for i in range(q2):
         cv += c2[i] * v2[i]
     pwrss = rtr - cv
-    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.dim - 1]) + F.logdet + pwrss / s2)
+    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.par.dim - 1]) + F.logdet + pwrss / s2)
 
     # β: (Xᵀr − XᵀZΛ̃v)/σ²
     b1, b2 = _lam(d, F, v1, v2, False)
@@ -594,7 +617,7 @@ def _loglik_blocked(theta, d, T, grad):
         _scale_block2(d, F.Tr, B, False)
         for u in range(d.unit_term.shape[0]):
             t, o = d.unit_term[u], d.unit_off[u]
-            k = d.term_k[t]
+            k = d.par.term_k[t]
             for a in range(k):
                 for b in range(k):
                     s = 0.0
@@ -604,19 +627,14 @@ def _loglik_blocked(theta, d, T, grad):
     return lp, pwrss, G1, G2
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _loglik_one_factor(theta, d, T, grad):
-    """:func:`_loglik_blocked` for one grouping factor with k₁ <= 2 columns (block 2 empty):
-    one pass over the levels with the 1 x 1 or 2 x 2 algebra in closed form (M_l, its
-    determinant and inverse, the solve and the gradient terms stay in registers)."""
-    p, k1 = d.p, d.k1
-    sigma = math.exp(theta[d.dim - 1])
-    s2 = sigma * sigma
-    # Λ̃₁ = [[l00, 0], [l10, l11]]: one term (k = 1 or 2) or two scalar terms (l10 = 0)
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+def _lambda1(par, T, sigma):
+    """(l00, l10, l11) of a one-factor model's Λ̃₁ = [[l00, 0], [l10, l11]]/σ (one term of
+    k <= 2 columns, or two scalar terms: l10 = 0)."""
     l00 = l10 = l11 = 0.0
-    for t in range(d.term_k.shape[0]):
-        o = d.term_off1[t]
-        for i in range(d.term_k[t]):
+    for t in range(par.term_k.shape[0]):
+        o = par.term_off1[t]
+        for i in range(par.term_k[t]):
             for j in range(i + 1):
                 if o + i == 0 and o + j == 0:
                     l00 = T[t, i, j] / sigma
@@ -624,6 +642,18 @@ def _loglik_one_factor(theta, d, T, grad):
                     l10 = T[t, i, j] / sigma
                 elif o + i == 1 and o + j == 1:
                     l11 = T[t, i, j] / sigma
+    return l00, l10, l11
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loglik_one_factor(theta, d, T, grad):
+    """:func:`_loglik_blocked` for :class:`OneFactor` data (k₁ <= 2, no block 2):
+    one pass over the levels with the 1 x 1 or 2 x 2 algebra in closed form (M_l, its
+    determinant and inverse, the solve and the gradient terms stay in registers)."""
+    p, k1 = d.par.p, d.k1
+    sigma = math.exp(theta[d.par.dim - 1])
+    s2 = sigma * sigma
+    l00, l10, l11 = _lambda1(d.par, T, sigma)
     delta = np.empty(p)
     for j in range(p):
         delta[j] = theta[j] - d.beta_ols[j]
@@ -687,84 +717,105 @@ def _loglik_one_factor(theta, d, T, grad):
     for j in range(p):
         grad[j] = gb[j] / s2
     pwrss = rtr - cv
-    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.dim - 1]) + logdet + pwrss / s2)
+    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.par.dim - 1]) + logdet + pwrss / s2)
     G1 = np.empty((k1, k1))
     G1[0, 0] = g00
     if k1 == 2:
         G1[0, 1], G1[1, 0], G1[1, 1] = g01, g10, g11
-    return lp, pwrss, G1, np.zeros((d.term_k.shape[0], d.kmax, d.kmax))
+    return lp, pwrss, G1, np.zeros((d.par.term_k.shape[0], d.par.kmax, d.par.kmax))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def logp_grad(theta, d, grad):
     """Log posterior density of the unconstrained θ (priors, Jacobians, marginal
-    likelihood, every normalising constant included); its gradient goes into ``grad``."""
-    nterms, kmax = d.term_k.shape[0], d.kmax
-    p = d.p
-    for i in range(d.dim):
+    likelihood, every normalising constant included) for :class:`KernelData`; its
+    gradient goes into ``grad``."""
+    T, Lc, nrm = _start(theta, d.par, grad)
+    lp, pwrss, G1, G2 = _loglik_blocked(theta, d, T, grad)
+    return _prior_terms(theta, d.par, d.n, T, Lc, nrm, lp, pwrss, G1, G2, grad)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def logp_grad_one_factor(theta, d, grad):
+    """:func:`logp_grad` for :class:`OneFactor` data."""
+    T, Lc, nrm = _start(theta, d.par, grad)
+    lp, pwrss, G1, G2 = _loglik_one_factor(theta, d, T, grad)
+    return _prior_terms(theta, d.par, d.n, T, Lc, nrm, lp, pwrss, G1, G2, grad)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _start(theta, par, grad):
+    """Zero the gradient; the templates T, the correlation factors and their row norms."""
+    nterms, kmax = par.term_k.shape[0], par.kmax
+    for i in range(par.dim):
         grad[i] = 0.0
     T = np.empty((nterms, kmax, kmax))
     Lc = np.empty((nterms, kmax, kmax))
     nrm = np.empty((nterms, kmax))
-    _templates(theta, d, T, Lc, nrm)
-    if d.q2 == 0 and d.k1 <= 2:
-        lp, pwrss, G1, G2 = _loglik_one_factor(theta, d, T, grad)
-    else:
-        lp, pwrss, G1, G2 = _loglik_blocked(theta, d, T, grad)
+    _templates(theta, par, T, Lc, nrm)
+    return T, Lc, nrm
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _prior_terms(theta, par, n, T, Lc, nrm, lp, pwrss, G1, G2, grad):
+    """From the likelihood's ℓ and G = ∂ℓ/∂Λ̃ (block 1: G1, block 2: G2), the log density
+    of θ: the chain rule to log σ, log sd and the correlation parameters, plus every prior
+    and Jacobian term."""
     if lp == -math.inf:
         return lp
-    sigma = math.exp(theta[d.dim - 1])
+    nterms, kmax, p = par.term_k.shape[0], par.kmax, par.p
+    sigma = math.exp(theta[par.dim - 1])
     s2 = sigma * sigma
 
     # ∂ℓ/∂T = G/σ and ∂ℓ/∂σ; then sd = exp(x), L = rows ṽ/‖ṽ‖, priors and Jacobians
-    gsig = -d.n / sigma + pwrss / (s2 * sigma)
+    gsig = -n / sigma + pwrss / (s2 * sigma)
     GT = np.zeros((nterms, kmax, kmax))
     for t in range(nterms):
-        k = d.term_k[t]
+        k = par.term_k[t]
         for a in range(k):
             for b in range(a + 1):
-                if d.term_block[t] == 1:
-                    o = d.term_off1[t]
+                if par.term_block[t] == 1:
+                    o = par.term_off1[t]
                     g = G1[o + a, o + b]
                 else:
                     g = G2[t, a, b]
                 GT[t, a, b] = g / sigma
                 gsig -= g * T[t, a, b] / s2
     for j in range(p):
-        v, g = _prior(d.prior_kind[j], d.prior_par[j], d.prior_const[j], theta[j])
+        v, g = _prior(par.prior_kind[j], par.prior_par[j], par.prior_const[j], theta[j])
         lp += v
         grad[j] += g
     slot = p
     gL = np.empty((kmax, kmax))
     for t in range(nterms):
-        k = d.term_k[t]
+        k = par.term_k[t]
         for a in range(k):
-            x = theta[d.term_sd[t] + a]
+            x = theta[par.term_sd[t] + a]
             sd = math.exp(x)
             gs = 0.0
             for b in range(a + 1):
                 gs += GT[t, a, b] * Lc[t, a, b]
                 gL[a, b] = sd * GT[t, a, b]
-            v, g = _prior(d.prior_kind[slot], d.prior_par[slot], d.prior_const[slot], sd)
+            v, g = _prior(par.prior_kind[slot], par.prior_par[slot], par.prior_const[slot], sd)
             lp += v + x
-            grad[d.term_sd[t] + a] += (gs + g) * sd + 1.0
+            grad[par.term_sd[t] + a] += (gs + g) * sd + 1.0
             slot += 1
         if k > 1:
             # LKJ density of L and the transform's Jacobian: (2η + k − 1) Σ log L_ii
-            coef = 2.0 * d.lkj_eta[t] + k - 1.0
-            lp += d.lkj_norm[t]
+            coef = 2.0 * par.lkj_eta[t] + k - 1.0
+            lp += par.lkj_norm[t]
             for a in range(1, k):
                 lp += coef * math.log(Lc[t, a, a])
                 gL[a, a] += coef / Lc[t, a, a]
             for j in range(k * (k - 1) // 2):
-                a, b = d.spiral[t, j, 0], d.spiral[t, j, 1]
+                a, b = par.spiral[t, j, 0], par.spiral[t, j, 1]
                 dot = 0.0
                 for m in range(a + 1):
                     dot += gL[a, m] * Lc[t, a, m]
-                grad[d.term_corr[t] + j] += (gL[a, b] - dot * Lc[t, a, b]) / nrm[t, a]
-    v, g = _prior(d.prior_kind[slot], d.prior_par[slot], d.prior_const[slot], sigma)
-    lp += v + theta[d.dim - 1]
-    grad[d.dim - 1] += (gsig + g) * sigma + 1.0
+                grad[par.term_corr[t] + j] += (gL[a, b] - dot * Lc[t, a, b]) / nrm[t, a]
+    v, g = _prior(par.prior_kind[slot], par.prior_par[slot], par.prior_const[slot], sigma)
+    lp += v + theta[par.dim - 1]
+    grad[par.dim - 1] += (gsig + g) * sigma + 1.0
     return lp
 
 
@@ -774,17 +825,17 @@ def draw_b(thetas, d, seed, b1, b2):
     b = Λ̃(v + σL⁻ᵀε), ε ~ N(0, I), into b1 (N, l1, k1) and b2 (N, q2).  Its mean Λ̃v is
     the conditional mode and its covariance σ²Λ̃M⁻¹Λ̃ᵀ (lme4's condVar at fixed Σ, σ)."""
     np.random.seed(seed)
-    nterms, kmax = d.term_k.shape[0], d.kmax
+    nterms, kmax = d.par.term_k.shape[0], d.par.kmax
     l1, k1, q2 = d.l1, d.k1, d.q2
     T = np.empty((nterms, kmax, kmax))
     Lc = np.empty((nterms, kmax, kmax))
     nrm = np.empty((nterms, kmax))
-    delta = np.empty(d.p)
+    delta = np.empty(d.par.p)
     e1 = np.empty((l1, k1))
     e2 = np.empty(q2)
     for i in range(thetas.shape[0]):
         theta = thetas[i]
-        _templates(theta, d, T, Lc, nrm)
+        _templates(theta, d.par, T, Lc, nrm)
         F = _factor(theta, d, T)
         for lv in range(l1):
             for a in range(k1):
@@ -798,7 +849,7 @@ def draw_b(thetas, d, seed, b1, b2):
             for j in range(q2):
                 b2[i, j] = math.nan
             continue
-        for j in range(d.p):
+        for j in range(d.par.p):
             delta[j] = theta[j] - d.beta_ols[j]
         z1, z2 = _ztr(d, delta)
         c1, c2 = _lam(d, F, z1, z2, True)
@@ -825,6 +876,57 @@ def draw_b(thetas, d, seed, b1, b2):
                 b1[i, lv, a] = r1[lv, a]
         for j in range(q2):
             b2[i, j] = r2[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def draw_b_one_factor(thetas, d, seed, b1):
+    """:func:`draw_b` for :class:`OneFactor` data, the 1 x 1 or 2 x 2 algebra in closed
+    form: per level M = LLᵀ, v = M⁻¹Λ̃ᵀz, b = Λ̃(v + σL⁻ᵀε)."""
+    np.random.seed(seed)
+    par = d.par
+    nterms, kmax, p, k1 = par.term_k.shape[0], par.kmax, par.p, d.k1
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    delta = np.empty(p)
+    for i in range(thetas.shape[0]):
+        theta = thetas[i]
+        _templates(theta, par, T, Lc, nrm)
+        sigma = math.exp(theta[par.dim - 1])
+        l00, l10, l11 = _lambda1(par, T, sigma)
+        for j in range(p):
+            delta[j] = theta[j] - d.beta_ols[j]
+        for lv in range(d.l1):
+            z0 = d.Zte1[lv, 0]
+            for j in range(p):
+                z0 -= d.ZtX1[lv, 0, j] * delta[j]
+            e0 = np.random.standard_normal()
+            if k1 == 1:
+                m = 1.0 + l00 * l00 * d.A11[lv, 0, 0]
+                b1[i, lv, 0] = l00 * (l00 * z0 / m + sigma * e0 / math.sqrt(m))
+                continue
+            z1 = d.Zte1[lv, 1]
+            for j in range(p):
+                z1 -= d.ZtX1[lv, 1, j] * delta[j]
+            e1 = np.random.standard_normal()
+            a00, a01, a11 = d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1]
+            al00, al01 = a00 * l00 + a01 * l10, a01 * l11
+            al10, al11 = a01 * l00 + a11 * l10, a11 * l11
+            m00 = 1.0 + l00 * al00 + l10 * al10
+            m01 = l00 * al01 + l10 * al11
+            m11 = 1.0 + l11 * al11
+            det = m00 * m11 - m01 * m01
+            c0, c1 = l00 * z0 + l10 * z1, l11 * z1
+            v0 = (m11 * c0 - m01 * c1) / det
+            v1 = (m00 * c1 - m01 * c0) / det
+            q00 = math.sqrt(m00)  # L = [[q00, 0], [q10, q11]]; x = L⁻ᵀε
+            q10 = m01 / q00
+            q11 = math.sqrt(m11 - q10 * q10)
+            x1 = e1 / q11
+            x0 = (e0 - q10 * x1) / q00
+            u0, u1 = v0 + sigma * x0, v1 + sigma * x1
+            b1[i, lv, 0] = l00 * u0
+            b1[i, lv, 1] = l10 * u0 + l11 * u1
 
 
 # --------------------------------------------------------------------------------------
@@ -860,6 +962,8 @@ def logp_fn(theta, data, grad):
 @overload(logp_fn, jit_options={"nogil": True, "error_model": "numpy"})
 def _logp_fn(theta, data, grad):
     cls = getattr(data, "instance_class", None)
+    if cls is OneFactor:
+        return lambda theta, data, grad: logp_grad_one_factor(theta, data, grad)
     if cls is KernelData:
         return lambda theta, data, grad: logp_grad(theta, data, grad)
     if cls is GaussianTarget:

@@ -149,7 +149,7 @@ class MarginalModel:
     columns are centred at ``x_mean``: fixef[(Intercept)] = Intercept − x_meanᵀβ.
     """
 
-    data: nb.KernelData
+    data: nb.OneFactor | nb.KernelData
     design: Design
     x_mean: np.ndarray
     term_sd: tuple[int, ...]
@@ -157,7 +157,7 @@ class MarginalModel:
 
     @property
     def dim(self) -> int:
-        return int(self.data.dim)
+        return int(self.data.par.dim)
 
 
 def unsupported_prior(priors: Mapping[str, Prior]) -> str | None:
@@ -278,30 +278,10 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
             for t in terms
         ]
     )
-    data = nb.KernelData(
-        n=float(n),
+    par = nb.Parameters(
         p=p,
-        ete=float(e @ e),
-        Xte=Xc.T @ e,
-        XtX=np.ascontiguousarray(Xc.T @ Xc),
-        beta_ols=beta_ols,
-        l1=l1,
-        k1=k1,
+        dim=pos + 1,
         kmax=kmax,
-        A11=A11,
-        Zte1=Zte1,
-        ZtX1=ZtX1,
-        q2=q2,
-        unit_term=unit_term_a,
-        unit_off=unit_off_a,
-        Zte2=Zte2,
-        ZtX2=ZtX2,
-        A22=A22,
-        a12_ptr=a12_ptr,
-        a12_off=unit_off_a[units] if len(units) else units,
-        a12_k=np.array([terms[unit_term[u]].nc for u in units], dtype=np.int64),
-        a12_term=unit_term_a[units] if len(units) else units,
-        a12_val=val,
         term_k=np.array([t.nc for t in terms], dtype=np.int64),
         term_block=np.array([1 if i in b1 else 2 for i in range(len(terms))], dtype=np.int64),
         term_off1=off1,
@@ -315,8 +295,38 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
         prior_kind=codes,
         prior_par=pars,
         prior_const=consts,
-        dim=pos + 1,
     )
+    common = {
+        "par": par,
+        "n": float(n),
+        "ete": float(e @ e),
+        "Xte": Xc.T @ e,
+        "XtX": np.ascontiguousarray(Xc.T @ Xc),
+        "beta_ols": beta_ols,
+        "l1": l1,
+        "k1": k1,
+        "A11": A11,
+        "Zte1": Zte1,
+        "ZtX1": ZtX1,
+    }
+    data: nb.OneFactor | nb.KernelData
+    if q2 == 0 and k1 <= 2:
+        data = nb.OneFactor(**common)
+    else:
+        data = nb.KernelData(
+            **common,
+            q2=q2,
+            unit_term=unit_term_a,
+            unit_off=unit_off_a,
+            Zte2=Zte2,
+            ZtX2=ZtX2,
+            A22=A22,
+            a12_ptr=a12_ptr,
+            a12_off=unit_off_a[units] if len(units) else units,
+            a12_k=np.array([terms[unit_term[u]].nc for u in units], dtype=np.int64),
+            a12_term=unit_term_a[units] if len(units) else units,
+            a12_val=val,
+        )
     return MarginalModel(data, design, x_mean, tuple(term_sd), tuple(term_corr))
 
 
@@ -385,7 +395,10 @@ def unconstrained(
 def logp(mm: MarginalModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """The log posterior density of θ (unconstrained, Jacobians included) and its gradient."""
     grad = np.empty(mm.dim)
-    return float(nb.logp_grad(np.ascontiguousarray(theta, dtype=float), mm.data, grad)), grad
+    theta = np.ascontiguousarray(theta, dtype=float)
+    if isinstance(mm.data, nb.OneFactor):
+        return float(nb.logp_grad_one_factor(theta, mm.data, grad)), grad
+    return float(nb.logp_grad(theta, mm.data, grad)), grad
 
 
 # --------------------------------------------------------------------------------------
@@ -399,10 +412,10 @@ def scales(mm: MarginalModel) -> np.ndarray:
     correlation parameters."""
     d = mm.data
     out = np.ones(mm.dim)
-    if d.p:
-        resid2 = max(d.ete / max(d.n - d.p, 1.0), 1e-300)
+    if d.par.p:
+        resid2 = max(d.ete / max(d.n - d.par.p, 1.0), 1e-300)
         se = np.sqrt(np.abs(np.diag(np.linalg.pinv(d.XtX))) * resid2)
-        out[: d.p] = np.where(se > 0, se, 1.0)
+        out[: d.par.p] = np.where(se > 0, se, 1.0)
     return out
 
 
@@ -420,7 +433,7 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
         np.array([0.25 * sy / (np.std(t.X[:, c]) or 1.0) for c in range(t.nc)])
         for t in design.terms
     ]
-    resid = math.sqrt(max(d.ete / max(d.n - d.p, 1.0), 1e-12 * sy**2)) or sy
+    resid = math.sqrt(max(d.ete / max(d.n - d.par.p, 1.0), 1e-12 * sy**2)) or sy
     fixef = d.beta_ols.copy()
     if design.intercept_index is not None:
         fixef[design.intercept_index] -= mm.x_mean @ d.beta_ols
@@ -545,7 +558,8 @@ def draw_ranef(
     chains, ndraw = theta.shape[:2]
     flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
     N = flat.shape[0]
-    b1, b2 = np.empty((N, d.l1, d.k1)), np.empty((N, d.q2))
+    b1 = np.empty((N, d.l1, d.k1))
+    b2 = np.empty((N, d.q2 if isinstance(d, nb.KernelData) else 0))
     blocks = max(1, cores)
     bounds = np.linspace(0, N, blocks + 1).astype(int)
     children = np.random.SeedSequence(seed).spawn(chains + blocks)[chains:]
@@ -553,16 +567,20 @@ def draw_ranef(
 
     def job(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
-        nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
+        if isinstance(d, nb.OneFactor):
+            nb.draw_b_one_factor(flat[a:b], d, seeds[i], b1[a:b])
+        else:
+            nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
 
     with ThreadPoolExecutor(max_workers=blocks) as pool:
         list(pool.map(job, range(blocks)))
     out = []
     for i, t in enumerate(mm.design.terms):
-        if d.term_block[i] == 1:
-            o = d.term_off1[i]
+        if d.par.term_block[i] == 1:
+            o = d.par.term_off1[i]
             b = b1[:, :, o : o + t.nc]
         else:
+            assert isinstance(d, nb.KernelData)
             first = int(np.flatnonzero(d.unit_term == i)[0])
             o = d.unit_off[first]
             b = b2[:, o : o + t.q].reshape(N, t.nl, t.nc)
