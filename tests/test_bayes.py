@@ -157,6 +157,22 @@ def test_auto_keeps_latent_effects_when_marginal_costs_more():
     assert set(chosen.values()) <= {"centered", "noncentered"}
 
 
+def test_auto_keeps_latent_effects_for_densely_crossed_factors():
+    """100 subjects x 50 items, fully crossed: each subject meets all 50 items, Σ m² =
+    100 · 50² = 250,000 pairs > PAIRS_MAX, so "auto" stays latent; penicillin's 24 plates
+    x 6 samples (864 pairs) integrates out."""
+    grid = pd.MultiIndex.from_product([range(100), range(50)], names=["s", "i"]).to_frame()
+    data = grid.astype(str).assign(y=np.random.default_rng(1).normal(size=len(grid)))
+    design = blm.Model("y ~ 1 + (1 | s) + (1 | i)", data).design
+    assert parameterization.marginal_unavailable(design) == (
+        "the levels of s meet 250,000 pairs of levels of the other grouping factors (more "
+        "than 100,000): a crossed design whose marginal gradient would cost more than the "
+        "latent model's"
+    )
+    pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
+    assert parameterization.marginal_unavailable(pen.design) is None
+
+
 def test_latent_parameterization_rule(sleep_model):
     rng = np.random.default_rng(5)
     # sleepstudy: 10 observations per subject, ratios ≈ 2.7 and 4.4 -> non-centred

@@ -48,6 +48,10 @@ FORMS = ("auto", "marginal", "centered", "noncentered")
 CENTER_RATIO = 3.0
 #: the most columns of the marginal kernel's dense block 2 (InstEval-sized designs: latent)
 BLOCK2_MAX = 1000
+#: the most pairs of block-2 effects meeting in one block-1 level, summed over the levels
+#: (Σ_l m_l²: the crossed part of a marginal gradient's cost; 100 subjects x 50 items
+#: fully crossed with random intercepts is 250,000)
+PAIRS_MAX = 100_000
 
 
 def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
@@ -139,15 +143,30 @@ def block_terms(design: Design) -> tuple[list[int], list[int]]:
 
 
 def marginal_unavailable(design: Design) -> str | None:
-    """Why integrating b out would not pay (None when it does): the dense block-2 of
-    ``q₂`` columns costs q₂³/3 flops per gradient, more than the latent model's above
-    ``BLOCK2_MAX`` columns."""
-    _, block2 = block_terms(design)
+    """Why integrating b out would not pay (None when it does).  A marginal gradient costs
+    O(l₁k₁³ + Σ_l m_l² + q₂³): per level of block 1, per pair of the m_l block-2 units
+    that level meets, and the dense block 2 of q₂ columns; above ``BLOCK2_MAX`` columns or
+    ``PAIRS_MAX`` pairs it costs more than the latent model's (whose cost grows with the
+    rows instead)."""
+    block1, block2 = block_terms(design)
     q2 = sum(design.terms[i].q for i in block2)
     if q2 > BLOCK2_MAX:
         return (
             f"the random effects outside the largest grouping factor form a dense block of "
             f"{q2} columns (more than {BLOCK2_MAX}), which would make each gradient of the "
             "marginal density cost more than the latent model's"
+        )
+    codes1 = design.terms[block1[0]].codes
+    meets = np.zeros(design.terms[block1[0]].nl)
+    for i in block2:
+        t = design.terms[i]
+        level = np.unique(codes1.astype(np.int64) * t.nl + t.codes) // t.nl
+        meets += t.nc * np.bincount(level, minlength=len(meets))
+    pairs = int((meets**2).sum())
+    if pairs > PAIRS_MAX:
+        return (
+            f"the levels of {design.terms[block1[0]].factor} meet {pairs:,} pairs of levels "
+            f"of the other grouping factors (more than {PAIRS_MAX:,}): a crossed design whose "
+            "marginal gradient would cost more than the latent model's"
         )
     return None
