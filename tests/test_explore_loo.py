@@ -189,7 +189,7 @@ def test_loo_and_compare_models_errors(sleep_fit, sleep_posterior, intercept_pos
         sleep_posterior.loo(by="subject")
     with pytest.raises(BayesLMMError, match="unknown grouping factor 'Subjects'"):
         sleep_posterior.loo(by="group", factor="Subjects")
-    with pytest.raises(BayesLMMError, match=r"REML fits: compare fit\.aic, fit\.bic"):
+    with pytest.raises(BayesLMMError, match=r"REML fits: fit\.aic, fit\.bic, blm\.anova"):
         blm.compare_models({"reml": sleep_fit, "post": sleep_posterior})
     with pytest.raises(BayesLMMError, match="at least two"):
         blm.compare_models({"post": sleep_posterior})
@@ -200,6 +200,11 @@ def test_loo_and_compare_models_errors(sleep_fit, sleep_posterior, intercept_pos
             {"a": intercept_posterior, "b": synthetic_posterior(other, 1, 50)},
         )
     crossed = blm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.load_dataset("penicillin"))
+    pen = blm.load_dataset("penicillin")
+    by_plate = synthetic_posterior(blm.Model("diameter ~ 1 + (1 | plate)", pen), 1, 30)
+    by_sample = synthetic_posterior(blm.Model("diameter ~ 1 + (1 | sample)", pen), 1, 30)
+    with pytest.raises(BayesLMMError, match="leave out different groups"):
+        _quiet(blm.compare_models, {"plate": by_plate, "sample": by_sample}, by="group")
     with pytest.raises(BayesLMMError, match=r"name it with factor= \(one of plate, sample"):
         synthetic_posterior(crossed, 1, 10).loo(by="group")
 

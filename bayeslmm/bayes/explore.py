@@ -410,28 +410,34 @@ def compare_models(
     computed) or to a LOO result already computed.  Posteriors must share the data (the
     same response values; by group the same levels of ``factor``).  Returns ArviZ's table:
     ``rank``, ``elpd``, ``elpd_diff``, ``dse``, ``p``, ``weight``, ... best first, unrounded
-    (``round_to="auto"``: ArviZ's rounding by the standard errors).  REML
-    fits are compared by their AIC and BIC (``fit.aic``, ``fit.bic``) or a likelihood
-    ratio test, not here.
+    (``round_to="auto"``: ArviZ's rounding by the standard errors).  REML fits are
+    compared by their AIC and BIC (``fit.aic``, ``fit.bic``) and the likelihood-ratio test
+    (:func:`bayeslmm.anova`), not here.
     """
     if not isinstance(models, Mapping) or len(models) < 2:
         raise BayesLMMError("compare_models needs a dict of at least two named models")
-    results, ys = {}, {}
+    results, ys, groups = {}, {}, {}
     for name, model in models.items():
         if hasattr(model, "elpd") and hasattr(model, "pareto_k"):
             results[name] = model
             continue
         if not (hasattr(model, "design") and hasattr(model, "parameter_draws")):
-            hint = " (REML fits: compare fit.aic, fit.bic)" if hasattr(model, "aic") else ""
+            hint = " (REML fits: fit.aic, fit.bic, blm.anova)" if hasattr(model, "aic") else ""
             raise BayesLMMError(
                 f"model {name!r} is a {type(model).__name__}, not a Posterior or a LOO result{hint}"
             )
         ys[name] = model.design.y
+        if by == "group":
+            used = _loo_factor(model.design, factor)
+            groups[name] = (used, model.design.factor_terms(used)[0].levels)
         results[name] = loo(model, by=by, factor=factor)
     first = next(iter(ys.values()), None)
     for name, y in ys.items():
         if first is not None and not (len(y) == len(first) and np.array_equal(y, first)):
             raise BayesLMMError(f"model {name!r} was fitted to other data than the others")
+    if len(set(groups.values())) > 1:
+        left_out = {name: g[0] for name, g in groups.items()}
+        raise BayesLMMError(f"by group, the models leave out different groups: {left_out}")
     sizes = {name: r.n_data_points for name, r in results.items()}
     if len(set(sizes.values())) > 1:
         raise BayesLMMError(f"the LOO results have different numbers of data points: {sizes}")
