@@ -186,10 +186,9 @@ class _Marginal:
 
     def fit(self, y: np.ndarray, draws: int, tune: int, seed: int) -> tuple[np.ndarray, int]:
         mm = marginal.build(dataclasses.replace(self.design, y=np.asarray(y)), self.priors)
-        inits = marginal.initial_points(mm, 1, np.random.default_rng(seed))
         run = marginal.run_chains(
             mm,
-            inits,
+            marginal.initial_points(mm, 1, np.random.default_rng(seed)),
             draws=draws,
             tune=tune,
             seed=seed,
