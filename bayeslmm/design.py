@@ -14,9 +14,10 @@ import functools
 import itertools
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ import scipy.sparse as sp
 
 from . import names
 from .errors import BayesLMMError, DataError, DataWarning, FormulaError
-from .formula import parse_formula
+from .formula import CONTR_POLY, Translation, parse_formula, to_formulaic
 
 
 @functools.cache
@@ -266,7 +267,17 @@ class Design:
 # Building the design from a formula and a DataFrame (lme4's lFormula)
 # --------------------------------------------------------------------------------------
 
-_CONTEXT = {
+
+def _contr_poly(values: Any) -> Any:
+    """An ordered factor coded as R codes it: ``contr.poly`` (``.L``, ``.Q``, ``.C``, ``^4``)."""
+    from formulaic.transforms import C
+    from formulaic.transforms.contrasts import PolyContrasts
+
+    return C(values, PolyContrasts())
+
+
+_CONTEXT: dict[str, Callable[..., Any]] = {
+    CONTR_POLY: _contr_poly,
     "log": np.log,
     "log2": np.log2,
     "log10": np.log10,
@@ -423,7 +434,7 @@ class _Aliases:
         import formulaic  # 0.7 s to import: only formulas that need it pay
 
         try:
-            variables = formulaic.Formula(expr).required_variables
+            variables = formulaic.Formula(to_formulaic(expr).code).required_variables
         except Exception as exc:
             raise FormulaError(f"cannot parse {self.decode(expr)!r} in {where}: {exc}") from None
         unknown = sorted(v for v in variables if v not in self.name and v not in _CONTEXT)
@@ -485,6 +496,15 @@ class _Columns:
         return self._floats.get(name)
 
     @cached_property
+    def ordered(self) -> frozenset[str]:
+        """Alias codes of the ordered factors (R codes them with ``contr.poly``)."""
+        return frozenset(
+            self.alias.code[c]
+            for c, v in self.values.items()
+            if isinstance(v.dtype, pd.CategoricalDtype) and v.dtype.ordered
+        )
+
+    @cached_property
     def work(self) -> pd.DataFrame:
         """Alias-coded model columns for formulaic (R's factor conventions)."""
         return pd.DataFrame(
@@ -508,11 +528,12 @@ def _as_model_column(s: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical(labels, categories=sorted(labels.unique())), index=s.index)
 
 
-def _r_name(column: str, alias: _Aliases) -> str:
-    """formulaic's column name -> R's: 'Intercept' -> '(Intercept)', 'f[T.b]' -> 'fb'."""
+def _r_name(column: str, alias: _Aliases, code: Translation) -> str:
+    """formulaic's column name -> R's: 'Intercept' -> '(Intercept)', 'f[T.b]' -> 'fb',
+    'I(x ** 2)' -> 'I(x^2)' for R's 'I(x^2)', 'o[.L]' -> 'o.L'."""
     if column == "Intercept":
         return "(Intercept)"
-    column = re.sub(r"\[(?:T\.)?(.*?)\]", r"\1", column)
+    column = re.sub(r"\[(?:T\.)?(.*?)\]", r"\1", code.r_name(column))
     return alias.decode(column)
 
 
@@ -551,16 +572,18 @@ def _model_matrix(
     import formulaic
 
     work = cols.work
+    code = to_formulaic(expr, cols.ordered)
     try:
-        mm = formulaic.model_matrix(expr, work, context=_CONTEXT, na_action="ignore")
+        mm = formulaic.model_matrix(code.code, work, context=_CONTEXT, na_action="ignore")
     except Exception as exc:
-        msg = alias.decode(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = alias.decode(code.r_name(msg))
         unknown = re.search(r"name '([^']+)' is not defined", msg)
         if unknown:
             raise DataError(f"column '{unknown.group(1)}' in {where} not found in data") from None
         raise FormulaError(f"cannot build {where} from {alias.decode(expr)!r}: {msg}") from None
     X = np.asarray(mm, dtype=float).reshape(len(work), -1)
-    columns = [_r_name(c, alias) for c in mm.columns]
+    columns = [_r_name(c, alias, code) for c in mm.columns]
     if not np.isfinite(X).all():
         col = columns[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
         raise DataError(f"column '{col}' of {where} has non-finite values (e.g. log of 0)")
@@ -866,16 +889,18 @@ def _new_matrix(
         import formulaic
         from formulaic.errors import FormulaicWarning
 
-        spec = formulaic.model_matrix(expr, train.work, context=_CONTEXT, na_action="ignore")
+        code = to_formulaic(expr, train.ordered)
+        spec = formulaic.model_matrix(code.code, train.work, context=_CONTEXT, na_action="ignore")
         with warnings.catch_warnings():
             warnings.simplefilter("error", FormulaicWarning)
             try:
                 mm = spec.model_spec.get_model_matrix(work, context=_CONTEXT)
             except Exception as exc:
-                msg = alias.decode(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                msg = alias.decode(code.r_name(msg))
                 raise DataError(f"cannot build {where} from newdata: {msg}") from None
         X = np.asarray(mm, dtype=float).reshape(len(work), -1)
-        columns = [_r_name(c, alias) for c in mm.columns]
+        columns = [_r_name(c, alias, code) for c in mm.columns]
     else:
         X, columns = simple
     absent = [c for c in wanted if c not in columns]

@@ -10,11 +10,16 @@ semantics:
   ``(1 | g) + (0 + x | g)``;
 * ``(1 | a/b)``  nesting, ``(1 | a) + (1 | b:a)`` (the interaction named inner:outer);
 * ``(1 | a:b)``  a grouping factor made of the observed combinations of a and b.
+
+:func:`to_formulaic` turns the R syntax formulaic reads otherwise (``^`` inside a call
+is a power in R, xor in Python) into formulaic's, and names the results as R does.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
 from .errors import FormulaError
@@ -120,11 +125,12 @@ def _group_factors(rhs: str, bar: str) -> list[tuple[str, ...]]:
 
 
 def _lhs_term_labels(lhs: str, bar: str) -> tuple[bool, list[str]]:
-    """Intercept flag and term labels of a bar's LHS (for ``||`` splitting)."""
+    """Intercept flag and term labels of a bar's LHS (for ``||`` splitting), R syntax."""
     import formulaic  # 0.7 s to import: only formulas that need it pay
 
+    code = to_formulaic(lhs)
     try:
-        terms = [str(t) for t in formulaic.Formula(lhs)]
+        terms = [code.r_name(str(t)) for t in formulaic.Formula(code.code)]
     except Exception as exc:  # formulaic's own parse errors
         raise FormulaError(f"cannot parse {lhs!r} in {bar}: {exc}") from None
     return "1" in terms, [t for t in terms if t != "1"]
@@ -194,3 +200,136 @@ def _parse_bar(piece: str) -> list[Bar]:
     intercept, labels = _lhs_term_labels(lhs, piece)
     lhss = (["1"] if intercept else []) + [f"0 + {label}" for label in labels]
     return [Bar(part, g) for g in groups for part in lhss]
+
+
+# --------------------------------------------------------------------------------------
+# R syntax -> formulaic's
+# --------------------------------------------------------------------------------------
+
+#: the function formulaic code wraps an ordered factor in (R's ``contr.poly`` coding)
+CONTR_POLY = "_contr_poly_"
+
+_TOKEN = re.compile(
+    r"""\s*("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`"""  # strings, `names`
+    r"|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # numbers
+    r"|[A-Za-z_.][\w.]*|\*\*|%[^%]*%|[=!<>]=|&&|\|\||\S)"  # names, operators
+)
+_NAME = re.compile(r"[A-Za-z_][\w.]*")
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: binary operators R's deparse writes with spaces around them (``^``, ``/``, ``:`` without)
+_SPACED = {"+", "-", "*", "==", "!=", "<", ">", "<=", ">=", "&", "&&", "|", "||", "~", "="}
+_OPERATORS = _SPACED | {"^", "**", "/", ":", "!", "(", ",", "["}
+
+
+@dataclass(frozen=True)
+class Translation:
+    """An R-syntax expression as formulaic code; ``names`` maps formulaic's name of each
+    rewritten piece (``I(x ** 2)``) to R's (``I(x^2)``)."""
+
+    code: str
+    names: dict[str, str]
+
+    def r_name(self, text: str) -> str:
+        """A formulaic column name or term label with the rewritten pieces named as R does."""
+        if not self.names:
+            return text
+        pattern = "|".join(re.escape(k) for k in sorted(self.names, key=len, reverse=True))
+        return re.sub(pattern, lambda m: self.names[m.group(0)], text)
+
+
+def to_formulaic(expr: str, ordered: Container[str] = frozenset()) -> Translation:
+    """R syntax -> formulaic's.
+
+    ``^`` inside a call's arguments (``I(x^2)``, ``log((x - 1)^2)``) is R's arithmetic
+    power, ``**`` (at the formula level ``(a + b)^2`` stays the interaction power); a
+    bare name in ``ordered`` (an ordered factor) is wrapped in :data:`CONTR_POLY`.
+
+    >>> to_formulaic("x + I((x - 1)^2)").names
+    {'I((x - 1) ** 2)': 'I((x - 1)^2)'}
+    """
+    pieces: list[str] = []
+    names: dict[str, str] = {}
+    opens: list[bool] = []  # per open parenthesis: whether it opens a call's arguments
+    calls = 0
+    outer = (0, 0)  # where the outermost call starts: index in pieces, offset in expr
+    name_at = (0, 0)
+    power = False
+    tokens = list(_TOKEN.finditer(expr))
+    prev = ""
+    for k, m in enumerate(tokens):
+        tok = m.group(1)
+        piece = tok
+        following = tokens[k + 1].group(1) if k + 1 < len(tokens) else ""
+        if tok == "(":
+            call = bool(_NAME.fullmatch(prev))
+            if call and not calls:
+                outer = name_at
+            opens.append(call)
+            calls += call
+        elif tok == ")":
+            calls -= opens.pop() if opens else False
+            if not calls and power:  # the outermost call ends: name it as R does
+                key = _formulaic_name("".join(pieces[outer[0] :]).strip() + ")")
+                if key is not None:
+                    names[key] = _deparse(expr[outer[1] : m.end(1)])
+                power = False
+        elif tok == "^" and calls:
+            piece, power = "**", True
+        elif _NAME.fullmatch(tok):
+            name_at = (len(pieces), m.start(1))
+            if not calls and tok in ordered and following != "(":
+                piece = f"{CONTR_POLY}({tok})"
+                names[piece] = tok
+        pieces.append(m.group(0)[: m.start(1) - m.start(0)] + piece)
+        prev = tok
+    return Translation("".join(pieces).strip(), names)
+
+
+def _formulaic_name(code: str) -> str | None:
+    """formulaic's name of a piece of Python code (``ast.unparse``, `names` kept)."""
+    quoted: dict[str, str] = {}
+
+    def hide(m: re.Match) -> str:
+        alias = f"_q{len(quoted)}_"
+        quoted[alias] = m.group(0)
+        return alias
+
+    try:
+        text = ast.unparse(ast.parse(re.sub(r"`[^`]*`", hide, code), mode="eval"))
+    except SyntaxError:
+        return None  # formulaic reports it
+    for alias, name in quoted.items():
+        text = text.replace(alias, name)
+    return text
+
+
+def _deparse(code: str) -> str:
+    """R's ``deparse`` of a call: spaces around ``+ - *`` and comparisons, none around
+    ``^ / :``, ``**`` as ``^``, numbers as R prints them."""
+    out: list[str] = []
+    prev = "("
+    for m in _TOKEN.finditer(code):
+        tok = "^" if m.group(1) == "**" else m.group(1)
+        if tok in _SPACED and not (tok in ("+", "-") and prev in _OPERATORS):  # unary
+            out.append(f" {tok} ")
+        elif tok == ",":
+            out.append(", ")
+        elif _NUMBER.fullmatch(tok):
+            out.append(_r_number(tok))
+        else:
+            out.append(tok)
+        prev = tok
+    return "".join(out)
+
+
+def _r_number(text: str) -> str:
+    """A numeric literal as R prints it: 15 significant digits, fixed notation unless
+    scientific is narrower (``1e-05``, ``1e+05``, ``0.5``)."""
+    value = float(text)
+    mantissa, exponent = f"{value:.14e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = int(exponent)
+    digits = len(mantissa.replace(".", ""))
+    fixed = f"{value:.{max(digits - 1 - power, 0)}f}"
+    scientific = f"{mantissa}e{power:+03d}"
+    return fixed if len(fixed) <= len(scientific) else scientific
