@@ -527,6 +527,185 @@ blm.compare(iris_fit, iris_post)"""),
 fig = blm.plot_compare(iris_fit, iris_post)
 fig"""),
     ],
+    "05_reml_inference": [
+        md("""
+# 5. Intervals from both sides: profile likelihood, bootstrap, t-tests and the posterior
+
+Right after `summary()`, lme4 users reach for three things: `confint(m)` (profile intervals
+for every parameter), lmerTest's t-tests with small-sample degrees of freedom, and
+`anova(m0, m1)`. bayeslmm's REML fit has all three — `fit.confint()`,
+`fit.fixef_table()` / `fit.summary(ddf=...)` and `blm.anova()` — and `blm.compare` puts the
+REML interval beside the posterior interval **of the same probability** for every
+parameter. This notebook uses them on sleepstudy (18 subjects), where the two sides agree,
+and on iris (3 species), where they part, and explains why."""),
+        code(SETUP),
+        md("""
+## Profile intervals (lme4's `confint`)
+For one parameter $w$ at a value $x$, the profile is the best the model can do with $w$
+held at $x$: the ML deviance minimised over every other parameter,
+$\\zeta(x) = \\mathrm{sign}(x - \\hat w)\\sqrt{\\min_{\\text{others}} D - \\hat D}$. The 95 %
+interval is $\\{x : |\\zeta(x)| \\le 1.96\\}$: the values a likelihood-ratio test would not
+reject. As in lme4 the profile is of the ML likelihood, whatever the fit, on the scale of
+the SDs, correlations and $\\sigma$; bayeslmm solves for each end with a root finder and
+matches lme4 1.1-31's ends to 1e-4 of the interval's width."""),
+        code("""
+sleep = blm.load_dataset("sleepstudy")
+model = blm.Model("Reaction ~ Days + (Days | Subject)", sleep)
+fit = model.fit_reml()
+fit.confint()"""),
+        md("""
+`method="wald"` is $\\hat\\beta \\pm 1.96\\,\\mathrm{SE}$ for the fixed effects (nothing for the
+variance parameters, as in lme4); `method="boot"` refits `nsim` data sets simulated from
+the fit (lme4's `bootMer`) and takes percentiles. With 18 subjects the three agree on the
+fixed effects, and profile and bootstrap on the SDs and $\\sigma$. For the correlation the
+bootstrap's upper end is higher: about 2 % of the refits land on $\\rho = 1$ (a singular
+fit), and the percentile interval counts them."""),
+        code("""
+pd.concat({
+    "profile": fit.confint(),
+    "wald": fit.confint("wald"),
+    "bootstrap": fit.confint("boot", nsim=500, seed=1, progress=False),
+}, axis=1).round(3)"""),
+        md("""
+## t-tests with small-sample degrees of freedom (lmerTest)
+$t = \\hat\\beta_j / \\mathrm{SE}_j$ is not exactly $t$-distributed in a mixed model.
+Satterthwaite's method matches its variance to a $t_{df}$: with $V_j = \\mathrm{Var}(\\hat\\beta_j)$
+as a function of the variance parameters $(\\theta, \\sigma)$,
+$df_j = 2V_j^2 / (\\nabla V_j^\\top C\\, \\nabla V_j)$, $C$ the asymptotic covariance of
+$(\\hat\\theta, \\hat\\sigma)$. Here the slope is estimated from 18 subjects' slopes: df = 17,
+as a two-stage analysis would say. `ddf="kenward-roger"` also adjusts the SEs."""),
+        code("""
+print(fit.summary(ddf="satterthwaite"))"""),
+        code("""
+fit.fixef_table("kenward-roger")"""),
+        md("""
+## Likelihood-ratio test: is the random slope needed?
+`blm.anova` compares nested models as lme4's `anova` does: REML fits are refitted by ML
+(with lme4's message), and $\\chi^2 = 2\\Delta\\log L$ on $\\Delta$npar degrees of freedom.
+(A variance on its boundary makes this $p$ conservative.)"""),
+        code("""
+fit0 = blm.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    table = blm.anova(fit0, fit)
+print(*[w.message for w in caught], sep="\\n")
+table"""),
+        md("""
+## The same probability on both sides: sleepstudy
+`compare` shows the REML estimate with its profile interval (`profile95_lb`, `profile95_ub`)
+beside the posterior's interval of the same probability (`eti95_lb`, `eti95_ub`). With 18
+subjects the data dominate the priors, and the two kinds of interval nearly coincide,
+variance parameters included."""),
+        code("""
+posterior = model.sample(draws=DRAWS, tune=DRAWS, chains=CHAINS, seed=11)
+blm.compare(fit, posterior, ci_prob=0.95)"""),
+        code("""
+blm.plot_compare(fit, posterior, ci_prob=0.95)"""),
+        md("""
+## Three species: where the profile and the posterior part
+iris with a random intercept and slope per species, `(1 + Sepal.Length | Species)`: the
+between-species SDs and their correlation are estimated from **three** groups. (The default
+sampler integrates the species effects out; with `target_accept=0.99` it runs without
+divergences here.)"""),
+        code("""
+iris = blm.load_dataset("iris")
+iris_model = blm.Model(
+    "Petal.Width ~ Sepal.Width + Sepal.Length + (1 + Sepal.Length | Species)", iris)
+iris_fit = iris_model.fit_reml()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    iris_post = iris_model.sample(draws=DRAWS, tune=DRAWS, chains=CHAINS, seed=5,
+                                  target_accept=0.99)
+for w in caught:
+    if issubclass(w.category, blm.ConvergenceWarning):
+        print("warning:", w.message)
+iris_table = blm.compare(iris_fit, iris_post, ci_prob=0.95)
+iris_table"""),
+        code("""
+blm.plot_compare(iris_fit, iris_post, ci_prob=0.95)"""),
+        md("""
+The 95 % profile intervals of both SDs reach **0** and the correlation's covers all of
+**[−1, 1]**: the data cannot rule out that the species share one intercept and one slope,
+nor any correlation. The posterior intervals stay away from 0 and from ±1, and the slope
+SD's reaches far above the profile's upper end. Four things are at work.
+
+**1. The likelihood is flat and skewed.** Three species' coefficients carry little
+information about the spread of the distribution they come from. The deviance at SD = 0 is
+within $1.96^2$ of the best (the likelihood there is still 15 % of its maximum), so the 95 %
+interval reaches the boundary; to the right it falls off slowly. Intervals at lower levels
+show how flat it is — even the 50 % interval of the correlation reaches +1:"""),
+        code("""
+rows = ["sd_Species[(Intercept)]", "sd_Species[Sepal.Length]",
+        "corr_Species[(Intercept), Sepal.Length]"]
+pd.concat({f"{level:.0%}": iris_fit.confint(level=level, parm=rows)
+           for level in (0.5, 0.8, 0.95)}, axis=1).round(3)"""),
+        md("""
+**2. The profile maximises, the posterior averages.** The profile of an SD puts every other
+parameter at its best value for that SD, and it is of the ML likelihood, which treats the
+fixed effects as known. Estimating two fixed effects from three species' coefficients
+uses up most of their information: REML, which integrates the fixed effects out, puts the
+SDs well above ML, and the posterior, which integrates everything else out too, spreads
+them further up."""),
+        code("""
+iris_ml = iris_model.fit_reml(reml=False)
+pd.DataFrame({"ML": iris_ml.varcorr["sdcor"].to_numpy(),
+              "REML": iris_fit.varcorr["sdcor"].to_numpy(),
+              "posterior median": iris_table.loc[rows + ["sigma"], "median"].to_numpy()},
+             index=rows + ["sigma"]).round(3)"""),
+        md("""
+**3. Where the likelihood is flat, the prior decides.** The default priors
+(`iris_model.priors`) are a half-Student-t for each SD and LKJ(2) for the correlation,
+which pulls away from ±1. The correlation's posterior interval is close to its prior's:
+the data have hardly moved it. For the SDs the data cut the prior's long right tail, but
+not all the way down to the profile's."""),
+        code("""
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # PyTensor's note on how it runs the likelihood
+    prior = iris_model.sample_prior_predictive(draws=4000, seed=1)["prior"]
+corr_draws = prior["corr_Species"].sel(
+    Species__term="(Intercept)", Species__term_bis="Sepal.Length").values.ravel()
+prior_draws = {
+    rows[0]: prior["sd_Species"].sel(Species__term="(Intercept)").values.ravel(),
+    rows[1]: prior["sd_Species"].sel(Species__term="Sepal.Length").values.ravel(),
+    rows[2]: corr_draws,
+}
+pd.DataFrame({
+    "prior eti95": [np.round(np.quantile(prior_draws[r], [0.025, 0.975]), 3) for r in rows],
+    "posterior eti95": [iris_table.loc[r, ["eti95_lb", "eti95_ub"]].to_numpy().round(3)
+                        for r in rows],
+    "profile95": [iris_table.loc[r, ["profile95_lb", "profile95_ub"]].to_numpy().round(3)
+                  for r in rows],
+}, index=rows)"""),
+        md("""
+**4. The fixed effects feel it too.** The population slope of `Sepal.Length` is the average
+of three species' slopes, so its uncertainty is driven by the slope SD. The profile (and
+Wald) intervals are large-sample normal intervals; Satterthwaite's df says the $t$
+statistic has about **2** degrees of freedom, and the $t_{df}$ interval is about as wide as
+the posterior's, which averages over the uncertain SD:"""),
+        code("""
+from scipy import stats
+
+tests = iris_fit.fixef_table()
+half = stats.t.ppf(0.975, tests["df"]) * tests["se"]
+fixed = [f"fixef[{name}]" for name in tests.index]
+pd.DataFrame({
+    "df": tests["df"].to_numpy(),
+    "t-interval (Satterthwaite)": list(zip((tests["estimate"] - half).round(3),
+                                           (tests["estimate"] + half).round(3))),
+    "profile95": [tuple(iris_table.loc[f, ["profile95_lb", "profile95_ub"]].round(3))
+                  for f in fixed],
+    "posterior eti95": [tuple(iris_table.loc[f, ["eti95_lb", "eti95_ub"]].round(3))
+                        for f in fixed],
+}, index=tests.index)"""),
+        md("""
+**In short.** With many groups (sleepstudy) the profile, bootstrap and posterior intervals
+tell the same story. With three groups they answer different questions: the profile interval
+says which values the data alone cannot exclude — for a variance, often everything down to
+0 — while the posterior interval averages over everything else and adds what the prior
+assumed. Neither is wrong, but when they differ this much the honest summary is that the
+data say little about the between-group variation, and any conclusion about it rests on
+the method and the prior."""),
+    ],
 }
 
 

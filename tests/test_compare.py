@@ -139,7 +139,9 @@ def test_compare_interval_kind_and_probability_are_configurable(sleep):
     for prob, label in [(0.57, "eti57"), (0.999, "eti99.9")]:
         columns = [f"{label}_lb", f"{label}_ub"]
         assert list(posterior.with_ci(prob).fixef.columns[2:4]) == columns
-        assert set(columns) <= set(blm.compare(fit, posterior, ci_prob=prob).columns)
+        table = blm.compare(fit, posterior, ci_prob=prob)
+        assert set(columns) <= set(table.columns)
+        assert {f"profile{label[3:]}_lb", f"profile{label[3:]}_ub"} <= set(table.columns)
         assert set(columns) <= set(blm.shrinkage(fit, posterior, ci_prob=prob).columns)
     with pytest.raises(ComparisonError, match="ci_kind"):
         blm.compare(fit, posterior, ci_kind="quantile")

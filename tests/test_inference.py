@@ -36,6 +36,12 @@ from bayeslmm.reml.ddf import (
 from bayeslmm.reml.dense import DenseDeviance
 from bayeslmm.reml.fit import fit_lmer
 from bayeslmm.reml.inference import InferenceError, MLRefitWarning
+from bayeslmm.reml.profile import _SCALES, _root
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from validation.inference_errors import lme4_labels  # noqa: E402
 
 REFERENCE = Path(__file__).parent / "reference"
 REF = json.loads((REFERENCE / "inference" / "lme4_inference.json").read_text())
@@ -57,22 +63,9 @@ def _fit(case: str, reml: bool = True) -> blm.LmerFit:
     return _FITS[case, reml]
 
 
-def _lme4_labels(design: blm.Design) -> dict[str, str]:
-    """lme4's confint row names -> compare()'s labels."""
-    out = {name: f"fixef[{name}]" for name in design.fixef_names}
-    for t in design.terms:
-        g, c = t.group, t.cnames
-        for i in range(t.nc):
-            out[f"sd_{c[i]}|{g}"] = f"sd_{g}[{c[i]}]"
-            for j in range(i):
-                out[f"cor_{c[i]}.{c[j]}|{g}"] = f"corr_{g}[{c[j]}, {c[i]}]"
-    out["sigma"] = "sigma"
-    return out
-
-
 def _reference_table(case: str, method: str) -> pd.DataFrame:
     r = REF[case][method]
-    labels = _lme4_labels(_fit(case).design)
+    labels = lme4_labels(_fit(case).design)
     lower = [np.nan if v == "NA" else v for v in r["lower"]]
     upper = [np.nan if v == "NA" else v for v in r["upper"]]
     return pd.DataFrame(
@@ -164,8 +157,8 @@ def test_rows_are_compares_labels(name):
 @pytest.mark.parametrize("case", CASES)
 def test_profile_matches_lme4(case):
     """Every end within 0.5 % of lme4's interval width (the bar); in fact within 1.1e-4
-    (pastes' batch SD) and below 3e-5 elsewhere: lme4 interpolates a spline through its
-    profile, we solve for the root."""
+    (the upper end of pastes' cask:batch SD) and below 3e-5 elsewhere: lme4 interpolates a
+    spline through its profile, we solve for the root."""
     ref = _reference_table(case, "profile")
     ci = _fit(case).confint()
     assert list(ci.columns) == ["lower", "upper"]
@@ -196,6 +189,21 @@ def test_profile_pastes_batch_sd_reaches_zero():
     ci = _fit("pastes").confint()
     assert ci.loc["sd_batch[(Intercept)]", "lower"] == 0.0
     assert ci.loc["sd_batch[(Intercept)]", "upper"] == pytest.approx(2.94659109690393, rel=2e-4)
+
+
+def test_root_finder_stops_where_the_profile_meets_its_target():
+    """A profile that reaches ζ = z to within 1e-6 without crossing it ends there (the
+    sleepstudy coverage run met one at replicate 106: the secant step then fell below t's
+    resolution)."""
+
+    class Flat:  # ζ(x) = z·(1 − 1e-8) beyond x̂ = 1: the target met, never crossed
+        x_hat, se, probe = 1.0, 0.5, 0.5
+
+        def zeta(self, x: float) -> float:
+            return Z975 * (1 - 1e-8) if x > 1 else 0.0
+
+    end = _root(Flat(), _SCALES["sd"], Z975)  # type: ignore[arg-type]
+    assert end == pytest.approx(math.exp(Z975 * 0.5), rel=1e-6)  # the first step, on log sd
 
 
 def test_profile_same_for_reml_and_ml_fits():
@@ -825,6 +833,7 @@ def test_anova_rejects_models_that_are_not_nested():
     [
         ({"parm": "sd_Subject[Dayz]"}, r"unknown parm 'sd_Subject\[Dayz\]'; this model's"),
         ({"parm": ["sigma", "beta"]}, "unknown parm 'beta'"),
+        ({"parm": 3}, "parm must be a parameter label or a list of them, got 3"),
         ({"level": 0}, r"level must be a probability in \(0, 1\), got 0"),
         ({"level": 1.5}, "level must be a probability in"),
         ({"level": "0.9"}, r"level must be a probability in \(0, 1\), got '0.9'"),
@@ -869,7 +878,6 @@ def test_boot_coverage_is_near_nominal():
     99 % Monte Carlo band of 0.95 (±0.056) widened by 0.02 for the bootstrap's own
     small-sample error (validation/results/boot_coverage_intercept.md: 0.927-0.951 at
     1000 data sets)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from validation.boot_coverage import run
 
     res = run("intercept", nrep=100, nsim=199, seed=5)

@@ -13,7 +13,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
 
 
 def test_notebooks_exist_with_saved_outputs():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -39,3 +39,6 @@ def test_notebook_executes(path, monkeypatch):
     if path.stem.startswith("01"):  # the numbers the notebook teaches, from a fresh run
         assert "251.40510 + 40.783710 = 292.1888" in outputs
         assert "REML criterion at convergence: -66.7" in outputs
+    if path.stem.startswith("05"):  # lme4's profile interval, lmerTest's table
+        assert "sd_Subject[Days]                   3.80118    8.75339" in outputs
+        assert "Days          10.467      1.546  17.000   6.771 3.26e-06 ***" in outputs

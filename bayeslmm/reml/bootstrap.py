@@ -64,7 +64,7 @@ def bootstrap(
             theta = res.x
             if not res.converged:  # the package's optimiser, with its BOBYQA fallback
                 theta = optimize(dev, start_theta(design), design.theta_lower).theta
-            pc = dev.pieces(dev.full(theta), grad=False)
+            pc = dev.pieces(theta, grad=False, full=False)
             if pc is not None:
                 sdcor = varcorr_values(design, theta, math.sqrt(pc.r2 / dof))[1]
                 out[s] = np.concatenate([pc.beta, sdcor])

@@ -49,8 +49,7 @@ class Marginal:
         self.q, self.p, self.n = q, p, dev.n
         self.theta = np.asarray(theta, dtype=float)
         rows, cols, index = dev.lambda_entries
-        full = dev.full(self.theta)
-        self.Lam = sp.csr_matrix((full[index], (rows, cols)), shape=(q, q))
+        self.Lam = sp.csr_matrix((self.theta[index], (rows, cols)), shape=(q, q))
         G = np.asarray((self.Lam.T @ A[:q, :]).T)  # AᶻΛ, N x q
         Omega = np.asarray(self.Lam.T @ G[:q]) + np.eye(q)
         Omega_inv = sla.cho_solve(sla.cho_factor(Omega, lower=True), np.eye(q))
@@ -71,8 +70,8 @@ class Marginal:
             [np.not_equal(*lower_triangle(t.nc)) for t in dev.design.terms]
         )
         self.E = []
-        for pos in dev.theta_positions:
-            sel = index == pos
+        for i in range(len(self.theta)):
+            sel = index == i
             ones = np.ones(int(sel.sum()))
             self.E.append(sp.csr_matrix((ones, (rows[sel], cols[sel])), shape=(q, q)))
 

@@ -10,13 +10,15 @@ diagonal element; (û, β̂) = L_Ω⁻ᵀ l with l the last row of L.
 The same algebra takes any relative factors: term t's block of Λ is I_ℓ ⊗ F_t for a
 k_t x k_t matrix F_t that need not be triangular (the criterion depends on F_tF_tᵀ only).
 :meth:`DenseDeviance.pieces` works on those *full factors* (every F_t flattened row-major,
-one term after another; :meth:`DenseDeviance.full` maps lme4's θ there); the profiles of
+one term after another; θ_i is entry ``theta_positions[i]`` of them) or on θ; the profiles of
 :mod:`bayeslmm.reml.profile` use them, the fit uses θ.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
@@ -28,9 +30,8 @@ _dpotrf, _dpotri = sla.lapack.dpotrf, sla.lapack.dpotri
 _dtrtrs, _dpotrs = sla.lapack.dtrtrs, sla.lapack.dpotrs
 
 
-@dataclass(frozen=True)
-class PLSPieces:
-    """One factorisation of Ω at full factors x.
+class PLSPieces(NamedTuple):
+    """One factorisation of Ω at x (lme4's θ or full factors).
 
     logdet: log|L_θ|² = log|ΛᵀZᵀZΛ + I|; logdet_x: log|R_X|²; r2: penalised RSS r²;
     beta: β̂; v: (−Λû, −β̂, 1), the residual y − Xβ̂ − ZΛû in the columns of [Z X y].
@@ -45,6 +46,29 @@ class PLSPieces:
     v: np.ndarray
     g_logdet: np.ndarray | None = None
     g_r2: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Entries:
+    """Where a parameter vector x of ``size`` sits in Λ: Λ[rows, cols] = x[index];
+    ``lam_pos`` the flat positions in S, ``trace_pos_f`` those of (b, a) in the Fortran
+    (k, q) array Ω⁻¹SᵀA[:k, :q] that the log-determinant's gradient reads."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    index: np.ndarray
+    size: int
+    lam_pos: np.ndarray
+    trace_pos_f: np.ndarray
+
+    @classmethod
+    def of(
+        cls, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int, N: int, k: int
+    ) -> _Entries:
+        rows, cols, index = (
+            np.concatenate(part).astype(np.intp) for part in zip(*blocks, strict=True)
+        )
+        return cls(rows, cols, index, size, rows * N + cols, cols + rows * k)
 
 
 class DenseDeviance(Deviance):
@@ -77,37 +101,61 @@ class DenseDeviance(Deviance):
             A[:q, q:] = np.asarray(Z.T @ C)
             A[q:, :q] = A[:q, q:].T
             A[q:, q:] = C.T @ C
-        # Λ[rows, cols] = x[index] for full factors x; θ_i sits at x[theta_positions[i]]
-        rows_l, cols_l, index_l, positions, offset, base = [], [], [], [], 0, 0
-        for t in design.terms:
-            k = t.nc
-            r, c = np.divmod(np.arange(k * k), k)
-            level = offset + np.arange(t.nl)[:, None] * k
-            rows_l.append((level + r).ravel())
-            cols_l.append((level + c).ravel())
-            index_l.append(np.tile(base + np.arange(k * k), t.nl))
-            tr, tc = lower_triangle(k)
-            positions.append(base + tr * k + tc)
+        # Λ[rows, cols] = θ[index]
+        lower, offset = [], 0
+        for t, sl in zip(design.terms, design.theta_slices, strict=True):
+            tr, tc = lower_triangle(t.nc)
+            level = offset + np.arange(t.nl)[:, None] * t.nc
+            theta_index = np.tile(np.arange(sl.start, sl.stop), t.nl)
+            lower.append(((level + tr).ravel(), (level + tc).ravel(), theta_index))
             offset += t.q
-            base += k * k
-        rows, cols = np.concatenate(rows_l), np.concatenate(cols_l)
+        self._N = N
+        self._k_inv = q + design.p if reml else q  # rows of Ω⁻¹SᵀA[:k, :q] in the gradient
+        self._theta = _Entries.of(lower, design.theta_start.size, N, self._k_inv)
         self._A = A
-        self.nfull = base
-        #: each term's factor F_t in the full factors (row-major k x k)
-        self.full_slices = [
-            slice(s - t.nc**2, s)
-            for t, s in zip(design.terms, np.cumsum([t.nc**2 for t in design.terms]), strict=True)
-        ]
-        self.theta_positions = np.concatenate(positions).astype(np.intp)
-        self.lambda_entries = (rows, cols, np.concatenate(index_l))
+        #: (rows, cols, index): Λ[rows, cols] = θ[index]
+        self.lambda_entries = self._theta.rows, self._theta.cols, self._theta.index
         self._scalar = all(t.nc == 1 for t in design.terms)
-        self._lam_pos = rows * N + cols
         self._s = np.ones(N)  # diag(S) of scalar terms, reused
         self._S0 = np.zeros((N, N))  # S = diag(Λ, I_{p+1}) without Λ
         self._S0[q:, q:] = np.eye(N - q)
-        # (b, a) in the Fortran (k, q) array Ω⁻¹SᵀA[:k, :q], k = q + p (REML) or q (ML)
-        self._trace_pos_f = cols + rows * (q + design.p if reml else q)
         self._diag = np.arange(q) * (N + 1)
+
+    @cached_property
+    def _full(self) -> _Entries:
+        """Where the full factors sit in Λ (built on first use: the profiles need them)."""
+        full, offset = [], 0
+        for t, sl in zip(self.design.terms, self.full_slices, strict=True):
+            k = t.nc
+            r, c = np.divmod(np.arange(k * k), k)
+            level = offset + np.arange(t.nl)[:, None] * k
+            full.append(
+                ((level + r).ravel(), (level + c).ravel(), np.tile(sl.start + r * k + c, t.nl))
+            )
+            offset += t.q
+        return _Entries.of(full, self.nfull, self._N, self._k_inv)
+
+    @cached_property
+    def full_slices(self) -> list[slice]:
+        """Each term's factor F_t (row-major k x k) in the full factors."""
+        ends = np.cumsum([t.nc**2 for t in self.design.terms])
+        return [
+            slice(int(e) - t.nc**2, int(e)) for t, e in zip(self.design.terms, ends, strict=True)
+        ]
+
+    @property
+    def nfull(self) -> int:
+        """The length of the full factors."""
+        return self.full_slices[-1].stop if self.full_slices else 0
+
+    @cached_property
+    def theta_positions(self) -> np.ndarray:
+        """Where each θ_i sits in the full factors."""
+        out = []
+        for t, sl in zip(self.design.terms, self.full_slices, strict=True):
+            tr, tc = lower_triangle(t.nc)
+            out.append(sl.start + tr * t.nc + tc)
+        return np.concatenate(out).astype(np.intp)
 
     @property
     def A(self) -> np.ndarray:
@@ -122,31 +170,25 @@ class DenseDeviance(Deviance):
         self._A[:-1, -1] = self._A[-1, :-1] = ky
         self._A[-1, -1] = yy
 
-    def full(self, theta: np.ndarray) -> np.ndarray:
-        """lme4's θ (column-wise lower triangles) as full factors."""
-        x = np.zeros(self.nfull)
-        x[self.theta_positions] = theta
-        return x
-
     def _factor(
-        self, x: np.ndarray, scaled_a: bool = False
+        self, x: np.ndarray, entries: _Entries, scaled_a: bool = False
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, int]:
-        """Scale A by S = diag(Λ, I_{p+1}) at full factors x and factorise.
+        """Scale A by S = diag(Λ, I_{p+1}) at x (θ or full factors: ``entries``) and
+        factorise.
 
         Returns (SᵀA if ``scaled_a``, Λ (dense, or its diagonal when every term is
         scalar), L, info) with LLᵀ = SᵀAS + diag(I_q, 0).
         """
         q, A = self.q, self._A
-        index = self.lambda_entries[2]
         SA: np.ndarray | None
         if self._scalar:
             s = self._s
-            lam = s[:q] = x[index]
+            lam = s[:q] = x[entries.index]
             At = A * s[:, None] * s[None, :]
             SA = A * s[:, None] if scaled_a else None
         else:
             S = self._S0.copy()
-            S.flat[self._lam_pos] = x[index]
+            S.flat[entries.lam_pos] = x[entries.index]
             SA = S.T @ A
             At = SA @ S
             lam = S[:q, :q]
@@ -154,8 +196,9 @@ class DenseDeviance(Deviance):
         L, info = _dpotrf(At.T, lower=1, clean=0)  # symmetric: the transpose is Fortran order
         return SA, lam, L, int(info)
 
-    def pieces(self, x: np.ndarray, grad: bool = True) -> PLSPieces | None:
-        """The factorisation at full factors x; None where Ω is not positive definite.
+    def pieces(self, x: np.ndarray, grad: bool = True, full: bool = True) -> PLSPieces | None:
+        """The factorisation at x, full factors (``full``) or lme4's θ; None where Ω is not
+        positive definite.
 
         With Ω = SᵀAS + diag(I_q, 0), (û, β̂) = Ω⁻¹c and dS_a,b = ∂Λ/∂Λ[a, b]:
 
@@ -166,7 +209,8 @@ class DenseDeviance(Deviance):
         """
         q, p = self.q, self.p
         m = q + p
-        SA, lam, L, info = self._factor(np.asarray(x, dtype=float), scaled_a=grad)
+        entries = self._full if full else self._theta
+        SA, lam, L, info = self._factor(np.asarray(x, dtype=float), entries, scaled_a=grad)
         if info and info <= m:  # info = m + 1: r = 0, a response the model fits exactly
             return None
         d = np.log(L.diagonal())
@@ -175,33 +219,28 @@ class DenseDeviance(Deviance):
         v = np.ones(q + p + 1)
         v[:q] = -(lam * u if self._scalar else lam @ u)
         v[q:m] = -sol[q:]
-        out = PLSPieces(
+        g_logdet = g_r2 = None
+        if grad:
+            assert SA is not None
+            k = m if self.reml else q  # log|Ω| (REML) or log|Ω_uu| (ML)
+            Lk, SAk = np.asfortranarray(L[:k, :k]), np.asfortranarray(SA[:k, :q])
+            trace = _dpotrs(Lk, SAk, lower=1)[0].ravel(order="F")[entries.trace_pos_f]
+            ztr = self._A[:q] @ v  # Zᵀ(y − Xβ̂ − ZΛû)
+            rows, cols, index = entries.rows, entries.cols, entries.index
+            g_logdet = 2.0 * np.bincount(index, weights=trace, minlength=entries.size)
+            g_r2 = -2.0 * np.bincount(index, weights=u[cols] * ztr[rows], minlength=entries.size)
+        return PLSPieces(
             logdet=2.0 * float(d[:q].sum()),
             logdet_x=2.0 * float(d[q:m].sum()),
             r2=float(L[m, m] ** 2),
             beta=sol[q:],
             v=v,
-        )
-        if not grad:
-            return out
-        assert SA is not None
-        rows, cols, index = self.lambda_entries
-        k = m if self.reml else q  # log|Ω| (REML) or log|Ω_uu| (ML)
-        solved = _dpotrs(np.asfortranarray(L[:k, :k]), np.asfortranarray(SA[:k, :q]), lower=1)[0]
-        trace = solved.ravel(order="F")[self._trace_pos_f]
-        ztr = self._A[:q] @ v  # Zᵀ(y − Xβ̂ − ZΛû)
-        return PLSPieces(
-            out.logdet,
-            out.logdet_x,
-            out.r2,
-            out.beta,
-            v,
-            g_logdet=2.0 * np.bincount(index, weights=trace, minlength=self.nfull),
-            g_r2=-2.0 * np.bincount(index, weights=u[cols] * ztr[rows], minlength=self.nfull),
+            g_logdet=g_logdet,
+            g_r2=g_r2,
         )
 
     def __call__(self, theta: np.ndarray) -> float:
-        L, info = self._factor(self.full(np.asarray(theta, dtype=float)))[2:]
+        L, info = self._factor(np.asarray(theta, dtype=float), self._theta)[2:]
         if info and info <= self.q + self.p:
             return np.inf
         return self._criterion(L)[0]
@@ -215,19 +254,18 @@ class DenseDeviance(Deviance):
         """The criterion and its exact gradient in θ (:meth:`pieces`): the REML criterion
         has gradient ∂log|Ω| + (n − p)·∂r²/r², the ML deviance ∂log|Ω_uu| + n·∂r²/r²."""
         theta = np.asarray(theta, dtype=float)
-        pc = self.pieces(self.full(theta))
+        pc = self.pieces(theta, full=False)
         if pc is None:
             return np.inf, np.zeros_like(theta)
         assert pc.g_logdet is not None and pc.g_r2 is not None
         f = self.profiled_criterion(pc.logdet, pc.logdet_x, pc.r2)
-        g = pc.g_logdet + (self.dof / pc.r2) * pc.g_r2
-        return f, g[self.theta_positions]
+        return f, pc.g_logdet + (self.dof / pc.r2) * pc.g_r2
 
     def solution(self, theta: np.ndarray) -> PLSSolution:
         """x = L_Ω⁻ᵀ l gives (û, β̂), R_X is L's (β, β) block and (ΛᵀZᵀZΛ + I)⁻¹ comes
         from L's (u, u) block."""
         q, m = self.q, self.q + self.p
-        L, info = self._factor(self.full(np.asarray(theta, dtype=float)))[2:]
+        L, info = self._factor(np.asarray(theta, dtype=float), self._theta)[2:]
         if info and info <= m:
             raise np.linalg.LinAlgError("the penalised system is not positive definite")
         f = self._criterion(L)[0]

@@ -68,10 +68,12 @@ def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
             messages.append(_SINGULAR_MSG)
         elif design.nobs < 10_000 and len(theta) < 10:  # lme4 >= 1.1-35 skips larger fits
             messages = check_convergence(dev, theta, sol.fval, opt.derivs)
+        # inside too: a threaded triangular solve of the small R_X cost ~5 ms on a busy machine
+        fit = _assemble(design, reml, sol, opt, messages)
     for msg in messages:
         category = SingularFitWarning if msg == _SINGULAR_MSG else ConvergenceWarning
         warnings.warn(msg, category, stacklevel=3)
-    return _assemble(design, reml, sol, opt, messages)
+    return fit
 
 
 def _is_singular(design: Design, theta: np.ndarray) -> bool:

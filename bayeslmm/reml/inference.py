@@ -94,7 +94,12 @@ def select(design: Design, parm: str | Sequence[str] | None) -> list[Target]:
     every = targets(design)
     if parm is None:
         return every
-    wanted = [parm] if isinstance(parm, str) else list(parm)
+    if isinstance(parm, str):
+        wanted = [parm]
+    elif isinstance(parm, Sequence) and all(isinstance(w, str) for w in parm):
+        wanted = list(parm)
+    else:
+        raise InferenceError(f"parm must be a parameter label or a list of them, got {parm!r}")
     labels = [t.label for t in every]
     unknown = [w for w in wanted if w not in labels]
     if unknown:

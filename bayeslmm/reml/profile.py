@@ -193,15 +193,14 @@ class _FixefProblem:
             yy = self.a_yy - 2 * x * self.a_yj + x * x * self.a_jj
             dev.set_response(self.a_y - x * self.a_j, yy)
             self._x = x
-        pc = dev.pieces(dev.full(psi))
+        pc = dev.pieces(psi, full=False)
         if pc is None:
             return np.inf, np.nan, np.zeros(len(psi))
         assert pc.g_logdet is not None and pc.g_r2 is not None
         f = dev.profiled_criterion(pc.logdet, pc.logdet_x, pc.r2)
-        gfull = pc.g_logdet + (dev.dof / pc.r2) * pc.g_r2
         w = np.insert(pc.v, self.q + self.j, -x)  # the residual in the columns of [Z X y]
         gx = (self.n / pc.r2) * (-2.0 * float(self.row_j @ w))
-        return f, gx, gfull[dev.theta_positions]
+        return f, gx, pc.g_logdet + (dev.dof / pc.r2) * pc.g_r2
 
 
 _Problem = _VarianceProblem | _FixefProblem
@@ -279,7 +278,8 @@ def _root(trace: _Trace, scale: _Scale, target: float) -> float:
     reach the target before.
 
     Secant steps on the scale's t (capped at 4x the last step) until the target is
-    bracketed, then Illinois regula falsi to |ζ − target| < 1e-6.  Steps that take x to
+    bracketed or met (|ζ − target| < 1e-6, or a step below t's resolution), then Illinois
+    regula falsi to |ζ − target| < 1e-6.  Steps that take x to
     within 1e-8 (relative) of a bound evaluate ζ at the bound itself.
     """
     d = 1.0 if target > 0 else -1.0
@@ -309,6 +309,8 @@ def _root(trace: _Trace, scale: _Scale, target: float) -> float:
         if (z1 - target) * d >= 0:
             return _illinois(trace, to_t, from_t, a, (t1, z1), target)
         last = t1 - a[0]
+        if abs(z1 - target) < 1e-6 or last == 0:  # at the root, or t cannot move any more
+            return x1
         slope = (z1 - a[1]) / last  # ζ increases with t on both sides
         step = (target - z1) / slope if slope > 0 else 2 * last  # secant, or push on
         a, t1 = (t1, z1), t1 + float(np.clip(step, -4 * abs(last), 4 * abs(last)))
@@ -363,7 +365,7 @@ class Profiler:
         _, g = dev.value_and_grad(theta)
         res = bfgs(dev.value_and_grad, theta, _pd_inverse(hessian(dev.gradient, theta, g)))
         self.theta, self.base = res.x, res.f
-        pc = dev.pieces(dev.full(self.theta), grad=False)
+        pc = dev.pieces(self.theta, grad=False, full=False)
         assert pc is not None
         self.sigma = math.sqrt(pc.r2 / design.nobs)
         self.beta = pc.beta
