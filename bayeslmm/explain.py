@@ -86,18 +86,19 @@ def explain(
     """
     values, source = None, "symbols"
     used: Mapping[str, Prior] = {}
-    marginal = False
+    marginal = fixef_integrated = False
     if fit is not None:
         params, kind = parameters_of(design, fit, role="fit")
         values, source = params.mean(), _SOURCES[kind]
         if kind == "posterior":
             used, source = fit.priors, source + " and the priors used"
             marginal = set(fit.parameterization.values()) == {"marginal"}
+            fixef_integrated = fit.integrated_fixef
     if priors is not None and not used:
         used, source = priors, source + " and the model's priors"
     texts = {name: str(prior) for name, prior in used.items()}
     story = _Story(design, values, texts)
-    steps = story.steps() + ([story.marginal()] if marginal else [])
+    steps = story.steps() + ([story.marginal(fixef_integrated)] if marginal else [])
     return Explanation(design.formula, source, tuple(steps))
 
 
@@ -142,8 +143,9 @@ class _Story:
             out += self._term(i, term)
         return [*out, self._predictor(), self._response()]
 
-    def marginal(self) -> Step:
-        """How the marginalised sampler computed the posterior from this story."""
+    def marginal(self, fixef: bool) -> Step:
+        """How the marginalised sampler computed the posterior from this story (``fixef``:
+        the fixed coefficients, with Normal priors, were integrated out too)."""
         effects = ", ".join(
             f"{', '.join(self.effect[(i, c)][0] for c in range(t.nc))} ({t.factor})"
             for i, t in enumerate(self.design.terms)
@@ -154,22 +156,43 @@ class _Story:
         ]
         effects_tex = ", ".join(f"{tex} (`{factor}`)" for factor, tex in symbols)
         y = self.design.response
-        text = (
-            f"the group effects {effects} were integrated out for sampling: NUTS drew the "
-            f"fixed coefficients, SDs, correlations and sigma from {y} ~ MvNormal(X b, "
-            "sigma^2 I + Z Sigma Z^T); afterwards each draw got the group effects from their "
-            "exact conditional given those parameters and the data, a Gaussian whose mean is "
-            "lme4's conditional mode and whose covariance is lme4's condVar when the "
-            "parameters are fixed at lme4's estimates"
+        conditional = (
+            "their exact conditional given those parameters and the data, a Gaussian; with the "
+            "fixed coefficients, SDs, correlations and sigma fixed at lme4's estimates, the "
+            "group effects' conditional has lme4's conditional modes as its mean and lme4's "
+            "condVar as its covariance"
         )
-        latex = (
-            f"the group effects {effects_tex} were integrated out for sampling: NUTS drew "
-            rf"the other parameters from ${_tex_name(y)} \sim \mathrm{{MvNormal}}(X\beta, "
-            r"\sigma^2 I + Z\Sigma Z^\top)$; afterwards each draw got the group effects "
-            "from their exact (Gaussian) conditional given those parameters and the data: "
-            "lme4's conditional modes and condVar when the parameters are fixed at lme4's "
-            "estimates"
-        )
+        if fixef:
+            text = (
+                f"the group effects {effects} and the fixed coefficients (Normal priors) were "
+                "integrated out for sampling: NUTS drew only the SDs, correlations and sigma, "
+                f"from {y} ~ MvNormal(X m, sigma^2 I + Z Sigma Z^T + X S X^T) (m, S: the "
+                "fixed coefficients' prior means and variances); afterwards each draw got the "
+                f"fixed coefficients and group effects together from {conditional}"
+            )
+            latex = (
+                f"the group effects {effects_tex} and the fixed coefficients (Normal priors) "
+                "were integrated out for sampling: NUTS drew only the SDs, correlations and "
+                rf"$\sigma$, from ${_tex_name(y)} \sim \mathrm{{MvNormal}}(Xm, \sigma^2 I + "
+                r"Z\Sigma Z^\top + XSX^\top)$; afterwards each draw got $\beta$ and the group "
+                "effects together from their exact (Gaussian) conditional given those "
+                "parameters and the data"
+            )
+        else:
+            text = (
+                f"the group effects {effects} were integrated out for sampling: NUTS drew the "
+                f"fixed coefficients, SDs, correlations and sigma from {y} ~ MvNormal(X b, "
+                "sigma^2 I + Z Sigma Z^T); afterwards each draw got the group effects from "
+                + conditional
+            )
+            latex = (
+                f"the group effects {effects_tex} were integrated out for sampling: NUTS drew "
+                rf"the other parameters from ${_tex_name(y)} \sim \mathrm{{MvNormal}}(X\beta, "
+                r"\sigma^2 I + Z\Sigma Z^\top)$; afterwards each draw got the group effects "
+                "from their exact (Gaussian) conditional given those parameters and the data: "
+                "lme4's conditional modes and condVar when the parameters are fixed at lme4's "
+                "estimates"
+            )
         return Step("How the posterior was computed", text, latex)
 
     # -- steps ----------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import load_reference, prior_posterior
 
 from bayeslmm import Model, load_dataset
-from bayeslmm.errors import ParameterError
+from bayeslmm.errors import ConvergenceWarning, ParameterError
 
 
 def _lines(story) -> dict[str, str]:
@@ -169,6 +171,30 @@ def test_posterior_story_has_posterior_means_and_priors(sleep_model):
     sigma = draws["sigma"].mean().item()
     assert lines["Response"].endswith(
         f"sigma = {sigma:.4g} (prior HalfStudentT(nu=3, sigma={sy:.4g}))"
+    )
+
+
+def test_marginal_posterior_says_what_was_integrated_out(sleep_model, sleep_posterior):
+    """The compiled sampler integrated b and β (Normal priors) out and drew them after; a
+    StudentT prior on a slope keeps β in NUTS, and the story says which."""
+    assert sleep_posterior.integrated_fixef
+    step = _lines(sleep_model.explain(sleep_posterior))
+    assert step["How the posterior was computed"].startswith(
+        "the group effects u0, u1 (Subject) and the fixed coefficients (Normal priors) were "
+        "integrated out for sampling: NUTS drew only the SDs, correlations and sigma"
+    )
+    model = Model(
+        "Reaction ~ Days + (Days | Subject)",
+        load_dataset("sleepstudy"),
+        priors={"fixef[Days]": "StudentT(nu=4, mu=0, sigma=20)"},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = model.sample(draws=50, tune=50, chains=1, seed=2, progressbar=False)
+    assert not post.integrated_fixef
+    assert _lines(model.explain(post))["How the posterior was computed"].startswith(
+        "the group effects u0, u1 (Subject) were integrated out for sampling: NUTS drew the "
+        "fixed coefficients, SDs, correlations and sigma from Reaction ~ MvNormal(X b, "
     )
 
 

@@ -50,9 +50,11 @@ SIMULATED = [
 
 
 def _model_and_spec(data: pd.DataFrame, formula: str):
+    """The model, its kernel with β sampled (PyMC's value variables) and its PyMC model."""
     model = blm.Model(formula, data)
     priors = resolve_priors(model.design)
-    return model, marginal.build(model.design, priors), build_marginal_model(model.design, priors)
+    mm = marginal.build(model.design, priors, integrate_fixef=False)
+    return model, mm, build_marginal_model(model.design, priors)
 
 
 def _point(mm: marginal.MarginalModel, theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -140,7 +142,70 @@ def _sds(fit: blm.LmerFit, design) -> list[np.ndarray]:
     return out
 
 
+def _dense_log_density(mm: marginal.MarginalModel, theta: np.ndarray) -> float:
+    """log N(y; Xc m, σ²I + ZΣZᵀ + Xc S Xcᵀ) (Σ from θ, β ~ N(m, S) integrated out) with
+    scipy, dense, plus the priors and Jacobians of θ taken from the β-sampled kernel
+    (whose β prior and likelihood at any β are subtracted)."""
+    import scipy.linalg as sl
+    from scipy import stats
+
+    design = mm.design
+    m, s = mm.fixef_prior
+    values = marginal.constrained(mm, theta)
+    blocks = []
+    for t in design.terms:
+        sd = values[names.sd(t.group)]
+        corr = values[names.corr(t.group)] if t.nc > 1 else np.eye(1)
+        blocks += [np.outer(sd, sd) * corr] * t.nl
+    Z = design.Z().toarray()
+    V = values[names.SIGMA] ** 2 * np.eye(design.nobs) + Z @ sl.block_diag(*blocks) @ Z.T
+    Xc = design.X - mm.x_mean
+    integrated = stats.multivariate_normal(Xc @ m, V + (Xc * s**2) @ Xc.T).logpdf(design.y)
+    sampled = marginal.build(design, resolve_priors(design), integrate_fixef=False)
+    beta = m + 0.1 * s
+    theta_s = np.concatenate([beta, theta])
+    conditional = stats.multivariate_normal(Xc @ beta, V).logpdf(design.y)
+    prior_beta = stats.norm(m, s).logpdf(beta).sum()
+    return marginal.logp(sampled, theta_s)[0] - conditional - prior_beta + integrated
+
+
+@pytest.mark.parametrize(
+    ("data", "formula"),
+    [(d, f) for d, f in CASES] + [("simulated", f) for f in SIMULATED],
+)
+def test_integrated_fixef_density_is_the_gaussian_integral(data, formula):
+    """With Normal priors β is integrated out with b (one grouping factor of k <= 2: the
+    closed-form kernel; otherwise β is a block of the blocked kernel): the log density
+    equals the dense Gaussian integral; the gradient equals finite differences."""
+    frame = _simulated() if data == "simulated" else blm.load_dataset(data)
+    model = blm.Model(formula, frame)
+    mm = marginal.build(model.design, resolve_priors(model.design))
+    assert mm.p == 0 and mm.dim == sum(t.ntheta for t in model.design.terms) + 1
+    one_factor = len(model.design.group_factors) == 1 and mm.data.k1 <= 2
+    assert isinstance(mm.data, compiled.OneFactorFixef) == one_factor
+    rng = np.random.default_rng(4)
+    fit = model.fit_reml()
+    centre = marginal.unconstrained(
+        mm,
+        fit.fixef.to_numpy(),
+        [np.maximum(sd, 1e-2) for sd in _sds(fit, model.design)],
+        [np.eye(t.nc) for t in model.design.terms],
+        fit.sigma,
+    )
+    for _ in range(2):
+        theta = centre + rng.normal(scale=0.3, size=mm.dim)
+        value, grad = marginal.logp(mm, theta)
+        assert value == pytest.approx(_dense_log_density(mm, theta), abs=1e-8)
+        h = 1e-5
+        fd = [
+            (marginal.logp(mm, theta + h * e)[0] - marginal.logp(mm, theta - h * e)[0]) / (2 * h)
+            for e in np.eye(mm.dim)
+        ]
+        np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
+
+
 def test_gradient_matches_finite_differences():
+    """The β-sampled blocked kernel (the integrated one: above)."""
     _, mm, _ = _model_and_spec(_simulated(), SIMULATED[0])
     rng = np.random.default_rng(3)
     theta = rng.normal(scale=0.3, size=mm.dim)
@@ -260,7 +325,7 @@ def test_ranef_conditional_is_lme4s(case):
     fixef = np.array([ref["fixef"][n] for n in design.fixef_names])
     theta = marginal.unconstrained(mm, fixef, sd, corr, ref["sigma"])
     n = 20_000
-    draws = marginal.draw_ranef(mm, np.tile(theta, (1, n, 1)), seed=1, cores=1)
+    draws = marginal.draw_effects(mm, np.tile(theta, (1, n, 1)), seed=1, cores=1).ranef
     for t, b in zip(design.terms, draws, strict=True):
         levels = ref["ranef"][t.factor]
         columns = list(levels["terms"])
@@ -270,6 +335,39 @@ def test_ranef_conditional_is_lme4s(case):
         b = b.reshape(n, t.nl, t.nc)
         np.testing.assert_allclose(b.mean(0), mode, atol=5 * condsd.max() / np.sqrt(n))
         np.testing.assert_allclose(b.std(0), condsd, rtol=0.03)
+
+
+@pytest.mark.parametrize("case", ["ss_slope", "penicillin"])
+def test_integrated_draws_are_the_gaussian_conditional(case):
+    """β integrated out: with Σ and σ at lme4's values, the joint draws of (β, b) have the
+    mean and SDs of their Gaussian posterior, precision [Xc Z]ᵀ[Xc Z]/σ² + diag(S⁻¹, Σ⁻¹)
+    and mean its inverse times ([Xc Z]ᵀy/σ² + (S⁻¹m, 0)), computed densely."""
+    import scipy.linalg as sl
+
+    ref = load_reference(case)
+    model = blm.Model(ref["formula"], blm.load_dataset(ref["dataset"]))
+    design = model.design
+    mm = marginal.build(design, resolve_priors(design))
+    m, s = mm.fixef_prior
+    sd, corr, blocks = [], [], []
+    for t, vc in zip(design.terms, _by_term(ref, design), strict=True):
+        sd.append(np.asarray(vc["sd"], float))
+        corr.append(np.array(vc["corr"], float).reshape(t.nc, t.nc))
+        blocks += [np.outer(sd[-1], sd[-1]) * corr[-1]] * t.nl
+    sigma = ref["sigma"]
+    theta = marginal.unconstrained(mm, np.zeros(design.p), sd, corr, sigma)
+    n = 20_000
+    effects = marginal.draw_effects(mm, np.tile(theta, (1, n, 1)), seed=3, cores=2)
+    draws = np.concatenate(
+        [effects.beta.reshape(n, -1)] + [b.reshape(n, -1) for b in effects.ranef], axis=1
+    )
+    W = np.hstack([design.X - mm.x_mean, design.Z().toarray()])
+    prior_prec = sl.block_diag(np.diag(s**-2), np.linalg.inv(sl.block_diag(*blocks)))
+    cov = np.linalg.inv(W.T @ W / sigma**2 + prior_prec)
+    mean = cov @ (W.T @ design.y / sigma**2 + np.concatenate([m / s**2, np.zeros(design.q)]))
+    sds = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(draws.mean(0) - mean) < 5 * sds / np.sqrt(n))
+    np.testing.assert_allclose(draws.std(0), sds, rtol=0.03)
 
 
 def _by_term(ref: dict, design) -> list[dict]:

@@ -196,7 +196,8 @@ class _Marginal:
             cores=1,
             progressbar=False,
         )
-        post = posterior_parameters(self.design, marginal.constrained(mm, run.theta))
+        beta = marginal.draw_effects(mm, run.theta, seed, 1).beta
+        post = posterior_parameters(self.design, marginal.constrained(mm, run.theta, beta))
         return post, int(run.stats[0, tune:, compiled.DIVERGING].sum())
 
 

@@ -47,7 +47,9 @@ class Parameters(NamedTuple):
     """Where each parameter sits in θ and its prior (shared by both kernels' data).
 
     θ = (β of the centred design, per term: log sd (k), correlation parameters
-    (k(k−1)/2, PyMC's ``CholeskyCorrTransform`` order), then log σ).
+    (k(k−1)/2, PyMC's ``CholeskyCorrTransform`` order), then log σ).  When β has Normal
+    priors it is integrated out with b: p = 0 and the last term is β − m as a block-2
+    effect with the fixed template diag(prior SDs) (``term_sd`` −1, ``fixed_sd``).
     """
 
     p: int
@@ -56,7 +58,7 @@ class Parameters(NamedTuple):
     term_k: np.ndarray  # (nterms,)
     term_block: np.ndarray  # (nterms,) 1 or 2
     term_off1: np.ndarray  # (nterms,) first column within a block-1 level (-1 in block 2)
-    term_sd: np.ndarray  # (nterms,) index of the first log sd in θ
+    term_sd: np.ndarray  # (nterms,) index of the first log sd in θ (−1: fixed template)
     term_corr: np.ndarray  # (nterms,) index of the first correlation parameter in θ
     spiral: np.ndarray  # (nterms, mmax, 2) (row, col) of L_t filled by each parameter
     lkj_eta: np.ndarray  # (nterms,)
@@ -64,6 +66,7 @@ class Parameters(NamedTuple):
     prior_kind: np.ndarray  # (p + Σk + 1,) β, then every sd, then σ
     prior_par: np.ndarray  # (p + Σk + 1, 3)
     prior_const: np.ndarray  # (p + Σk + 1,) log normalising constants
+    fixed_sd: np.ndarray  # (nterms, kmax) the diagonal template of a fixed term
 
 
 class OneFactor(NamedTuple):
@@ -108,6 +111,23 @@ class KernelData(NamedTuple):
     a12_k: np.ndarray  # (nnz,) its number of columns
     a12_term: np.ndarray  # (nnz,) its term
     a12_val: np.ndarray  # (nnz, k1, kmax) Z₁ₗᵀ Z_u
+
+
+class OneFactorFixef(NamedTuple):
+    """Sufficient statistics of a model with one grouping factor whose β (Normal priors)
+    is integrated out: y′ = y − Xc m, Zte1 = Z₁ₗᵀy′, ZtX1 = Z₁ₗᵀXc, Xte = Xcᵀy′,
+    XtX = XcᵀXc.  β − m is the last term (``par.fixed_sd``)."""
+
+    par: Parameters
+    n: float
+    ete: float  # y′ᵀy′
+    Xte: np.ndarray  # (p,)
+    XtX: np.ndarray  # (p, p)
+    l1: int
+    k1: int
+    A11: np.ndarray  # (l1, k1, k1)
+    Zte1: np.ndarray  # (l1, k1)
+    ZtX1: np.ndarray  # (l1, k1, p)
 
 
 # --------------------------------------------------------------------------------------
@@ -236,7 +256,8 @@ def _prior(kind, par, const, x):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _templates(theta, par, T, Lc, nrm):
-    """T[t] = diag(sd_t) L_t, Lc[t] = L_t (rows ṽ/‖ṽ‖, ṽ = (x, 1)), nrm = the norms ‖ṽ‖."""
+    """T[t] = diag(sd_t) L_t, Lc[t] = L_t (rows ṽ/‖ṽ‖, ṽ = (x, 1)), nrm = the norms ‖ṽ‖;
+    a fixed term's T is diag(``fixed_sd``)."""
     kmax = par.kmax
     for t in range(par.term_k.shape[0]):
         k = par.term_k[t]
@@ -245,6 +266,11 @@ def _templates(theta, par, T, Lc, nrm):
                 Lc[t, i, j] = 0.0
                 T[t, i, j] = 0.0
             Lc[t, i, i] = 1.0
+            nrm[t, i] = 1.0
+        if par.term_sd[t] < 0:
+            for i in range(k):
+                T[t, i, i] = par.fixed_sd[t, i]
+            continue
         for j in range(k * (k - 1) // 2):
             Lc[t, par.spiral[t, j, 0], par.spiral[t, j, 1]] = theta[par.term_corr[t] + j]
         for i in range(k):
@@ -630,9 +656,11 @@ def _loglik_blocked(theta, d, T, grad):
 @njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
 def _lambda1(par, T, sigma):
     """(l00, l10, l11) of a one-factor model's Λ̃₁ = [[l00, 0], [l10, l11]]/σ (one term of
-    k <= 2 columns, or two scalar terms: l10 = 0)."""
+    k <= 2 columns, or two scalar terms: l10 = 0; block-2 terms skipped)."""
     l00 = l10 = l11 = 0.0
     for t in range(par.term_k.shape[0]):
+        if par.term_block[t] != 1:
+            continue
         o = par.term_off1[t]
         for i in range(par.term_k[t]):
             for j in range(i + 1):
@@ -725,6 +753,180 @@ def _loglik_one_factor(theta, d, T, grad):
     return lp, pwrss, G1, np.zeros((d.par.term_k.shape[0], d.par.kmax, d.par.kmax))
 
 
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+def _level_stats(d, lv):
+    """Level lv's (a00, a01, a11, z0, z1) of Z₁ₗᵀZ₁ₗ and Z₁ₗᵀy′, zero-padded to 2 x 2."""
+    if d.k1 == 1:
+        return d.A11[lv, 0, 0], 0.0, 0.0, d.Zte1[lv, 0], 0.0
+    return d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1], d.Zte1[lv, 0], d.Zte1[lv, 1]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch):
+    """The first pass over the levels of :class:`OneFactorFixef` data (k₁ <= 2 in closed
+    form, k₁ = 1 as a 2 x 2 with a zero second column): per level M_l⁻¹ (``Minv`` (l1, 3):
+    i00, i01, i11), E_l = M_l⁻¹F_l (F_l = Λ̃ᵀZ₁ₗᵀXcΛ̃_β) and u_l = M_l⁻¹c_l (c_l =
+    Λ̃ᵀZ₁ₗᵀy′); the Schur complement S = I + Λ̃_βXcᵀXcΛ̃_β − Σ F_lᵀE_l into ``Sch`` and
+    r̃ = Λ̃_βXcᵀy′ − Σ F_lᵀu_l.  Returns (Σ log|M_l|, Σ c_lᵀu_l, r̃)."""
+    p = d.XtX.shape[0]
+    two = d.k1 == 2
+    F0 = np.empty(p)
+    F1 = np.empty(p)
+    rt = np.empty(p)
+    for i in range(p):
+        rt[i] = sb[i] * d.Xte[i]
+        for j in range(p):
+            Sch[i, j] = sb[i] * d.XtX[i, j] * sb[j]
+        Sch[i, i] += 1.0
+    logdet = 0.0
+    cv = 0.0
+    for lv in range(d.l1):
+        a00, a01, a11, z0, z1 = _level_stats(d, lv)
+        al00 = a00 * l00 + a01 * l10
+        al01 = a01 * l11
+        al10 = a01 * l00 + a11 * l10
+        al11 = a11 * l11
+        m00 = 1.0 + l00 * al00 + l10 * al10
+        m01 = l00 * al01 + l10 * al11
+        m11 = 1.0 + l11 * al11
+        det = m00 * m11 - m01 * m01
+        logdet += math.log(det)
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+        Minv[lv, 0], Minv[lv, 1], Minv[lv, 2] = i00, i01, i11
+        c0 = l00 * z0 + l10 * z1
+        c1 = l11 * z1
+        u0 = i00 * c0 + i01 * c1
+        u1 = i01 * c0 + i11 * c1
+        u[lv, 0], u[lv, 1] = u0, u1
+        cv += c0 * u0 + c1 * u1
+        for j in range(p):
+            x0 = d.ZtX1[lv, 0, j]
+            x1 = d.ZtX1[lv, 1, j] if two else 0.0
+            f0 = (l00 * x0 + l10 * x1) * sb[j]
+            f1 = l11 * x1 * sb[j]
+            F0[j], F1[j] = f0, f1
+            E[lv, 0, j] = i00 * f0 + i01 * f1
+            E[lv, 1, j] = i01 * f0 + i11 * f1
+            rt[j] -= f0 * u0 + f1 * u1
+        for i in range(p):
+            for j in range(i + 1):
+                s = F0[i] * E[lv, 0, j] + F1[i] * E[lv, 1, j]
+                Sch[i, j] -= s
+                if j < i:
+                    Sch[j, i] -= s
+    return logdet, cv, rt
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loglik_one_factor_fixef(theta, d, T):
+    """:func:`_loglik_blocked` for :class:`OneFactorFixef` data: block 1 per level in
+    closed form, β − m (p columns, Λ̃_β = diag(prior SDs)/σ) as block 2; two passes over
+    the levels (the solve, then the gradient with P_ll = M_l⁻¹ + E_lS⁻¹E_lᵀ and
+    P_lβ = −E_lS⁻¹)."""
+    par = d.par
+    nterms, kmax = par.term_k.shape[0], par.kmax
+    k1, l1, p = d.k1, d.l1, d.XtX.shape[0]
+    two = k1 == 2
+    sigma = math.exp(theta[par.dim - 1])
+    s2 = sigma * sigma
+    l00, l10, l11 = _lambda1(par, T, sigma)
+    sb = np.empty(p)
+    for j in range(p):
+        sb[j] = par.fixed_sd[nterms - 1, j] / sigma
+    Minv = np.empty((l1, 3))
+    E = np.empty((l1, 2, p))
+    u = np.empty((l1, 2))
+    Sch = np.empty((p, p))
+    logdet, cv, rt = _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch)
+    G1 = np.zeros((k1, k1))
+    G2 = np.zeros((nterms, kmax, kmax))
+    LS = np.empty((p, p))
+    if not (math.isfinite(logdet) and _chol(Sch, LS)):
+        return -math.inf, 0.0, G1, G2
+    for i in range(p):
+        logdet += 2.0 * math.log(LS[i, i])
+    vb = rt.copy()
+    _fsolve(LS, vb)
+    _bsolve(LS, vb)
+    for i in range(p):
+        cv += rt[i] * vb[i]
+    pwrss = d.ete - cv
+    lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[par.dim - 1]) + logdet + pwrss / s2)
+
+    Sinv = np.empty((p, p))
+    _chol_inverse(LS, Sinv)
+    bb = np.empty(p)  # Λ̃_β v_β
+    wb = np.empty(p)  # w_β = Xcᵀy′ − Σ C_lᵀΛ̃v_l − XcᵀXcΛ̃_βv_β
+    gb = np.zeros(p)  # diag of −Σ C_lᵀΛ̃P_lβ
+    for j in range(p):
+        bb[j] = sb[j] * vb[j]
+    for i in range(p):
+        s = d.Xte[i]
+        for j in range(p):
+            s -= d.XtX[i, j] * bb[j]
+        wb[i] = s
+    P0 = np.empty(p)  # P_lβ rows
+    P1 = np.empty(p)
+    g00 = g01 = g10 = g11 = 0.0
+    for lv in range(l1):
+        a00, a01, a11, z0, z1 = _level_stats(d, lv)
+        v0, v1 = u[lv, 0], u[lv, 1]
+        for j in range(p):
+            v0 -= E[lv, 0, j] * vb[j]
+            v1 -= E[lv, 1, j] * vb[j]
+        p00, p01, p11 = Minv[lv, 0], Minv[lv, 1], Minv[lv, 2]
+        for j in range(p):
+            s0 = 0.0
+            s1 = 0.0
+            for m in range(p):
+                s0 += E[lv, 0, m] * Sinv[m, j]
+                s1 += E[lv, 1, m] * Sinv[m, j]
+            P0[j], P1[j] = -s0, -s1
+            p00 += s0 * E[lv, 0, j]
+            p01 += s0 * E[lv, 1, j]
+            p11 += s1 * E[lv, 1, j]
+        al00 = a00 * l00 + a01 * l10
+        al01 = a01 * l11
+        al10 = a01 * l00 + a11 * l10
+        al11 = a11 * l11
+        w0 = z0 - (al00 * v0 + al01 * v1)
+        w1 = z1 - (al10 * v0 + al11 * v1)
+        c00 = c01 = c10 = c11 = 0.0  # C Λ̃_β P_βl
+        for j in range(p):
+            x0 = d.ZtX1[lv, 0, j]
+            x1 = d.ZtX1[lv, 1, j] if two else 0.0
+            w0 -= x0 * bb[j]
+            w1 -= x1 * bb[j]
+            c00 += x0 * sb[j] * P0[j]
+            c01 += x0 * sb[j] * P1[j]
+            c10 += x1 * sb[j] * P0[j]
+            c11 += x1 * sb[j] * P1[j]
+            wb[j] -= x0 * (l00 * v0) + x1 * (l10 * v0 + l11 * v1)
+            gb[j] -= x0 * (l00 * P0[j]) + x1 * (l10 * P0[j] + l11 * P1[j])
+        g00 += w0 * v0 / s2 - (al00 * p00 + al01 * p01) - c00
+        g01 += w0 * v1 / s2 - (al00 * p01 + al01 * p11) - c01
+        g10 += w1 * v0 / s2 - (al10 * p00 + al11 * p01) - c10
+        g11 += w1 * v1 / s2 - (al10 * p01 + al11 * p11) - c11
+    G1[0, 0] = g00
+    if two:
+        G1[0, 1], G1[1, 0], G1[1, 1] = g01, g10, g11
+    t_b = nterms - 1
+    for j in range(p):
+        s = 0.0
+        for m in range(p):
+            s += d.XtX[j, m] * sb[m] * Sinv[m, j]
+        G2[t_b, j, j] = gb[j] + wb[j] * vb[j] / s2 - s
+    return lp, pwrss, G1, G2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def logp_grad_one_factor_fixef(theta, d, grad):
+    """:func:`logp_grad` for :class:`OneFactorFixef` data."""
+    T, Lc, nrm = _start(theta, d.par, grad)
+    lp, pwrss, G1, G2 = _loglik_one_factor_fixef(theta, d, T)
+    return _prior_terms(theta, d.par, d.n, T, Lc, nrm, lp, pwrss, G1, G2, grad)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def logp_grad(theta, d, grad):
     """Log posterior density of the unconstrained θ (priors, Jacobians, marginal
@@ -789,6 +991,8 @@ def _prior_terms(theta, par, n, T, Lc, nrm, lp, pwrss, G1, G2, grad):
     gL = np.empty((kmax, kmax))
     for t in range(nterms):
         k = par.term_k[t]
+        if par.term_sd[t] < 0:  # integrated β: only its σ-dependence (above) counts
+            continue
         for a in range(k):
             x = theta[par.term_sd[t] + a]
             sd = math.exp(x)
@@ -929,6 +1133,69 @@ def draw_b_one_factor(thetas, d, seed, b1):
             b1[i, lv, 1] = l10 * u0 + l11 * u1
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def draw_b_one_factor_fixef(thetas, d, seed, b1, beta):
+    """:func:`draw_b` for :class:`OneFactorFixef` data: (β − m, b) jointly.  x = L⁻ᵀε
+    by blocks: x_β ~ N(0, S⁻¹) (S = L_SL_Sᵀ: x_β = L_S⁻ᵀε_β), then per level
+    x_l = R_lε_l − E_lx_β (R_lR_lᵀ = M_l⁻¹); β − m = Λ̃_β(v_β + σx_β), b_l = Λ̃(v_l + σx_l)."""
+    np.random.seed(seed)
+    par = d.par
+    nterms, kmax = par.term_k.shape[0], par.kmax
+    k1, l1, p = d.k1, d.l1, d.XtX.shape[0]
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    Minv = np.empty((l1, 3))
+    E = np.empty((l1, 2, p))
+    u = np.empty((l1, 2))
+    Sch = np.empty((p, p))
+    LS = np.empty((p, p))
+    sb = np.empty(p)
+    xb = np.empty(p)
+    for i in range(thetas.shape[0]):
+        theta = thetas[i]
+        _templates(theta, par, T, Lc, nrm)
+        sigma = math.exp(theta[par.dim - 1])
+        l00, l10, l11 = _lambda1(par, T, sigma)
+        for j in range(p):
+            sb[j] = par.fixed_sd[nterms - 1, j] / sigma
+        logdet, _, rt = _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch)
+        for j in range(p):
+            xb[j] = np.random.standard_normal()
+        if not (math.isfinite(logdet) and _chol(Sch, LS)):
+            for j in range(p):
+                beta[i, j] = math.nan
+            for lv in range(l1):
+                for a in range(k1):
+                    b1[i, lv, a] = math.nan
+            continue
+        vb = rt.copy()
+        _fsolve(LS, vb)
+        _bsolve(LS, vb)
+        _bsolve(LS, xb)
+        for j in range(p):
+            xb[j] = vb[j] + sigma * xb[j]  # v_β + σx_β
+            beta[i, j] = sb[j] * xb[j]
+        for lv in range(l1):
+            i00, i01, i11 = Minv[lv, 0], Minv[lv, 1], Minv[lv, 2]
+            e0 = np.random.standard_normal()
+            r00 = math.sqrt(i00)
+            x0 = u[lv, 0] + sigma * r00 * e0
+            for j in range(p):
+                x0 -= E[lv, 0, j] * xb[j]
+            if k1 == 1:
+                b1[i, lv, 0] = l00 * x0
+                continue
+            e1 = np.random.standard_normal()
+            r10 = i01 / r00
+            r11 = math.sqrt(max(i11 - r10 * r10, 0.0))
+            x1 = u[lv, 1] + sigma * (r10 * e0 + r11 * e1)
+            for j in range(p):
+                x1 -= E[lv, 1, j] * xb[j]
+            b1[i, lv, 0] = l00 * x0
+            b1[i, lv, 1] = l10 * x0 + l11 * x1
+
+
 # --------------------------------------------------------------------------------------
 # a reference target with known moments, to validate the sampler
 # --------------------------------------------------------------------------------------
@@ -964,6 +1231,8 @@ def _logp_fn(theta, data, grad):
     cls = getattr(data, "instance_class", None)
     if cls is OneFactor:
         return lambda theta, data, grad: logp_grad_one_factor(theta, data, grad)
+    if cls is OneFactorFixef:
+        return lambda theta, data, grad: logp_grad_one_factor_fixef(theta, data, grad)
     if cls is KernelData:
         return lambda theta, data, grad: logp_grad(theta, data, grad)
     if cls is GaussianTarget:

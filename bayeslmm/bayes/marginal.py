@@ -1,14 +1,20 @@
-"""The marginalised sampler: NUTS on (β, Σ, σ) with b integrated out, then b drawn exactly.
+"""The marginalised sampler: NUTS on (Σ, σ) (and β unless its priors are Normal) with the
+random effects, and β, integrated out; then b (and β) drawn exactly.
 
 ``y ~ N(Xβ, σ²I + ZΣZᵀ)``: the compiled kernel (:mod:`.compiled`) evaluates this log
 density and its gradient from the sufficient statistics ``[Z X y]ᵀ[Z X y]``, computed once
-here, so a gradient costs O(levels), not O(rows).  The sampled parameters are PyMC's
-value variables of the marginal model (:func:`bayeslmm.bayes.model.build_marginal_model`):
-the centred-design ``Intercept`` and ``beta``, per term the log SDs and the unconstrained
-correlation parameters of ``LKJCorr`` (PyMC's ``CholeskyCorrTransform``), and log σ; a
-test holds the two to the same log density and gradient.  After sampling, every draw
-gets b from its exact conditional ``b | β, Σ, σ, y`` (Gaussian; with Σ and σ fixed its
-mean and covariance are lme4's conditional modes and condVar).
+here, so a gradient costs O(levels), not O(rows).  With Normal priors β ~ N(m, S) (the
+defaults), β joins b as a block of effects of known covariance, and the sampled density
+is ``y ~ N(Xm, σ²I + ZΣZᵀ + XSXᵀ)``: NUTS sees only the SDs, correlations and σ (few
+groups make β's spread depend on the SDs, a funnel that integrating β removes).  The
+sampled parameters are PyMC's value variables of the marginal model
+(:func:`bayeslmm.bayes.model.build_marginal_model`): the centred-design ``Intercept`` and
+``beta`` when sampled, per term the log SDs and the unconstrained correlation parameters
+of ``LKJCorr`` (PyMC's ``CholeskyCorrTransform``), and log σ; tests hold the kernel to
+PyMC's log density and gradient (β sampled) and to the dense Gaussian integral (β
+integrated out).  After sampling, every draw gets (β,) b from its exact Gaussian
+conditional (with β, Σ and σ fixed, b's mean and covariance are lme4's conditional modes
+and condVar).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ _FAMILIES: dict[str, tuple[int, tuple[tuple[str, float | None], ...]]] = {
 }
 _POSITIVE = {nb.HALF_NORMAL, nb.HALF_STUDENT_T, nb.HALF_CAUCHY, nb.EXPONENTIAL, nb.GAMMA}
 _POSITIVE |= {nb.INVERSE_GAMMA, nb.LOG_NORMAL, nb.WEIBULL}
+#: sample_stats attribute: 1 when β was integrated out with b (see :func:`build`)
+INTEGRATED_FIXEF = "integrated_fixef"
 #: the dense metric is estimated up to this many parameters (a diagonal one above)
 DENSE_MAX = 50
 
@@ -145,19 +153,26 @@ class MarginalModel:
     """The kernel's data for one design and prior, and where each parameter sits in θ.
 
     θ = (β of the centred design (the intercept column holds the centred-design
-    ``Intercept``), per term: log SDs, correlation parameters; log σ).  The slopes'
-    columns are centred at ``x_mean``: fixef[(Intercept)] = Intercept − x_meanᵀβ.
+    ``Intercept``), per term: log SDs, correlation parameters; log σ), without β when
+    ``fixef_prior`` holds the Normal priors (means, SDs) β is integrated out with.  The
+    slopes' columns are centred at ``x_mean``: fixef[(Intercept)] = Intercept − x_meanᵀβ.
     """
 
-    data: nb.OneFactor | nb.KernelData
+    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData
     design: Design
     x_mean: np.ndarray
     term_sd: tuple[int, ...]
     term_corr: tuple[int, ...]
+    fixef_prior: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def dim(self) -> int:
         return int(self.data.par.dim)
+
+    @property
+    def p(self) -> int:
+        """The number of β in θ (0 when β is integrated out)."""
+        return int(self.data.par.p)
 
 
 def unsupported_prior(priors: Mapping[str, Prior]) -> str | None:
@@ -168,9 +183,40 @@ def unsupported_prior(priors: Mapping[str, Prior]) -> str | None:
     return None
 
 
-def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
+def _fixef_keys(design: Design) -> list[str]:
+    """The prior key of each β of the centred design."""
+    icpt = design.intercept_index
+    return [
+        names.INTERCEPT if j == icpt else names.fixef_label(c)
+        for j, c in enumerate(design.fixef_names)
+    ]
+
+
+def normal_fixef_prior(
+    design: Design, priors: Mapping[str, Prior] | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(means, SDs) of β's priors when every one is Normal (β can then be integrated out
+    exactly); None otherwise."""
+    if priors is None or design.p == 0:
+        return None
+    found = [_canonical(priors[k].dist, priors[k].args) for k in _fixef_keys(design)]
+    if any(f is None or f[0] != nb.NORMAL for f in found):
+        return None
+    pars = np.array([f[1] for f in found if f is not None])
+    return pars[:, 0].copy(), pars[:, 1].copy()
+
+
+def build(
+    design: Design, priors: Mapping[str, Prior] | None, *, integrate_fixef: bool = True
+) -> MarginalModel:
     """The sufficient statistics and parameter layout of ``design`` with ``priors``
-    (None: no priors, for :func:`draw_ranef` after another sampler)."""
+    (None: no priors, for :func:`draw_effects` after another sampler).
+
+    With ``integrate_fixef`` and Normal priors on every β, β joins b as a block of effects
+    with a known covariance (β − m ~ N(0, S)): NUTS then samples only Σ and σ, and β is
+    drawn with b.  With few groups the posterior of β widens with the SDs (a funnel in
+    (β, log sd)); integrated, that geometry is gone.
+    """
     X, y = design.X, design.y
     n, p = X.shape
     icpt = design.intercept_index
@@ -178,14 +224,24 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
     if icpt is not None:
         x_mean[icpt] = 0.0
     Xc = X - x_mean
-    beta_ols = np.linalg.lstsq(Xc, y, rcond=None)[0] if p else np.zeros(0)
-    e = y - Xc @ beta_ols  # the kernel works with r = e − Xc(β − β_ols): no cancellation
+    fixef_prior = normal_fixef_prior(design, priors) if integrate_fixef else None
+    if fixef_prior is not None:
+        # y − Xc m = Zb + Xc(β − m) + ε: no β left in θ, Xc a block of effects
+        e = y - Xc @ fixef_prior[0]
+        beta_ols = np.zeros(0)
+        Xk = np.zeros((n, 0))
+    else:
+        beta_ols = np.linalg.lstsq(Xc, y, rcond=None)[0] if p else np.zeros(0)
+        e = y - Xc @ beta_ols  # the kernel works with r = e − Xc(β − β_ols): no cancellation
+        Xk = Xc
+    pk = Xk.shape[1]
 
     terms = list(design.terms)
     b1, b2 = block_terms(design)
     codes1, l1 = terms[b1[0]].codes, terms[b1[0]].nl
     Z1 = np.column_stack([terms[i].X for i in b1])
-    k1, kmax = Z1.shape[1], max(t.nc for t in terms)
+    k1 = Z1.shape[1]
+    kmax = max([t.nc for t in terms] + ([p] if fixef_prior is not None else []))
     off1 = np.full(len(terms), -1, dtype=np.int64)
     off1[b1] = np.cumsum([0] + [terms[i].nc for i in b1])[:-1]
 
@@ -197,14 +253,16 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
         for b in range(a, k1):
             A11[:, a, b] = A11[:, b, a] = per_level(Z1[:, a] * Z1[:, b])
     Zte1 = np.ascontiguousarray(np.column_stack([per_level(Z1[:, a] * e) for a in range(k1)]))
-    ZtX1 = np.empty((l1, k1, p))
+    ZtX1 = np.empty((l1, k1, pk))
     for a in range(k1):
-        for j in range(p):
-            ZtX1[:, a, j] = per_level(Z1[:, a] * Xc[:, j])
+        for j in range(pk):
+            ZtX1[:, a, j] = per_level(Z1[:, a] * Xk[:, j])
 
-    # block 2: units (term, level), term-major; A12 as per-level lists of unit blocks
+    # block 2: units (term, level), term-major, then integrated β as one unit of p columns;
+    # A12 as per-level lists of unit blocks
     unit_term: list[int] = []
     unit_off: list[int] = []
+    unit_k: list[int] = []
     base: dict[int, int] = {}
     q2 = 0
     for i in b2:
@@ -212,51 +270,67 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
         for _ in range(terms[i].nl):
             unit_term.append(i)
             unit_off.append(q2)
+            unit_k.append(terms[i].nc)
             q2 += terms[i].nc
-    if b2:
-        Z2 = sp.hstack([terms[i].Z() for i in b2], format="csc")
+    columns2 = [terms[i].Z() for i in b2]
+    keys, vals = [], []
+    for i in b2:
+        t = terms[i]
+        key = codes1.astype(np.int64) * t.nl + t.codes
+        ukey, inv = np.unique(key, return_inverse=True)
+        v = np.zeros((len(ukey), k1, kmax))
+        for a in range(k1):
+            for c in range(t.nc):
+                v[:, a, c] = np.bincount(inv, weights=Z1[:, a] * t.X[:, c], minlength=len(ukey))
+        level, level2 = np.divmod(ukey, t.nl)
+        keys.append(np.column_stack([level, base[i] + level2]))
+        vals.append(v)
+    if fixef_prior is not None:  # every block-1 level meets the β unit: Z₁ₗᵀXc
+        unit_term.append(len(terms))
+        unit_off.append(q2)
+        unit_k.append(p)
+        q2 += p
+        columns2.append(sp.csc_matrix(Xc))
+        v = np.zeros((l1, k1, kmax))
+        for a in range(k1):
+            for j in range(p):
+                v[:, a, j] = per_level(Z1[:, a] * Xc[:, j])
+        keys.append(np.column_stack([np.arange(l1), np.full(l1, len(unit_term) - 1)]))
+        vals.append(v)
+    if columns2:
+        Z2 = sp.hstack(columns2, format="csc")
         A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
         Zte2 = np.asarray(Z2.T @ e).ravel()
-        ZtX2 = np.ascontiguousarray(Z2.T @ Xc)
-        keys, vals = [], []
-        for i in b2:
-            t = terms[i]
-            key = codes1.astype(np.int64) * t.nl + t.codes
-            ukey, inv = np.unique(key, return_inverse=True)
-            v = np.zeros((len(ukey), k1, kmax))
-            for a in range(k1):
-                for c in range(t.nc):
-                    v[:, a, c] = np.bincount(inv, weights=Z1[:, a] * t.X[:, c], minlength=len(ukey))
-            level, level2 = np.divmod(ukey, t.nl)
-            keys.append(np.column_stack([level, base[i] + level2]))
-            vals.append(v)
+        ZtX2 = np.ascontiguousarray(Z2.T @ Xk)
         kv, val = np.concatenate(keys), np.concatenate(vals)
         order = np.lexsort((kv[:, 1], kv[:, 0]))  # by level, then unit (= column order)
         kv, val = kv[order], np.ascontiguousarray(val[order])
         a12_ptr = np.searchsorted(kv[:, 0], np.arange(l1 + 1)).astype(np.int64)
         units = kv[:, 1]
     else:
-        A22, Zte2, ZtX2 = np.zeros((0, 0)), np.zeros(0), np.zeros((0, p))
+        A22, Zte2, ZtX2 = np.zeros((0, 0)), np.zeros(0), np.zeros((0, pk))
         a12_ptr = np.zeros(l1 + 1, dtype=np.int64)
         units, val = np.zeros(0, dtype=np.int64), np.zeros((0, k1, kmax))
     unit_term_a = np.asarray(unit_term, dtype=np.int64)
     unit_off_a = np.asarray(unit_off, dtype=np.int64)
+    unit_k_a = np.asarray(unit_k, dtype=np.int64)
 
-    term_sd, term_corr, pos = [], [], p
+    term_sd, term_corr, pos = [], [], pk
     for t in terms:
         term_sd.append(pos)
         term_corr.append(pos + t.nc)
         pos += t.nc + t.nc * (t.nc - 1) // 2
-    spirals = np.zeros((len(terms), max(1, kmax * (kmax - 1) // 2), 2), dtype=np.int64)
+    nterms = len(terms) + (fixef_prior is not None)
+    spirals = np.zeros((nterms, max(1, kmax * (kmax - 1) // 2), 2), dtype=np.int64)
     for i, t in enumerate(terms):
         s = spiral(t.nc)
         spirals[i, : len(s)] = s
+    fixed_sd = np.zeros((nterms, kmax))
+    if fixef_prior is not None:
+        fixed_sd[-1, :p] = fixef_prior[1]
 
-    # priors slot by slot: β (centred design), every SD (term order), σ
-    slots = [
-        (names.INTERCEPT if j == icpt else names.fixef_label(c), False)
-        for j, c in enumerate(design.fixef_names)
-    ]
+    # priors slot by slot: β (centred design, when sampled), every SD (term order), σ
+    slots = [(key, False) for key in _fixef_keys(design)[:pk]]
     slots += [(names.sd_label(t.group, c), True) for t in terms for c in t.cnames]
     slots.append((names.SIGMA, True))
     codes = np.full(len(slots), -1, dtype=np.int64)
@@ -277,31 +351,37 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
             float(priors[names.corr(t.group)].args["eta"]) if priors and t.nc > 1 else 1.0
             for t in terms
         ]
+        + [1.0] * (nterms - len(terms))
     )
+    fixed = [-1] * (nterms - len(terms))
     par = nb.Parameters(
-        p=p,
+        p=pk,
         dim=pos + 1,
         kmax=kmax,
-        term_k=np.array([t.nc for t in terms], dtype=np.int64),
-        term_block=np.array([1 if i in b1 else 2 for i in range(len(terms))], dtype=np.int64),
-        term_off1=off1,
-        term_sd=np.array(term_sd, dtype=np.int64),
-        term_corr=np.array(term_corr, dtype=np.int64),
+        term_k=np.array([t.nc for t in terms] + [p] * len(fixed), dtype=np.int64),
+        term_block=np.array(
+            [1 if i in b1 else 2 for i in range(len(terms))] + [2] * len(fixed), dtype=np.int64
+        ),
+        term_off1=np.concatenate([off1, np.array(fixed, dtype=np.int64)]),
+        term_sd=np.array(term_sd + fixed, dtype=np.int64),
+        term_corr=np.array(term_corr + fixed, dtype=np.int64),
         spiral=spirals,
         lkj_eta=eta,
         lkj_norm=np.array(
-            [lkj_log_const(h, t.nc) if t.nc > 1 else 0.0 for h, t in zip(eta, terms, strict=True)]
+            [lkj_log_const(h, t.nc) if t.nc > 1 else 0.0 for h, t in zip(eta, terms, strict=False)]
+            + [0.0] * len(fixed)
         ),
         prior_kind=codes,
         prior_par=pars,
         prior_const=consts,
+        fixed_sd=fixed_sd,
     )
     common = {
         "par": par,
         "n": float(n),
         "ete": float(e @ e),
-        "Xte": Xc.T @ e,
-        "XtX": np.ascontiguousarray(Xc.T @ Xc),
+        "Xte": Xk.T @ e,
+        "XtX": np.ascontiguousarray(Xk.T @ Xk),
         "beta_ols": beta_ols,
         "l1": l1,
         "k1": k1,
@@ -309,8 +389,15 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
         "Zte1": Zte1,
         "ZtX1": ZtX1,
     }
-    data: nb.OneFactor | nb.KernelData
-    if q2 == 0 and k1 <= 2:
+    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData
+    if fixef_prior is not None and not b2 and k1 <= 2:
+        data = nb.OneFactorFixef(
+            **{k: v for k, v in common.items() if k not in ("beta_ols", "Xte", "XtX", "ZtX1")},
+            Xte=Xc.T @ e,
+            XtX=np.ascontiguousarray(Xc.T @ Xc),
+            ZtX1=np.ascontiguousarray(vals[-1][:, :, :p]),
+        )
+    elif q2 == 0 and k1 <= 2:
         data = nb.OneFactor(**common)
     else:
         data = nb.KernelData(
@@ -323,11 +410,11 @@ def build(design: Design, priors: Mapping[str, Prior] | None) -> MarginalModel:
             A22=A22,
             a12_ptr=a12_ptr,
             a12_off=unit_off_a[units] if len(units) else units,
-            a12_k=np.array([terms[unit_term[u]].nc for u in units], dtype=np.int64),
+            a12_k=unit_k_a[units] if len(units) else units,
             a12_term=unit_term_a[units] if len(units) else units,
             a12_val=val,
         )
-    return MarginalModel(data, design, x_mean, tuple(term_sd), tuple(term_corr))
+    return MarginalModel(data, design, x_mean, tuple(term_sd), tuple(term_corr), fixef_prior)
 
 
 # --------------------------------------------------------------------------------------
@@ -346,14 +433,22 @@ def correlation_factor(x: np.ndarray, k: int) -> np.ndarray:
     return L / np.linalg.norm(L, axis=-1, keepdims=True)
 
 
-def constrained(mm: MarginalModel, theta: np.ndarray) -> dict[str, np.ndarray]:
+def constrained(
+    mm: MarginalModel, theta: np.ndarray, beta: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """θ (..., dim) -> the model's variables by PyMC name: ``Intercept``, ``beta``,
-    ``fixef`` (original scale), ``sd_g``, ``corr_chol_g`` and ``corr_g`` (k >= 2), ``sigma``."""
+    ``fixef`` (original scale), ``sd_g``, ``corr_chol_g`` and ``corr_g`` (k >= 2), ``sigma``.
+    β of the centred design comes from θ, or from ``beta`` (..., p) when integrated out."""
     design = mm.design
     p = design.p
     icpt = design.intercept_index
     out: dict[str, np.ndarray] = {}
-    beta_c = theta[..., :p]
+    if mm.p:
+        beta_c = theta[..., :p]
+    elif beta is not None:
+        beta_c = beta
+    else:
+        beta_c = np.zeros((*theta.shape[:-1], p))
     fixef = beta_c.copy()
     if icpt is not None:
         out[names.INTERCEPT] = beta_c[..., icpt]
@@ -375,13 +470,15 @@ def constrained(mm: MarginalModel, theta: np.ndarray) -> dict[str, np.ndarray]:
 def unconstrained(
     mm: MarginalModel, fixef: np.ndarray, sd: list[np.ndarray], corr: list[np.ndarray], sigma: float
 ) -> np.ndarray:
-    """θ of the parameter values fixef (original scale), SDs (> 0), correlation matrices
-    (positive definite) and σ (the inverse of :func:`constrained`)."""
+    """θ of the parameter values fixef (original scale; unused when β is integrated out),
+    SDs (> 0), correlation matrices (positive definite) and σ (the inverse of
+    :func:`constrained`)."""
     design = mm.design
     theta = np.empty(mm.dim)
-    theta[: design.p] = fixef
-    if design.intercept_index is not None:
-        theta[design.intercept_index] += mm.x_mean @ fixef
+    if mm.p:
+        theta[: design.p] = fixef
+        if design.intercept_index is not None:
+            theta[design.intercept_index] += mm.x_mean @ fixef
     for t, s, c, sd_t, corr_t in zip(design.terms, mm.term_sd, mm.term_corr, sd, corr, strict=True):
         theta[s : s + t.nc] = np.log(sd_t)
         if t.nc > 1:
@@ -398,6 +495,8 @@ def logp(mm: MarginalModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
     theta = np.ascontiguousarray(theta, dtype=float)
     if isinstance(mm.data, nb.OneFactor):
         return float(nb.logp_grad_one_factor(theta, mm.data, grad)), grad
+    if isinstance(mm.data, nb.OneFactorFixef):
+        return float(nb.logp_grad_one_factor_fixef(theta, mm.data, grad)), grad
     return float(nb.logp_grad(theta, mm.data, grad)), grad
 
 
@@ -442,10 +541,9 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
         np.array([0.25 * sy / (np.std(t.X[:, c]) or 1.0) for c in range(t.nc)])
         for t in design.terms
     ]
-    resid = math.sqrt(max(d.ete / max(d.n - d.par.p, 1.0), 1e-12 * sy**2)) or sy
-    fixef = d.beta_ols.copy()
-    if design.intercept_index is not None:
-        fixef[design.intercept_index] -= mm.x_mean @ d.beta_ols
+    fixef = np.linalg.lstsq(design.X, design.y, rcond=None)[0] if design.p else np.zeros(0)
+    rss = float(np.sum((design.y - design.X @ fixef) ** 2))
+    resid = math.sqrt(max(rss / max(d.n - design.p, 1.0), 1e-12 * sy**2)) or sy
     start = unconstrained(mm, fixef, sd, [np.eye(t.nc) for t in design.terms], resid)
 
     def neg(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -465,7 +563,7 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
     )
     centre = start + s * found.x if np.isfinite(found.fun) and found.fun < 1e300 else start
     jitter = rng.uniform(-0.5, 0.5, size=(chains, mm.dim))
-    jitter[:, : design.p] *= 2.0
+    jitter[:, : mm.p] *= 2.0
     return Start(centre + jitter * s, laplace_covariance(mm, centre))
 
 
@@ -586,18 +684,27 @@ def run_chains(
     return Chains(theta, stats, tune, time.perf_counter() - t0)
 
 
-def draw_ranef(
-    mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: int
-) -> list[np.ndarray]:
-    """One exact draw of b | β, Σ, σ, y for every θ (chains, draws, dim): per term an
-    array (chains, draws, levels, k).  Blocks of draws run in threads, each with its own
-    child seed (``SeedSequence(seed)`` after the chains' ones)."""
+@dataclass(frozen=True)
+class Effects:
+    """Exact draws of the integrated-out effects: ``beta`` (chains, draws, p), β of the
+    centred design (None when θ holds β), and ``ranef``, per term (chains, draws, levels,
+    k)."""
+
+    beta: np.ndarray | None
+    ranef: list[np.ndarray]
+
+
+def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: int) -> Effects:
+    """One exact draw of b (and β when integrated out) given Σ, σ (and β), y for every θ
+    (chains, draws, dim).  Blocks of draws run in threads, each with its own child seed
+    (``SeedSequence(seed)`` after the chains' ones)."""
     d = mm.data
     chains, ndraw = theta.shape[:2]
     flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
     N = flat.shape[0]
     b1 = np.empty((N, d.l1, d.k1))
     b2 = np.empty((N, d.q2 if isinstance(d, nb.KernelData) else 0))
+    fixef = np.empty((N, mm.design.p if isinstance(d, nb.OneFactorFixef) else 0))
     blocks = max(1, cores)
     bounds = np.linspace(0, N, blocks + 1).astype(int)
     children = np.random.SeedSequence(seed).spawn(chains + blocks)[chains:]
@@ -607,6 +714,8 @@ def draw_ranef(
         a, b = bounds[i], bounds[i + 1]
         if isinstance(d, nb.OneFactor):
             nb.draw_b_one_factor(flat[a:b], d, seeds[i], b1[a:b])
+        elif isinstance(d, nb.OneFactorFixef):
+            nb.draw_b_one_factor_fixef(flat[a:b], d, seeds[i], b1[a:b], fixef[a:b])
         else:
             nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
 
@@ -623,7 +732,13 @@ def draw_ranef(
             o = d.unit_off[first]
             b = b2[:, o : o + t.q].reshape(N, t.nl, t.nc)
         out.append(b.reshape(chains, ndraw, t.nl, t.nc))
-    return out
+    beta = None
+    if mm.fixef_prior is not None:
+        if isinstance(d, nb.KernelData):
+            o = d.unit_off[-1]
+            fixef = b2[:, o : o + mm.design.p]
+        beta = (fixef + mm.fixef_prior[0]).reshape(chains, ndraw, -1)
+    return Effects(beta, out)
 
 
 def default_cores(chains: int) -> int:
@@ -663,19 +778,18 @@ def sample(
         cores=cores,
         progressbar=progressbar,
     )
-    ranef = draw_ranef(mm, run.theta, seed, cores)
-    return to_datatree(mm, run, ranef, coords)
+    return to_datatree(mm, run, draw_effects(mm, run.theta, seed, cores), coords)
 
 
 def to_datatree(
-    mm: MarginalModel, run: Chains, ranef: list[np.ndarray], coords: Mapping[str, list]
+    mm: MarginalModel, run: Chains, effects: Effects, coords: Mapping[str, list]
 ) -> xr.DataTree:
     """The draws in ArviZ's layout (xarray DataTree), dims named as the PyMC model's."""
     design = mm.design
     chains, ndraw = run.theta.shape[:2]
     base = {"chain": np.arange(chains), "draw": np.arange(ndraw)}
     sample = list(names.SAMPLE_DIMS)
-    values = constrained(mm, run.theta)
+    values = constrained(mm, run.theta, effects.beta)
     dims: dict[str, list[str]] = {
         names.INTERCEPT: [],
         names.BETA: [names.SLOPE],
@@ -688,7 +802,7 @@ def to_datatree(
         dims[names.corr_chol(t.group)] = [tdim, bis]
         dims[names.corr(t.group)] = [tdim, bis]
     posterior = {k: (sample + dims[k], v) for k, v in values.items()}
-    for t, b in zip(design.terms, ranef, strict=True):
+    for t, b in zip(design.terms, effects.ranef, strict=True):
         posterior[names.ranef(t.group)] = ([*sample, t.factor, names.term_dim(t.group)], b)
     used = {d for dims_, _ in posterior.values() for d in dims_} - set(sample)
     post_coords = {**base, **{k: v for k, v in coords.items() if k in used}}
@@ -705,7 +819,11 @@ def to_datatree(
     stats_ds = xr.Dataset(
         {k: (sample, v) for k, v in stats.items()},
         coords=base,
-        attrs={"sampling_time": run.sampling_time, "tuning_steps": run.tune},
+        attrs={
+            "sampling_time": run.sampling_time,
+            "tuning_steps": run.tune,
+            INTEGRATED_FIXEF: int(mm.fixef_prior is not None),
+        },
     )
     observed = xr.Dataset({names.Y: ([names.OBS], design.y)}, coords={names.OBS: coords[names.OBS]})
     return xr.DataTree.from_dict(

@@ -329,6 +329,13 @@ class Posterior:
             coef={f: _table(reduce(self.coef_draws(f))) for f in design.group_factors},
         )
 
+    @property
+    def integrated_fixef(self) -> bool:
+        """Whether the sampler integrated the fixed effects out with the random effects
+        (Normal priors, the compiled marginal sampler) and drew them afterwards."""
+        stats = self.idata.children.get("sample_stats")
+        return stats is not None and bool(stats.attrs.get("integrated_fixef", 0))
+
     # -- diagnostics ------------------------------------------------------------------
     @cached_property
     def diagnostics(self) -> Diagnostics:

@@ -231,7 +231,7 @@ def _add_ranef(idata: xr.DataTree, design: Design, seed: int | None, cores: int 
                 float(point[names.SIGMA]),
             )
     cores = marginal.default_cores(chains) if cores is None else cores
-    ranef = marginal.draw_ranef(mm, theta, seed, cores)
+    ranef = marginal.draw_effects(mm, theta, seed, cores).ranef
     all_coords = design.coords()
     for t, b in zip(design.terms, ranef, strict=True):
         tdim = names.term_dim(t.group)
