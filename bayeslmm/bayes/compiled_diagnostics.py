@@ -1,9 +1,9 @@
 """The compiled core of :func:`bayeslmm.bayes.summary.diagnose` (numba): R̂, bulk and tail
 ESS of one parameter at a time, as ArviZ 1.x computes them (see :mod:`.summary`).
 
-Per parameter: one sort of its split chains gives the ranks (average ranks for ties), the
-quantiles, the median and, by merging the two sides of the median, the ranks of the folded
-draws |x − median|; Φ⁻¹ of the ranks comes from a table (ranks are multiples of ½).
+Per parameter: one sort of its split chains (numpy's, outside) gives the ranks (average
+ranks for ties), the median and, by merging the two sides of the median, the ranks of the
+folded draws |x − median|; Φ⁻¹ of the ranks comes from a table (ranks are multiples of ½).
 Autocovariances are summed lag by lag only as far as Geyer's initial positive sequence
 goes (the same sums the FFT gives, without computing the lags it never reads).
 """
@@ -137,47 +137,23 @@ def _ess(y, M, h, centred, rho):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _quantile(s, prob):
-    """numpy's default (linear) quantile of sorted ``s``, with its rounding."""
-    n = len(s)
-    virtual = n * prob + (1.0 + prob * -1.0) - 1.0
-    below = int(np.floor(virtual))
-    if below >= n - 1:
-        return s[n - 1]
-    if below < 0:
-        return s[0]
-    t = virtual - below
-    a, b = s[below], s[below + 1]
-    diff = b - a
-    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _tail_ess(split, x, M, h, n, order, q_prob, work, centred, rho):
-    """ESS of the indicator split ≤ q, q the ``q_prob`` quantile of all draws ``x``."""
-    S = M * h
-    if 2 * h == n:  # the split chains hold every draw: their order sorts them
-        for i in range(S):
-            work[i] = split[order[i]]
-        q = _quantile(work[:S], q_prob)
-    else:
-        q = _quantile(np.sort(x), q_prob)
-    for i in range(S):
+def _tail_ess(split, M, h, q, work, centred, rho):
+    """ESS of the indicator split ≤ q."""
+    for i in range(M * h):
         work[i] = 1.0 if split[i] <= q else 0.0
     return _ess(work, M, h, centred, rho)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def diagnose_block(values, ztab, out):
-    """R̂, bulk ESS and tail ESS (columns of ``out`` (P, 3)) of each parameter of
-    ``values`` (P, chains, draws); NaN with fewer than 4 draws (R̂: 2 chains) or any
-    non-finite draw.  ``ztab``: Φ⁻¹((r − 3/8)/(S + 1/4)) for r = 1, 1.5, ..., S, the
-    S = 2·chains·⌊draws/2⌋ split draws."""
-    P, chains, n = values.shape
-    h = n // 2
+def diagnose_block(split, order, quantiles, chains, ztab, out):
+    """R̂, bulk ESS and tail ESS (columns of ``out`` (P, 3)) of each parameter's split
+    chains ``split`` (P, 2·chains·h: each chain's first halves, then its second halves),
+    given ``order`` (P, S), each row's argsort, and ``quantiles`` (P, 2), the 5 % and 95 %
+    quantiles of all its draws.  ``ztab``: Φ⁻¹((r − 3/8)/(S + 1/4)) for r = 1, 1.5, ..., S.
+    Rows with a non-finite draw are skipped (NaN)."""
+    P, S = split.shape
     M = 2 * chains
-    S = M * h
-    split = np.empty(S)
+    h = S // M
     z = np.empty(S)
     work = np.empty(S)
     centred = np.empty(S)
@@ -187,38 +163,33 @@ def diagnose_block(values, ztab, out):
         out[p, 0] = np.nan
         out[p, 1] = np.nan
         out[p, 2] = np.nan
-        x = values[p]
+        x = split[p]
         finite = True
-        for c in range(chains):
-            for i in range(n):
-                if not np.isfinite(x[c, i]):
-                    finite = False
-        if not finite or n < 4:
+        for i in range(S):
+            if not np.isfinite(x[i]):
+                finite = False
+        if not finite or h < 2:
             continue
-        for c in range(chains):
-            for i in range(h):
-                split[c * h + i] = x[c, i]
-                split[(chains + c) * h + i] = x[c, n - h + i]
-        order = np.argsort(split)
-        _ranks_from_order(split, order, ztab, z)
+        o = order[p]
+        _ranks_from_order(x, o, ztab, z)
         out[p, 1] = _ess(z, M, h, centred, rho)
-        low = _tail_ess(split, x.ravel(), M, h, n, order, 0.05, work, centred, rho)
-        high = _tail_ess(split, x.ravel(), M, h, n, order, 0.95, work, centred, rho)
+        low = _tail_ess(x, M, h, quantiles[p, 0], work, centred, rho)
+        high = _tail_ess(x, M, h, quantiles[p, 1], work, centred, rho)
         out[p, 2] = min(low, high)
         if chains < 2:
             continue
         rhat = _rhat_raw(z, M, h)
         # folded draws |x − median|: merge the sorted draws outwards from the median
-        median = (split[order[S // 2 - 1]] + split[order[S // 2]]) / 2.0
+        median = (x[o[S // 2 - 1]] + x[o[S // 2]]) / 2.0
         for i in range(S):
-            work[i] = abs(split[i] - median)
+            work[i] = abs(x[i] - median)
         a, b = S // 2 - 1, S // 2
         for m in range(S):
-            if b >= S or (a >= 0 and work[order[a]] <= work[order[b]]):
-                folded_order[m] = order[a]
+            if b >= S or (a >= 0 and work[o[a]] <= work[o[b]]):
+                folded_order[m] = o[a]
                 a -= 1
             else:
-                folded_order[m] = order[b]
+                folded_order[m] = o[b]
                 b += 1
         _ranks_from_order(work, folded_order, ztab, z)
         out[p, 0] = max(rhat, _rhat_raw(z, M, h))

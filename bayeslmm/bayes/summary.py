@@ -104,13 +104,26 @@ def diagnose(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from .compiled_diagnostics import diagnose_block
 
     chains, ndraw, P = values.shape
-    S = 2 * chains * (ndraw // 2)
+    half = ndraw // 2
+    S = 2 * chains * half
     ztab = special.ndtri((np.arange(max(2 * S - 1, 1)) / 2.0 + 1.0 - 0.375) / (S + 0.25))
-    out = np.empty((P, 3))
+    out = np.full((P, 3), np.nan)
+    if half < 2:
+        return out[:, 0], out[:, 1], out[:, 2]
 
     def run(start: int) -> None:
-        block = np.ascontiguousarray(np.moveaxis(values[:, :, start : start + _BLOCK], 2, 0))
-        diagnose_block(block.astype(float, copy=False), ztab, out[start : start + _BLOCK])
+        block = np.moveaxis(values[:, :, start : start + _BLOCK], 2, 0).astype(float)
+        split = np.ascontiguousarray(
+            np.concatenate([block[:, :, :half], block[:, :, ndraw - half :]], axis=1).reshape(
+                len(block), S
+            )
+        )
+        with np.errstate(invalid="ignore"):
+            quantiles = np.ascontiguousarray(
+                np.quantile(block.reshape(len(block), -1), [0.05, 0.95], axis=1).T
+            )
+        order = np.argsort(split, axis=1)
+        diagnose_block(split, order, quantiles, chains, ztab, out[start : start + _BLOCK])
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(run, range(0, P, _BLOCK)))
