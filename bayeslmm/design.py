@@ -365,6 +365,19 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
                 "observations: the random-effect parameters and the residual variance "
                 "are unidentifiable"
             )
+        independent = independent_columns(Xi)
+        if len(independent) < Xi.shape[1]:
+            collinear = [c for j, c in enumerate(cnames) if j not in independent]
+            warnings.warn(
+                f"the columns of random-effect term {bar} are collinear: "
+                f"{', '.join(collinear)} {'is a' if len(collinear) == 1 else 'are'} linear "
+                f"combination{'' if len(collinear) == 1 else 's'} of "
+                f"{', '.join(cnames[j] for j in independent)}: the data cannot separate "
+                "their SDs and correlations (REML gives a singular fit; the posterior follows "
+                "the prior where the data are silent). Drop the redundant column",
+                DataWarning,
+                stacklevel=3,
+            )
         terms.append((bar.factor, tuple(levels), codes, tuple(cnames), Xi))
 
     terms = [terms[i] for i in _term_order([len(t[1]) for t in terms])]

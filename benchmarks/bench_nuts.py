@@ -3,9 +3,13 @@
 Configurations (``model.sample(seed, ...)``, 4 chains x (1000 tune + 1000 draws),
 target_accept 0.8, cores=2):
 
-* ``marginal / bayeslmm``: the default, b integrated out, the package's compiled NUTS;
-* ``marginal / pymc``, ``marginal / nutpie``: the same marginal PyMC model through
-  ``pm.sample`` (b drawn exactly afterwards);
+* ``marginal / bayeslmm``: the default, b (and β, Normal priors) integrated out, the
+  package's compiled NUTS;
+* ``marginal / pymc``, ``marginal / nutpie``, ``marginal / numpyro``: the marginal PyMC
+  model (β sampled) through ``pm.sample`` (b drawn exactly afterwards); PyTensor's default
+  backend (numba) for PyMC's sampler (its C backend cannot compile this model where
+  PyTensor finds no BLAS to link: "Gemv cannot produce C code"); numpyro compiles through
+  JAX (where jax and numpyro are installed);
 * ``latent / pymc``, ``latent / nutpie``: the latent non-centred model (the first default);
 * bambi (``(1|Subject) + (0 + Days|Subject)``: no correlated effects) where installed.
 
@@ -45,6 +49,7 @@ CONFIGS = {
     "marginal / bayeslmm": ("auto", None),
     "marginal / pymc": ("marginal", "pymc"),
     "marginal / nutpie": ("marginal", "nutpie"),
+    "marginal / numpyro": ("marginal", "numpyro"),
     "latent / pymc": ("noncentered", "pymc"),
     "latent / nutpie": ("noncentered", "nutpie"),
     "bambi": (None, None),
@@ -198,6 +203,7 @@ def main() -> None:
         c
         for c in CONFIGS
         if ("nutpie" not in c or importlib.util.find_spec("nutpie"))
+        and ("numpyro" not in c or importlib.util.find_spec("numpyro"))
         and (c != "bambi" or importlib.util.find_spec("bambi"))
     ]
     results = {c: [_repeat(c, 100 + 20 * r) for r in range(args.repeats)] for c in configs}

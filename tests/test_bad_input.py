@@ -19,6 +19,7 @@ from conftest import prior_posterior
 import bayeslmm as blm
 from bayeslmm import (
     BayesLMMError,
+    ConvergenceWarning,
     DataError,
     DataWarning,
     FormulaError,
@@ -26,6 +27,7 @@ from bayeslmm import (
     ParameterError,
     PriorError,
     SamplingError,
+    SingularFitWarning,
 )
 from bayeslmm.cli import main
 
@@ -422,3 +424,30 @@ def test_cli_bad_numbers_exit_2_without_traceback(capsys, option):
     err = capsys.readouterr().err.strip()
     assert err.startswith("bayeslmm: error: argument ")
     assert "expected a positive integer" in err and len(err.splitlines()) == 1
+
+
+def test_collinear_random_effect_columns_warn_and_stay_finite():
+    """x2 = 2x + 1 inside (1 + x + x2 | g): a warning names the column; REML is singular;
+    the marginal posterior has no NaN and no divergence (Σ's unseen directions follow the
+    prior)."""
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 20, 200)
+    x = rng.normal(size=200)
+    data = pd.DataFrame(
+        {"g": g.astype(str), "x": x, "x2": 2 * x + 1, "y": x + rng.normal(size=20)[g]}
+    )
+    data["y"] += rng.normal(size=200)
+    with pytest.warns(
+        DataWarning,
+        match=r"columns of random-effect term \(1 \+ x \+ x2 \| g\) are collinear: x2 is a "
+        r"linear combination of \(Intercept\), x",
+    ):
+        model = blm.Model("y ~ x + (1 + x + x2 | g)", data)
+    with pytest.warns(SingularFitWarning):
+        model.fit_reml()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = model.sample(draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    assert post.diagnostics.divergences == 0
+    for v in post.draws.data_vars.values():
+        assert np.isfinite(v.to_numpy()).all()
