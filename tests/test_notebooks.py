@@ -39,6 +39,9 @@ def test_notebook_executes(path, monkeypatch):
     if path.stem.startswith("01"):  # the numbers the notebook teaches, from a fresh run
         assert "251.40510 + 40.783710 = 292.1888" in outputs
         assert "REML criterion at convergence: -66.7" in outputs
+        # the sampler's conditional of b at lme4's estimates: lme4's modes within MC error
+        z = float(outputs.split("largest |mean - ranef| in Monte Carlo SEs: ")[1].split()[0])
+        assert z < 4.5
     if path.stem.startswith("05"):  # lme4's profile interval, lmerTest's table
         assert "sd_Subject[Days]                   3.80118    8.75339" in outputs
         assert "Days          10.467      1.546  17.000   6.771 3.26e-06 ***" in outputs
