@@ -33,30 +33,40 @@ def _ranks_from_order(values, order, ztab, z):
         i = j + 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rhat_raw(y, M, h):
-    """Split-R̂ of ``y`` (M chains of h, chain-major): sqrt((B/W + h − 1)/h)."""
+@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+def _chain_means(y, M, h):
+    """The M chain means of ``y`` (M chains of h, chain-major) and their variance (ddof 1;
+    0 for one chain)."""
     means = np.zeros(M)
     for c in range(M):
         s = 0.0
         for i in range(h):
             s += y[c * h + i]
         means[c] = s / h
+    if M < 2:
+        return means, 0.0
     grand = 0.0
     for c in range(M):
         grand += means[c]
     grand /= M
-    between = 0.0
+    v = 0.0
+    for c in range(M):
+        v += (means[c] - grand) ** 2
+    return means, v / (M - 1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rhat_raw(y, M, h):
+    """Split-R̂ of ``y`` (M chains of h, chain-major): sqrt((B/W + h − 1)/h)."""
+    means, var_means = _chain_means(y, M, h)
     within = 0.0
     for c in range(M):
-        between += (means[c] - grand) ** 2
         v = 0.0
         for i in range(h):
             v += (y[c * h + i] - means[c]) ** 2
         within += v / (h - 1)
-    between = h * between / (M - 1)
     within /= M
-    return np.sqrt((between / within + h - 1) / h)
+    return np.sqrt((h * var_means / within + h - 1) / h)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
@@ -82,26 +92,12 @@ def _ess(y, M, h, centred, rho):
         hi = max(hi, y[i])
     if hi - lo < RESOLUTION:
         return float(S)
-    means = np.zeros(M)
+    means, var_means = _chain_means(y, M, h)
     for c in range(M):
-        s = 0.0
-        for i in range(h):
-            s += y[c * h + i]
-        means[c] = s / h
         for i in range(h):
             centred[c * h + i] = y[c * h + i] - means[c]
-
     mean_var = _acov(centred, M, h, 0) * h / (h - 1.0)
-    var_plus = mean_var * (h - 1.0) / h
-    if M > 1:
-        grand = 0.0
-        for c in range(M):
-            grand += means[c]
-        grand /= M
-        v = 0.0
-        for c in range(M):
-            v += (means[c] - grand) ** 2
-        var_plus += v / (M - 1)
+    var_plus = mean_var * (h - 1.0) / h + var_means
     for t in range(h):
         rho[t] = 0.0
     even = 1.0
