@@ -135,7 +135,7 @@ class OneFactorFixef(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _chol(A, L):
     """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD."""
     k = A.shape[0]
@@ -157,7 +157,7 @@ def _chol(A, L):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fsolve(L, b):
     """L x = b in place (L lower triangular)."""
     for i in range(L.shape[0]):
@@ -167,7 +167,7 @@ def _fsolve(L, b):
         b[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _bsolve(L, b):
     """Lᵀ x = b in place (L lower triangular)."""
     k = L.shape[0]
@@ -178,7 +178,7 @@ def _bsolve(L, b):
         b[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _chol_inverse(L, out):
     """(LLᵀ)⁻¹ into out: W = L⁻¹ (lower triangle of out), then WᵀW."""
     k = L.shape[0]
@@ -207,7 +207,7 @@ def _chol_inverse(L, out):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _prior(kind, par, const, x):
     """(log density, d/dx) of one prior at x on its own scale."""
     a, b = par[0], par[1]
@@ -653,7 +653,7 @@ def _loglik_blocked(theta, d, T, grad):
     return lp, pwrss, G1, G2
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lambda1(par, T, sigma):
     """(l00, l10, l11) of a one-factor model's Λ̃₁ = [[l00, 0], [l10, l11]]/σ (one term of
     k <= 2 columns, or two scalar terms: l10 = 0; block-2 terms skipped)."""
@@ -753,7 +753,7 @@ def _loglik_one_factor(theta, d, T, grad):
     return lp, pwrss, G1, np.zeros((d.par.term_k.shape[0], d.par.kmax, d.par.kmax))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _level_stats(d, lv):
     """Level lv's (a00, a01, a11, z0, z1) of Z₁ₗᵀZ₁ₗ and Z₁ₗᵀy′, zero-padded to 2 x 2."""
     if d.k1 == 1:
@@ -1261,13 +1261,13 @@ NV = 24
 NS = 8
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _copy(dst, src):
     for i in range(src.shape[0]):
         dst[i] = src[i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _matvec(A, x, out):
     n = x.shape[0]
     for i in range(n):
@@ -1277,7 +1277,7 @@ def _matvec(A, x, out):
         out[i] = s
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _kinetic(Minv, p):
     """½ pᵀM⁻¹p."""
     n = p.shape[0]
@@ -1290,7 +1290,7 @@ def _kinetic(Minv, p):
     return 0.5 * s
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _crit(ps_minus, ps_plus, rho):
     """The generalised no-U-turn criterion: p♯₋·ρ > 0 and p♯₊·ρ > 0."""
     a = 0.0
@@ -1301,7 +1301,7 @@ def _crit(ps_minus, ps_plus, rho):
     return a > 0.0 and b > 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log_add_exp(a, b):
     if a == -math.inf:
         return b
@@ -1311,7 +1311,7 @@ def _log_add_exp(a, b):
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sample_p(Lchol, p):
     """p ~ N(0, M) for M⁻¹ = LLᵀ: solve Lᵀp = z."""
     for i in range(p.shape[0]):
@@ -1319,7 +1319,7 @@ def _sample_p(Lchol, p):
     _bsolve(Lchol, p)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", forceinline=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _step(q, p, grad, eps, Minv, first):
     """Half a leapfrog step around the gradient evaluation: p += ε/2·∇ (then, when
     ``first``, q += ε M⁻¹p)."""
