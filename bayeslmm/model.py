@@ -117,7 +117,7 @@ class Model:
         chains: int = 4,
         seed: int | None = None,
         *,
-        target_accept: float = 0.8,
+        target_accept: float = 0.95,
         nuts_sampler: str | None = None,
         cores: int | None = None,
         progressbar: bool | None = None,
@@ -128,13 +128,17 @@ class Model:
         """Draw from the posterior with NUTS.
 
         ``parameterization="auto"`` integrates the random effects out (``"marginal"``:
-        NUTS samples β, Σ and σ from ``y ~ N(Xβ, σ²I + ZΣZᵀ)``, then every draw gets b from
-        its exact conditional), except for designs where that costs more than sampling b
-        (it then says so and centres or non-centres each term from the data); also
-        ``"centered"`` and ``"noncentered"``.  ``nuts_sampler``: by default the package's
-        compiled NUTS for the marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when
-        installed; their options pass through to ``pm.sample``).  ``progressbar``: by
-        default shown in a terminal or a notebook.  Warns
+        NUTS samples Σ and σ, and β unless its priors are Normal (the defaults integrate it
+        out too), from ``y ~ N(Xβ, σ²I + ZΣZᵀ)``; then every draw gets b (and β) from its
+        exact conditional), except for designs where that costs more than sampling b (it
+        then says so and centres or non-centres each term from the data); also
+        ``"centered"`` and ``"noncentered"``.  ``target_accept`` 0.95: on the four
+        hardest models of the 20-model battery (few groups, SDs near 0), 0.8 left a
+        divergence in 7 of 48 runs and 0.95 in none, for about 30 % more gradient
+        evaluations.  ``nuts_sampler``: by default the package's compiled NUTS for the
+        marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when installed; their
+        options pass through to ``pm.sample``).  ``progressbar``: by default shown in a
+        terminal or a notebook.  Warns
         (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, r_hat > 1.01 or
         ESS < 100 per chain.  The same ``seed`` gives identical draws.
         """

@@ -2,7 +2,8 @@
 
 Each case of ``benchmarks/battery/cases.py`` (8 lme4 references and 12 textbook models of
 the same kinds) is fitted as a new user fits it: ``Model(formula, data)``, ``fit_reml()``,
-then ``model.sample(seed=1)`` with every default (4 chains x 1000 draws after 1000 tune).
+then ``model.sample(seed=1)`` (``--seed``) with every default (4 chains x 1000 draws after
+1000 tune).
 A case passes when its posterior has 0 divergences, R-hat <= 1.01 and bulk ESS >= 400 over
 every parameter and every ranef (``post.diagnostics``), and every fixed effect's posterior
 mean lies within one posterior SD of REML's (ML's where lme4's reference fit is ML).
@@ -37,8 +38,8 @@ HEADER = (
 )
 
 
-def run_case(name: str) -> dict:
-    """Fit one case; its timings and target-1 checks as a dict."""
+def run_case(name: str, seed: int = 1) -> dict:
+    """Fit one case (``model.sample(seed=seed)``); its timings and target-1 checks."""
     import bayeslmm as blm
 
     case = CASE_BY_NAME[name]
@@ -48,7 +49,7 @@ def run_case(name: str) -> dict:
         warnings.simplefilter("ignore")
         fit = model.fit_reml(reml=case.reml)
         t0 = time.perf_counter()
-        post = model.sample(seed=1, progressbar=False)
+        post = model.sample(seed=seed, progressbar=False)
         wall = time.perf_counter() - t0
     d = post.diagnostics
     summary = post.fixef
@@ -74,9 +75,11 @@ def run_case(name: str) -> dict:
     }
 
 
-def run_fresh(name: str) -> dict:
+def run_fresh(name: str, seed: int) -> dict:
     """:func:`run_case` in a new Python process."""
-    code = f"import bench_battery, json; print(json.dumps(bench_battery.run_case({name!r})))"
+    code = (
+        f"import bench_battery, json; print(json.dumps(bench_battery.run_case({name!r}, {seed})))"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -97,18 +100,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", help="comma-separated case names (default: all 20)")
     p.add_argument("--fresh", action="store_true", help="each case in a new process")
+    p.add_argument("--seed", type=int, default=1, help="model.sample(seed=...)")
     args = p.parse_args()
     names = args.cases.split(",") if args.cases else [c.name for c in CASES]
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
         f"nproc {os.cpu_count()}, load {os.getloadavg()[0]:.2f}, "
-        f"{'fresh process per case' if args.fresh else 'one process'}\n\n{HEADER}",
+        f"{'fresh process per case' if args.fresh else 'one process'}, seed {args.seed}"
+        f"\n\n{HEADER}",
         flush=True,
     )
     t0 = time.perf_counter()
     rows = []
     for name in names:
-        rows.append(run_fresh(name) if args.fresh else run_case(name))
+        rows.append(run_fresh(name, args.seed) if args.fresh else run_case(name, args.seed))
         print(row(rows[-1]), flush=True)
     total = sum(r["sample_s"] for r in rows)
     passed = sum(r["pass"] for r in rows)

@@ -4,6 +4,7 @@ lme4's conditional modes and condVar, and the same posterior as the latent forms
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -489,6 +490,41 @@ def test_singular_and_one_row_per_level():
     post = _sample(blm.Model("y ~ 1 + (1 | g)", data))
     assert np.isfinite(post.draws("ranef_g").to_numpy()).all()
     assert post.diagnostics.divergences == 0
+
+
+def test_rounding_region_is_not_a_mode():
+    """Where σ is ~10⁻¹⁰ of a near-perfectly correlated slope SD, ``rᵀr − cᵀM⁻¹c`` is pure
+    rounding error: the log density there is −∞, never above the mode (it reached 10³⁴
+    before, and a start-point search that wandered there handed NUTS a singular metric).
+    All three kernels (β integrated, β sampled, blocked)."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(8), 5)
+    x = rng.normal(size=40)
+    y = 1 + x + rng.normal(size=8)[g] + rng.normal(size=8)[g] * x + rng.normal(size=40)
+    data = pd.DataFrame({"y": y, "x": x, "g": g.astype(str), "h": (np.arange(40) % 3).astype(str)})
+    kernels = set()
+    for formula, integrate in [
+        ("y ~ 1 + x + (1 + x | g)", True),
+        ("y ~ 1 + x + (1 + x | g)", False),
+        ("y ~ 1 + x + (1 + x | g) + (1 | h)", False),
+    ]:
+        model = blm.Model(formula, data)
+        mm = marginal.build(model.design, resolve_priors(model.design), integrate_fixef=integrate)
+        kernels.add(type(mm.data).__name__)
+        start = marginal.initial_points(mm, 1, np.random.default_rng(0))
+        mode = marginal.logp(mm, start.points[0])[0]
+        np.linalg.cholesky(start.metric)
+        fixef = np.array([1.0, 1.0])
+        others = len(model.design.terms) - 1
+        for log_sigma, log_sd0, log_sd1, c in itertools.product(
+            np.arange(-40.0, -10.0, 3.0), (-8.0, -5.0), (10.0, 13.0), (1.5, 3.0)
+        ):
+            rho = c / np.sqrt(1.0 + c * c)  # the spiral parameter L₁₀/L₁₁ = c
+            corr = [np.array([[1.0, rho], [rho, 1.0]])] + [np.eye(1)] * others
+            sd = [np.exp([log_sd0, log_sd1])] + [np.ones(1)] * others
+            theta = marginal.unconstrained(mm, fixef, sd, corr, float(np.exp(log_sigma)))
+            assert marginal.logp(mm, theta)[0] < mode
+    assert kernels == {"OneFactorFixef", "OneFactor", "KernelData"}
 
 
 def test_marginal_via_pymc_draws_ranef(sleep_model):

@@ -134,16 +134,33 @@ class OneFactorFixef(NamedTuple):
 # small dense linear algebra
 # --------------------------------------------------------------------------------------
 
+#: the smallest penalised residual sum of squares, relative to ‖r‖², that double precision
+#: resolves: below it (σ under ~10⁻⁶ of the effects' SDs, where the posterior has no mass)
+#: ``rᵀr − cᵀM⁻¹c`` is rounding error and the log density is taken as −∞
+PWRSS_FLOOR = 1e-12
+#: the smallest squared Cholesky pivot accepted for M = I + Λ̃ᵀZᵀZΛ̃ and its Schur
+#: complements (>= 1 in exact arithmetic)
+UNIT_PIVOT = 0.25
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _chol(A, L):
-    """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD."""
+def _pwrss(rtr, cv):
+    """rᵀr − cᵀM⁻¹c, or −1 (read as −∞ by :func:`_prior_terms`) below ``PWRSS_FLOOR``."""
+    pwrss = rtr - cv
+    return pwrss if pwrss > PWRSS_FLOOR * rtr else -1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _chol(A, L, floor=0.0):
+    """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD, or if a
+    squared pivot falls to ``floor`` (for I + PSD matrices every one is >= 1 in exact
+    arithmetic: 1/4 marks rounding error)."""
     k = A.shape[0]
     for j in range(k):
         s = A[j, j]
         for m in range(j):
             s -= L[j, m] * L[j, m]
-        if not s > 0.0:
+        if not s > floor:
             return False
         dj = math.sqrt(s)
         L[j, j] = dj
@@ -364,7 +381,7 @@ def _factor(theta, d, T):
                 M[a, b] = s
                 M[b, a] = s
             M[a, a] += 1.0
-        if not _chol(M, L11[lv]):
+        if not _chol(M, L11[lv], UNIT_PIVOT):
             ok = False
             break
         for i in range(k1):
@@ -411,7 +428,7 @@ def _factor(theta, d, T):
                             for m in range(k1):
                                 s += M12[e, m, a] * E[f, m, b]
                             S[ou + a, ow + b] -= s
-        if _chol(S, L22):
+        if _chol(S, L22, UNIT_PIVOT):
             for i in range(q2):
                 logdet += 2.0 * math.log(L22[i, i])
         else:
@@ -541,7 +558,7 @@ def _loglik_blocked(theta, d, T, grad):
             cv += c1[lv, a] * v1[lv, a]
     for i in range(q2):
         cv += c2[i] * v2[i]
-    pwrss = rtr - cv
+    pwrss = _pwrss(rtr, cv)
     lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.par.dim - 1]) + F.logdet + pwrss / s2)
 
     # β: (Xᵀr − XᵀZΛ̃v)/σ²
@@ -674,6 +691,22 @@ def _lambda1(par, T, sigma):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _level_m(a00, a01, a11, l00, l10, l11):
+    """One level's 2 x 2 algebra: AΛ̃ (al00, al01, al10, al11), M = I + Λ̃ᵀAΛ̃ (m00, m01,
+    m11) and |M| = 1 + tr W + |A|(l00 l11)² (W = Λ̃ᵀAΛ̃), a sum of non-negative terms, so
+    the determinant keeps its precision however large Λ̃ grows (m00 m11 − m01² does not)."""
+    al00 = a00 * l00 + a01 * l10
+    al01 = a01 * l11
+    al10 = a01 * l00 + a11 * l10
+    al11 = a11 * l11
+    m00 = 1.0 + l00 * al00 + l10 * al10
+    m01 = l00 * al01 + l10 * al11
+    m11 = 1.0 + l11 * al11
+    det = m00 + m11 - 1.0 + max(a00 * a11 - a01 * a01, 0.0) * (l00 * l11) ** 2
+    return al00, al01, al10, al11, m00, m01, m11, det
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _loglik_one_factor(theta, d, T, grad):
     """:func:`_loglik_blocked` for :class:`OneFactor` data (k₁ <= 2, no block 2):
     one pass over the levels with the 1 x 1 or 2 x 2 algebra in closed form (M_l, its
@@ -717,14 +750,7 @@ def _loglik_one_factor(theta, d, T, grad):
         for j in range(p):
             z1 -= d.ZtX1[lv, 1, j] * delta[j]
         a00, a01, a11 = d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1]
-        al00 = a00 * l00 + a01 * l10  # AL = A Λ̃
-        al01 = a01 * l11
-        al10 = a01 * l00 + a11 * l10
-        al11 = a11 * l11
-        m00 = 1.0 + l00 * al00 + l10 * al10  # M = I + Λ̃ᵀ A Λ̃
-        m01 = l00 * al01 + l10 * al11
-        m11 = 1.0 + l11 * al11
-        det = m00 * m11 - m01 * m01
+        al00, al01, al10, al11, m00, m01, m11, det = _level_m(a00, a01, a11, l00, l10, l11)
         logdet += math.log(det)
         i00, i01, i11 = m11 / det, -m01 / det, m00 / det  # M⁻¹
         c0 = l00 * z0 + l10 * z1  # c = Λ̃ᵀz
@@ -744,7 +770,7 @@ def _loglik_one_factor(theta, d, T, grad):
         g11 += w1 * v1 / s2 - (al10 * i01 + al11 * i11)
     for j in range(p):
         grad[j] = gb[j] / s2
-    pwrss = rtr - cv
+    pwrss = _pwrss(rtr, cv)
     lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.par.dim - 1]) + logdet + pwrss / s2)
     G1 = np.empty((k1, k1))
     G1[0, 0] = g00
@@ -782,14 +808,7 @@ def _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch):
     cv = 0.0
     for lv in range(d.l1):
         a00, a01, a11, z0, z1 = _level_stats(d, lv)
-        al00 = a00 * l00 + a01 * l10
-        al01 = a01 * l11
-        al10 = a01 * l00 + a11 * l10
-        al11 = a11 * l11
-        m00 = 1.0 + l00 * al00 + l10 * al10
-        m01 = l00 * al01 + l10 * al11
-        m11 = 1.0 + l11 * al11
-        det = m00 * m11 - m01 * m01
+        _, _, _, _, m00, m01, m11, det = _level_m(a00, a01, a11, l00, l10, l11)
         logdet += math.log(det)
         i00, i01, i11 = m11 / det, -m01 / det, m00 / det
         Minv[lv, 0], Minv[lv, 1], Minv[lv, 2] = i00, i01, i11
@@ -841,7 +860,7 @@ def _loglik_one_factor_fixef(theta, d, T):
     G1 = np.zeros((k1, k1))
     G2 = np.zeros((nterms, kmax, kmax))
     LS = np.empty((p, p))
-    if not (math.isfinite(logdet) and _chol(Sch, LS)):
+    if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
         return -math.inf, 0.0, G1, G2
     for i in range(p):
         logdet += 2.0 * math.log(LS[i, i])
@@ -850,7 +869,7 @@ def _loglik_one_factor_fixef(theta, d, T):
     _bsolve(LS, vb)
     for i in range(p):
         cv += rt[i] * vb[i]
-    pwrss = d.ete - cv
+    pwrss = _pwrss(d.ete, cv)
     lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[par.dim - 1]) + logdet + pwrss / s2)
 
     Sinv = np.empty((p, p))
@@ -963,8 +982,8 @@ def _prior_terms(theta, par, n, T, Lc, nrm, lp, pwrss, G1, G2, grad):
     """From the likelihood's ℓ and G = ∂ℓ/∂Λ̃ (block 1: G1, block 2: G2), the log density
     of θ: the chain rule to log σ, log sd and the correlation parameters, plus every prior
     and Jacobian term."""
-    if lp == -math.inf:
-        return lp
+    if lp == -math.inf or pwrss < 0.0:
+        return -math.inf
     nterms, kmax, p = par.term_k.shape[0], par.kmax, par.p
     sigma = math.exp(theta[par.dim - 1])
     s2 = sigma * sigma
@@ -1114,18 +1133,13 @@ def draw_b_one_factor(thetas, d, seed, b1):
                 z1 -= d.ZtX1[lv, 1, j] * delta[j]
             e1 = np.random.standard_normal()
             a00, a01, a11 = d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1]
-            al00, al01 = a00 * l00 + a01 * l10, a01 * l11
-            al10, al11 = a01 * l00 + a11 * l10, a11 * l11
-            m00 = 1.0 + l00 * al00 + l10 * al10
-            m01 = l00 * al01 + l10 * al11
-            m11 = 1.0 + l11 * al11
-            det = m00 * m11 - m01 * m01
+            _, _, _, _, m00, m01, m11, det = _level_m(a00, a01, a11, l00, l10, l11)
             c0, c1 = l00 * z0 + l10 * z1, l11 * z1
             v0 = (m11 * c0 - m01 * c1) / det
             v1 = (m00 * c1 - m01 * c0) / det
             q00 = math.sqrt(m00)  # L = [[q00, 0], [q10, q11]]; x = L⁻ᵀε
             q10 = m01 / q00
-            q11 = math.sqrt(m11 - q10 * q10)
+            q11 = math.sqrt(det / m00)  # m11 − q10² = |M|/m00
             x1 = e1 / q11
             x0 = (e0 - q10 * x1) / q00
             u0, u1 = v0 + sigma * x0, v1 + sigma * x1
@@ -1162,7 +1176,7 @@ def draw_b_one_factor_fixef(thetas, d, seed, b1, beta):
         logdet, _, rt = _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch)
         for j in range(p):
             xb[j] = np.random.standard_normal()
-        if not (math.isfinite(logdet) and _chol(Sch, LS)):
+        if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
             for j in range(p):
                 beta[i, j] = math.nan
             for lv in range(l1):

@@ -527,7 +527,7 @@ class Start:
 
 
 def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> Start:
-    """Each chain starts near the posterior mode, jittered: a few quasi-Newton steps on the
+    """Each chain starts near the posterior mode, jittered: quasi-Newton steps on the
     log density from least squares (β), SDs of a quarter of sd(y) on each column's scale,
     no correlation and σ the residual SD; then log-scale and correlation parameters
     jittered by U(−½, ½) and β by U(−1, 1) standard errors.  The metric starts at the
@@ -558,27 +558,33 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
         value, grad = neg(start + s * u)
         return value, grad * s
 
-    found = minimize(
-        scaled, np.zeros(mm.dim), jac=True, method="L-BFGS-B", options={"maxiter": 200}
-    )
-    centre = start + s * found.x if np.isfinite(found.fun) and found.fun < 1e300 else start
+    u = np.zeros(mm.dim)
+    for _ in range(3):  # restarted: a step into the −∞ region can stall the line search
+        found = minimize(scaled, u, jac=True, method="L-BFGS-B", options={"maxiter": 200})
+        if np.isfinite(found.fun) and found.fun < 1e300:
+            u = found.x
+        if np.max(np.abs(scaled(u)[1]), initial=0.0) < 1e-3:
+            break
+    centre = start + s * u
     jitter = rng.uniform(-0.5, 0.5, size=(chains, mm.dim))
     jitter[:, : mm.p] *= 2.0
     return Start(centre + jitter * s, laplace_covariance(mm, centre))
 
 
-#: the largest variance the Laplace metric gives a direction, in units of :func:`scales`²
-#: (a flat or concave direction gets 1)
-LAPLACE_VAR_MAX = 25.0
+#: the largest and smallest variance the Laplace metric gives a direction, in units of
+#: :func:`scales`² (a flat or concave direction gets 1; the floor keeps the metric's
+#: Cholesky defined, far below any posterior's spread: 10⁶ rows give log σ a variance of
+#: 5·10⁻⁷)
+LAPLACE_VAR_MAX, LAPLACE_VAR_MIN = 25.0, 1e-10
 
 
 def laplace_covariance(mm: MarginalModel, theta: np.ndarray) -> np.ndarray:
     """H⁻¹, H the Hessian of −log p at ``theta`` by central differences of the gradient
     (steps of 10⁻⁴ scales), symmetrised; in units of :func:`scales`, each eigenvalue λ of
-    H gives the variance 1/max(λ, 1/LAPLACE_VAR_MAX), or 1 where λ <= 0.  The posterior's
-    spread differs from the scales by orders of magnitude when the data are informative
-    (10⁴ groups: SDs of 0.01 on the log scale); starting the metric here saves the
-    warm-up its most expensive trajectories."""
+    H gives the variance 1/λ clipped to [LAPLACE_VAR_MIN, LAPLACE_VAR_MAX], or 1 where
+    λ <= 0.  The posterior's spread differs from the scales by orders of magnitude when
+    the data are informative (10⁴ groups: SDs of 0.01 on the log scale); starting the
+    metric here saves the warm-up its most expensive trajectories."""
     s = scales(mm)
     dim = mm.dim
     h = 1e-4
@@ -591,7 +597,7 @@ def laplace_covariance(mm: MarginalModel, theta: np.ndarray) -> np.ndarray:
     if not np.isfinite(H).all():
         return fallback
     lam, V = np.linalg.eigh((H + H.T) / 2.0)
-    var = np.where(lam > 0, 1.0 / np.maximum(lam, 1.0 / LAPLACE_VAR_MAX), 1.0)
+    var = np.where(lam > 0, np.clip(1.0 / lam, LAPLACE_VAR_MIN, LAPLACE_VAR_MAX), 1.0)
     return (V * var) @ V.T * np.outer(s, s)
 
 
