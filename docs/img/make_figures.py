@@ -1,4 +1,4 @@
-"""Regenerate the README figures: ``python docs/img/make_figures.py`` (about a minute).
+"""Regenerate the README figures: ``python docs/img/make_figures.py`` (a few seconds).
 
 sleepstudy, ``Reaction ~ Days + (Days | Subject)``: REML fit and 4 x 1000 NUTS draws.
 """
