@@ -52,3 +52,19 @@ def simulate_slopes(n: int = 100_000, n_groups: int = 100, seed: int = 1) -> pd.
     y = 2.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(0, 1, n)
     cats = np.array([f"g{i}" for i in range(n_groups)])
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(cats[g], categories=cats)})
+
+
+def simulate_crossed(subjects: int = 60, items: int = 40, seed: int = 0) -> pd.DataFrame:
+    """``rt ~ cond + (1 + cond | subject) + (1 | item)``, every subject meets every item
+    once (a psycholinguistic design): cond = ±0.5 at random, subject SDs 30 and 15
+    (uncorrelated), item SD 20, residual SD 40."""
+    rng = np.random.default_rng(seed)
+    s = np.repeat(np.arange(subjects), items)
+    i = np.tile(np.arange(items), subjects)
+    cond = rng.integers(0, 2, s.size) - 0.5
+    us = rng.normal(size=(subjects, 2)) * [30.0, 15.0]
+    ui = rng.normal(size=items) * 20.0
+    rt = 500 + 20 * cond + us[s, 0] + us[s, 1] * cond + ui[i] + rng.normal(size=s.size) * 40
+    return pd.DataFrame(
+        {"rt": rt, "cond": cond, "subject": [f"s{k}" for k in s], "item": [f"i{k}" for k in i]}
+    )

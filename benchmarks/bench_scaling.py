@@ -9,8 +9,10 @@ draws), the marginalised compiled sampler; ``--sampler pymc`` or ``nutpie`` for 
 samplers on the same model), after a warm-up fit that loads the compiled code: "chains" is
 the sampler's own timer, "rest" the start (mode, Laplace metric), the exact draws of β and b
 and the diagnostics of every parameter and ranef.  The issue-13 targets are two extra rows:
-1e6 rows x 200 groups and 1e5 rows x 1e4 groups.  Prints markdown tables; ``--quick``
-shrinks the grids.
+1e6 rows x 200 groups and 1e5 rows x 1e4 groups.  ``--crossed``: NUTS on fully crossed
+``rt ~ cond + (1 + cond | subject) + (1 | item)`` designs (simulate_crossed) instead, the
+"groups" column then giving subjects x items.  Prints markdown tables; ``--quick`` shrinks
+the grids.
 """
 
 from __future__ import annotations
@@ -28,9 +30,18 @@ from pathlib import Path
 import bayeslmm as blm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _sim import simulate_slopes
+from _sim import simulate_crossed, simulate_slopes
 
 FORMULA = "y ~ 1 + x + (1 + x | g)"
+CROSSED_FORMULA = "rt ~ cond + (1 + cond | subject) + (1 | item)"
+#: (subjects, items), parameterization: auto, then the latent forms at 100 x 100
+CROSSED_CASES = [
+    ((30, 20), "auto"),
+    ((60, 40), "auto"),
+    ((100, 100), "auto"),
+    ((100, 100), "noncentered"),
+    ((100, 100), "centered"),
+]
 
 
 def _mixedlm(data):
@@ -74,12 +85,23 @@ REML_HEADER = (
 )
 
 
-def nuts_case(n, groups, args):
-    data = simulate_slopes(n, groups)
-    design_s, model = _timed(blm.Model, FORMULA, data)
+def nuts_case(n, groups, args, crossed=None, parameterization="auto"):
+    """One NUTS row: ``y ~ 1 + x + (1 + x | g)`` on n rows and ``groups`` groups, or with
+    ``crossed=(subjects, items)`` the fully crossed ``CROSSED_FORMULA``."""
+    if crossed is None:
+        formula, data = FORMULA, simulate_slopes(n, groups)
+    else:
+        formula, data = CROSSED_FORMULA, simulate_crossed(*crossed)
+        n, groups = len(data), crossed[0] * crossed[1]
+    design_s, model = _timed(blm.Model, formula, data)
     wall, post = _timed(
         lambda: model.sample(
-            draws=args.draws, tune=args.tune, chains=args.chains, seed=1, nuts_sampler=args.sampler
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            seed=1,
+            nuts_sampler=args.sampler,
+            parameterization=parameterization,
         )
     )
     d = post.diagnostics
@@ -87,8 +109,9 @@ def nuts_case(n, groups, args):
     if sampling != sampling:
         sampling = float(post.idata["sample_stats"].attrs.get("sampling_time", float("nan")))
     param = ", ".join(f"{g}: {p}" for g, p in post.parameterization.items())
+    size = f"{groups:,}" if crossed is None else f"{crossed[0]} x {crossed[1]}"
     return (
-        f"| {n:,} | {groups:,} | {param} | {design_s:.1f} | {wall:.1f} | {sampling:.1f} "
+        f"| {n:,} | {size} | {param} | {design_s:.1f} | {wall:.1f} | {sampling:.1f} "
         f"| {wall - sampling:.1f} "
         f"| {d.divergences} | {d.max_r_hat:.3f} | {d.min_ess_bulk:.0f} "
         f"| {d.min_ess_bulk / wall:.0f} | {_rss_mb():.0f} |"
@@ -120,6 +143,12 @@ def main() -> None:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--sampler", default=None, choices=["bayeslmm", "pymc", "nutpie"])
+    p.add_argument(
+        "--crossed",
+        action="store_true",
+        help="NUTS on fully crossed subjects x items designs instead (auto, and the latent "
+        "forms at 100 x 100)",
+    )
     args = p.parse_args()
     if args.quick:
         rows, groups, fixed_rows = [1_000, 10_000], [10, 100], 10_000
@@ -147,6 +176,11 @@ def main() -> None:
             flush=True,
         )
         nuts_case(1_000, 10, args)  # warm-up: load the compiled code
+        if args.crossed:
+            for size, form in CROSSED_CASES:
+                print(nuts_case(0, 0, args, crossed=size, parameterization=form), flush=True)
+            print(f"\n# load at end {os.getloadavg()[0]:.2f}", flush=True)
+            return
         nrows = [n for n in rows if n <= args.nuts_max_rows]
         ngroups = [g for g in groups if g <= args.nuts_max_groups]
         cases = _grid(nrows, ngroups, 100, min(fixed_rows, args.nuts_max_rows))
