@@ -612,16 +612,16 @@ def _loglik_blocked(theta, d, T, grad):
     for lv in range(l1):
         _chol_inverse(F.L11[lv], P11)
         lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
-        for e in range(lo, hi):  # P12_e = −Σ_f E_f P22[u_f, u_e]
+        for e in range(lo, hi):  # P12_e = −Σ_f E_f P22[u_f, u_e] (P22 symmetric: by rows)
             ou, ku = d.a12_off[e], d.a12_k[e]
-            for f in range(lo, hi):
-                ow, kw = d.a12_off[f], d.a12_k[f]
-                for a in range(k1):
-                    for b in range(ku):
-                        s = 0.0
-                        for c in range(kw):
-                            s += F.E[f, a, c] * P22[ow + c, ou + b]
-                        P12[e, a, b] -= s
+            for a in range(k1):
+                for b in range(ku):
+                    s = 0.0
+                    for f in range(lo, hi):
+                        ow = d.a12_off[f]
+                        for c in range(d.a12_k[f]):
+                            s += F.E[f, a, c] * P22[ou + b, ow + c]
+                    P12[e, a, b] -= s
         for e in range(lo, hi):  # P11 −= Σ_e P12_e E_eᵀ
             ku = d.a12_k[e]
             for a in range(k1):
