@@ -173,7 +173,7 @@ def test_auto_keeps_latent_effects_for_densely_crossed_factors():
         assert reason == (
             f"the levels of s meet {expected} pairs of levels of the other grouping factors "
             "(more than 2,000,000): a crossed design whose marginal gradient would cost more "
-            "than the latent model's (parameterization='marginal' forces it: about 9 ms a "
+            "than the latent model's (parameterization='marginal' forces it: about 8 ms a "
             "gradient per million pairs)"
         )
     pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))

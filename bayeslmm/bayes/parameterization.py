@@ -49,11 +49,11 @@ CENTER_RATIO = 3.0
 #: the most columns of the marginal kernel's dense block 2 (InstEval-sized designs: latent)
 BLOCK2_MAX = 1000
 #: the most pairs of block-2 effects meeting in one block-1 level, summed over the levels
-#: (Σ_l m_l²: the crossed part of a marginal gradient's cost, about 9 ms per 10⁶ pairs).
-#: Set by time to a trustworthy posterior: 100 subjects x 100 items fully crossed,
-#: ``(1 + cond | subject) + (1 | item)`` (10⁶ pairs), marginal 277 s, R-hat 1.006, min
-#: ESS 3,265; latent 43 s but R-hat 1.021, ESS 135 (200 x 100: 80 s, R-hat 1.049, ESS
-#: 95).  At 2·10⁶ pairs a default fit takes about 10 minutes on 2 cores.
+#: (Σ_l m_l²: the crossed part of a marginal gradient's cost, about 8 ms per 10⁶ pairs).
+#: Set by time to a trustworthy posterior (``benchmarks/bench_scaling.py --crossed``):
+#: 100 subjects x 100 items fully crossed, ``(1 + cond | subject) + (1 | item)`` (10⁶
+#: pairs), marginal 235 s, R-hat 1.006, min ESS 3,265; latent 32-68 s but R-hat
+#: 1.013-1.10, ESS 35-350.  At 2·10⁶ pairs a default fit takes about 8 minutes on 2 cores.
 PAIRS_MAX = 2_000_000
 
 
@@ -171,6 +171,6 @@ def marginal_unavailable(design: Design) -> str | None:
             f"the levels of {design.terms[block1[0]].factor} meet {pairs:,} pairs of levels "
             f"of the other grouping factors (more than {PAIRS_MAX:,}): a crossed design whose "
             "marginal gradient would cost more than the latent model's (parameterization="
-            "'marginal' forces it: about 9 ms a gradient per million pairs)"
+            "'marginal' forces it: about 8 ms a gradient per million pairs)"
         )
     return None
