@@ -140,29 +140,31 @@ def test_auto_integrates_the_random_effects_out(sleep_model):
 
 
 def test_auto_keeps_latent_effects_when_marginal_costs_more():
-    """A crossed design whose second factor has more than BLOCK2_MAX levels: "auto" says
-    why and chooses per term."""
+    """A sparse crossing whose second factor has 1,100 levels (a dense block 2 of 1,100
+    columns: about 665 ms a gradient): "auto" says why and chooses per term."""
     rng = np.random.default_rng(0)
     n = 4000
     data = pd.DataFrame(
         {
             "a": rng.integers(0, 1500, n).astype(str),
-            "b": (np.arange(n) % (parameterization.BLOCK2_MAX + 100)).astype(str),
+            "b": (np.arange(n) % 1100).astype(str),
             "y": rng.normal(size=n),
         }
     )
     model = blm.Model("y ~ 1 + (1 | a) + (1 | b)", data)
-    with pytest.warns(blm.ParameterizationWarning, match="dense block of 1100 columns"):
+    with pytest.warns(blm.ParameterizationWarning, match="dense block of 1,100 columns"):
         chosen = parameterization.choose_parameterization(model.design)
     assert set(chosen.values()) <= {"centered", "noncentered"}
 
 
 def test_auto_keeps_latent_effects_for_densely_crossed_factors():
-    """300 subjects x 100 items, fully crossed: each subject meets all 100 items, Σ m² =
-    300 · 100² = 3,000,000 pairs > PAIRS_MAX, so "auto" stays latent; 200 x 100
-    (2,000,000 pairs) and penicillin's 24 plates x 6 samples (864 pairs) integrate out."""
+    """Fully crossed subjects x 100 items (random intercepts): Σ m² = subjects · 100²
+    pairs at 8 ms per million plus 0.5 ms for the 100-column block 2: 300 subjects (24.5
+    ms a gradient) stay latent, 200 (16.5 ms) integrate out; so do 2,000 students who
+    each meet 10 of 200 instructors (5.6 ms), not 10 of 400 (33.6 ms: the dense block);
+    penicillin's 24 plates x 6 samples integrate out."""
     rng = np.random.default_rng(1)
-    for subjects, expected in [(300, "3,000,000"), (200, None)]:
+    for subjects, expected in [(300, "24"), (200, None)]:
         grid = pd.MultiIndex.from_product([range(subjects), range(100)], names=["s", "i"])
         data = grid.to_frame().astype(str).assign(y=rng.normal(size=len(grid)))
         design = blm.Model("y ~ 1 + (1 | s) + (1 | i)", data).design
@@ -171,11 +173,23 @@ def test_auto_keeps_latent_effects_for_densely_crossed_factors():
             assert reason is None
             continue
         assert reason == (
-            f"the levels of s meet {expected} pairs of levels of the other grouping factors "
-            "(more than 2,000,000): a crossed design whose marginal gradient would cost more "
-            "than the latent model's (parameterization='marginal' forces it: about 8 ms a "
-            "gradient per million pairs)"
+            f"each gradient of the marginal density would take about {expected} ms (more "
+            "than 20): the levels of s meet 3,000,000 pairs of levels of the other grouping "
+            "factors, which form a dense block of 100 columns (parameterization='marginal' "
+            "forces the integrated form)"
         )
+    for instructors, latent in [(200, False), (400, True)]:
+        s = np.repeat(np.arange(2000), 10)
+        data = pd.DataFrame(
+            {
+                "s": s.astype(str),
+                "i": rng.permuted(np.tile(np.arange(instructors), 20000 // instructors)),
+                "y": rng.normal(size=s.size),
+            }
+        )
+        data["i"] = data["i"].astype(str)
+        design = blm.Model("y ~ 1 + (1 | s) + (1 | i)", data).design
+        assert (parameterization.marginal_unavailable(design) is not None) == latent
     pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
     assert parameterization.marginal_unavailable(pen.design) is None
 

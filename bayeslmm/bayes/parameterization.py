@@ -2,11 +2,10 @@
 or non-centred.
 
 ``parameterization="auto"`` integrates b out (:mod:`.marginal`) wherever that is
-available, which is every design whose random effects outside the largest grouping factor
-form a dense block of at most ``marginal.BLOCK2_MAX`` columns: the sampled posterior then
-has no funnel and no centring choice, and a gradient costs O(levels).  Otherwise (an
-InstEval-sized crossed design) "auto" keeps the latent form, says so, and chooses per term
-as follows.
+available at a gradient cost of at most ``GRADIENT_MS_MAX`` (every design but large
+crossed ones: :func:`marginal_unavailable`): the sampled posterior then has no funnel and
+no centring choice, and a gradient costs O(levels).  Otherwise (an InstEval-sized crossed
+design) "auto" keeps the latent form, says so, and chooses per term as follows.
 
 Per term, the information ratio
 ``r_c = τ̂_c² / v̂_c`` compares the between-level variance of the per-level least-squares
@@ -46,15 +45,18 @@ FORMS = ("auto", "marginal", "centered", "noncentered")
 
 #: information ratio at and above which a latent term is centred
 CENTER_RATIO = 3.0
-#: the most columns of the marginal kernel's dense block 2 (InstEval-sized designs: latent)
-BLOCK2_MAX = 1000
-#: the most pairs of block-2 effects meeting in one block-1 level, summed over the levels
-#: (Σ_l m_l²: the crossed part of a marginal gradient's cost, about 8 ms per 10⁶ pairs).
-#: Set by time to a trustworthy posterior (``benchmarks/bench_scaling.py --crossed``):
-#: 100 subjects x 100 items fully crossed, ``(1 + cond | subject) + (1 | item)`` (10⁶
-#: pairs), marginal 235 s, R-hat 1.006, min ESS 3,265; latent 32-68 s but R-hat
-#: 1.013-1.10, ESS 35-350.  At 2·10⁶ pairs a default fit takes about 8 minutes on 2 cores.
-PAIRS_MAX = 2_000_000
+#: the measured cost of a marginal gradient's crossed part (2-core x86_64): ms per 10⁶
+#: pairs of block-2 effects met in one block-1 level (Σ_l m_l²) and per 10⁶ of q₂³ (the
+#: dense block 2's Cholesky and inverse).  Predicted / measured: 100 x 100 fully crossed
+#: 8.5 / 7.7 ms; 2000 students x 200, 400, 800 instructors (10 ratings each) 5.6 / 5.7,
+#: 33.6 / 30, 258 / 260 ms.
+MS_PER_MILLION_PAIRS, MS_PER_MILLION_Q2_CUBED = 8.0, 0.5
+#: the dearest marginal gradient "auto" accepts (a default fit: about 9 minutes on 2
+#: cores).  Set by time to a trustworthy posterior (``benchmarks/bench_scaling.py
+#: --crossed``): 100 subjects x 100 items fully crossed, ``(1 + cond | subject) + (1 |
+#: item)``, marginal 235 s, R-hat 1.006, min ESS 3,265; latent 32-68 s but R-hat
+#: 1.013-1.10, ESS 35-350.
+GRADIENT_MS_MAX = 20.0
 
 
 def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
@@ -148,17 +150,12 @@ def block_terms(design: Design) -> tuple[list[int], list[int]]:
 def marginal_unavailable(design: Design) -> str | None:
     """Why integrating b out would not pay (None when it does).  A marginal gradient costs
     O(l₁k₁³ + Σ_l m_l² + q₂³): per level of block 1, per pair of the m_l block-2 units
-    that level meets, and the dense block 2 of q₂ columns; above ``BLOCK2_MAX`` columns or
-    ``PAIRS_MAX`` pairs the latent model (whose gradient grows with the rows instead)
-    reaches a usable posterior sooner, though crossed latent models mix slowly."""
+    that level meets, and the dense block 2 of q₂ columns; when the crossed part is
+    estimated above ``GRADIENT_MS_MAX`` the latent model (whose gradient grows with the
+    rows instead) reaches a usable posterior sooner, though crossed latent models mix
+    slowly."""
     block1, block2 = block_terms(design)
     q2 = sum(design.terms[i].q for i in block2)
-    if q2 > BLOCK2_MAX:
-        return (
-            f"the random effects outside the largest grouping factor form a dense block of "
-            f"{q2} columns (more than {BLOCK2_MAX}), which would make each gradient of the "
-            "marginal density cost more than the latent model's"
-        )
     codes1 = design.terms[block1[0]].codes
     meets = np.zeros(design.terms[block1[0]].nl)
     for i in block2:
@@ -166,11 +163,12 @@ def marginal_unavailable(design: Design) -> str | None:
         level = np.unique(codes1.astype(np.int64) * t.nl + t.codes) // t.nl
         meets += t.nc * np.bincount(level, minlength=len(meets))
     pairs = int((meets**2).sum())
-    if pairs > PAIRS_MAX:
+    ms = (MS_PER_MILLION_PAIRS * pairs + MS_PER_MILLION_Q2_CUBED * float(q2) ** 3) / 1e6
+    if ms > GRADIENT_MS_MAX:
         return (
-            f"the levels of {design.terms[block1[0]].factor} meet {pairs:,} pairs of levels "
-            f"of the other grouping factors (more than {PAIRS_MAX:,}): a crossed design whose "
-            "marginal gradient would cost more than the latent model's (parameterization="
-            "'marginal' forces it: about 8 ms a gradient per million pairs)"
+            f"each gradient of the marginal density would take about {ms:,.0f} ms (more than "
+            f"{GRADIENT_MS_MAX:.0f}): the levels of {design.terms[block1[0]].factor} meet "
+            f"{pairs:,} pairs of levels of the other grouping factors, which form a dense "
+            f"block of {q2:,} columns (parameterization='marginal' forces the integrated form)"
         )
     return None
