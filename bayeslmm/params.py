@@ -115,19 +115,13 @@ class ParameterSet:
         def flat(labels: list[str]) -> np.ndarray:
             return draws.sel(parameter=labels).to_numpy().reshape(chains * length, -1)
 
+        from .bayes.explore import term_draws
+
         n = chains * length
         fixef = flat([names.fixef_label(c) for c in design.fixef_names])
-        sd, corr = [], []
-        for t in design.terms:
-            sd.append(flat([names.sd_label(t.group, c) for c in t.cnames]))
-            omega = np.repeat(np.eye(t.nc)[None], n, axis=0)
-            for j in range(t.nc):
-                for i in range(j + 1, t.nc):
-                    r = flat([names.corr_label(t.group, t.cnames[j], t.cnames[i])])[:, 0]
-                    omega[:, i, j] = omega[:, j, i] = r
-            corr.append(omega)
+        sd, corr = term_draws(design, flat, n)
         effects = _posterior_ranef(design, posterior, n) if ranef else None
-        return cls(fixef, flat([names.SIGMA])[:, 0], tuple(sd), tuple(corr), effects)
+        return cls(fixef, flat([names.SIGMA])[:, 0], sd, corr, effects)
 
     @classmethod
     def from_prior(

@@ -487,6 +487,33 @@ def _lam(d, F, v1, v2, transpose):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _sub12(d, W, x2, out1):
+    """out₁ −= W x₂ for a block-1/block-2 coupling W stored like ``a12_val`` (per
+    entry e: a k₁ x k block between level lv and the block-2 unit at ``a12_off[e]``)."""
+    for lv in range(d.l1):
+        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+            o, k = d.a12_off[e], d.a12_k[e]
+            for m in range(d.k1):
+                s = 0.0
+                for c in range(k):
+                    s += W[e, m, c] * x2[o + c]
+                out1[lv, m] -= s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sub21(d, W, x1, out2):
+    """out₂ −= Wᵀ x₁ (:func:`_sub12`'s transpose)."""
+    for lv in range(d.l1):
+        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+            o, k = d.a12_off[e], d.a12_k[e]
+            for c in range(k):
+                s = 0.0
+                for m in range(d.k1):
+                    s += W[e, m, c] * x1[lv, m]
+                out2[o + c] -= s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve(d, F, c1, c2):
     """v = M⁻¹c by blocks (c1: (l1, k1), c2: (q2,))."""
     l1, k1 = d.l1, d.k1
@@ -500,24 +527,10 @@ def _solve(d, F, c1, c2):
     for i in range(d.q2):
         v2[i] = c2[i]
     if d.q2 > 0:
-        for lv in range(l1):
-            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-                o, k = d.a12_off[e], d.a12_k[e]
-                for b in range(k):
-                    s = 0.0
-                    for m in range(k1):
-                        s += F.M12[e, m, b] * v1[lv, m]
-                    v2[o + b] -= s
+        _sub21(d, F.M12, v1, v2)
         _fsolve(F.L22, v2)
         _bsolve(F.L22, v2)
-        for lv in range(l1):
-            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-                o, k = d.a12_off[e], d.a12_k[e]
-                for m in range(k1):
-                    s = 0.0
-                    for b in range(k):
-                        s += F.E[e, m, b] * v2[o + b]
-                    v1[lv, m] -= s
+        _sub12(d, F.E, v2, v1)
     return v1, v2
 
 
@@ -586,19 +599,8 @@ def _loglik_blocked(theta, d, T, grad):
         for j in range(q2):
             s -= d.A22[i, j] * b2[j]
         w2[i] = s
-    for lv in range(l1):
-        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-            o, k = d.a12_off[e], d.a12_k[e]
-            for m in range(k1):
-                s = 0.0
-                for c in range(k):
-                    s += d.a12_val[e, m, c] * b2[o + c]
-                w1[lv, m] -= s
-            for c in range(k):
-                s = 0.0
-                for m in range(k1):
-                    s += d.a12_val[e, m, c] * b1[lv, m]
-                w2[o + c] -= s
+    _sub12(d, d.a12_val, b2, w1)
+    _sub21(d, d.a12_val, b1, w2)
 
     # G = ∂ℓ/∂Λ̃ on the templates, from the blocks of P = M⁻¹ where ZᵀZ is non-zero
     G1 = np.zeros((k1, k1))
@@ -1081,13 +1083,7 @@ def draw_b(thetas, d, seed, b1, b2):
             _bsolve(F.L22, e2)
         for lv in range(l1):
             _bsolve(F.L11[lv], e1[lv])
-            for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-                o, k = d.a12_off[e], d.a12_k[e]
-                for m in range(k1):
-                    s = 0.0
-                    for c in range(k):
-                        s += F.E[e, m, c] * e2[o + c]
-                    e1[lv, m] -= s
+        _sub12(d, F.E, e2, e1)
         for lv in range(l1):
             for a in range(k1):
                 v1[lv, a] += F.sigma * e1[lv, a]

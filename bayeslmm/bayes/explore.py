@@ -22,7 +22,7 @@ import ast
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +72,23 @@ class PosteriorLike(Protocol):
     def ranef_draws(self, factor: str) -> xr.DataArray: ...
 
 
+def term_draws(
+    design: Design, flat: Callable[[list[str]], np.ndarray], n: int
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Per term, the SD draws (n, k) and correlation matrices (n, k, k); ``flat(labels)``
+    gives the (n, len(labels)) draws of parameters labelled as compare() labels them."""
+    sd, corr = [], []
+    for t in design.terms:
+        sd.append(flat([names.sd_label(t.group, c) for c in t.cnames]))
+        omega = np.repeat(np.eye(t.nc)[None], n, axis=0)
+        for j in range(t.nc):
+            for i in range(j + 1, t.nc):
+                r = flat([names.corr_label(t.group, t.cnames[j], t.cnames[i])])[:, 0]
+                omega[:, i, j] = omega[:, j, i] = r
+        corr.append(omega)
+    return tuple(sd), tuple(corr)
+
+
 @dataclass(frozen=True)
 class Draws:
     """Every draw of a posterior, chains stacked (S = chains x draws), in the design's
@@ -99,17 +116,11 @@ class Draws:
         def flat(labels: list[str]) -> np.ndarray:
             return values[:, [where[label] for label in labels]]
 
-        sd, corr, ranef = [], [], []
+        sd, corr = term_draws(design, flat, S)
+        ranef = []
         by_factor = {f: post.ranef_draws(f) for f in design.group_factors}
         start: dict[str, int] = {}
         for t in design.terms:
-            sd.append(flat([names.sd_label(t.group, c) for c in t.cnames]))
-            omega = np.repeat(np.eye(t.nc)[None], S, axis=0)
-            for j in range(t.nc):
-                for i in range(j + 1, t.nc):
-                    r = flat([names.corr_label(t.group, t.cnames[j], t.cnames[i])])[:, 0]
-                    omega[:, i, j] = omega[:, j, i] = r
-            corr.append(omega)
             b = by_factor[t.factor].transpose(*names.SAMPLE_DIMS, t.factor, "term")
             levels = [str(v) for v in b.coords[t.factor].values]
             if levels != list(t.levels):
@@ -122,8 +133,8 @@ class Draws:
             length=length,
             fixef=flat([names.fixef_label(c) for c in design.fixef_names]),
             sigma=flat([names.SIGMA])[:, 0],
-            sd=tuple(sd),
-            corr=tuple(corr),
+            sd=sd,
+            corr=corr,
             ranef=tuple(ranef),
         )
 
