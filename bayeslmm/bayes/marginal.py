@@ -664,7 +664,7 @@ def run_chains(
     bar = ProgressBar(chains * total, f"Sampling {chains} chains", enabled=progressbar)
 
     def run(c: int) -> None:
-        q = np.ascontiguousarray(start.points[c], dtype=float)
+        q = np.array(start.points[c], dtype=float)  # a copy: the chain moves it
         grad = np.empty(dim)
         state = np.zeros(nb.NSTATE)
         Minv, Lchol = metric.copy(), np.linalg.cholesky(metric)
