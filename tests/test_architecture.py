@@ -3,7 +3,7 @@
 Layers, lowest first (a module imports its own layer or lower ones; peers do not import
 each other)::
 
-    base    errors, names, progress
+    base    errors, names, progress, rng
     spec    datasets, formula, design
     reml | bayes                       (estimation, peers)
     report (compare, plots, explore_plots) | teach (params, simulate, explain)
@@ -29,7 +29,7 @@ import bayeslmm
 
 PACKAGE = Path(bayeslmm.__file__).parent
 LAYERS = {
-    "base": (0, {"errors", "names", "progress"}),
+    "base": (0, {"errors", "names", "progress", "rng"}),
     "spec": (1, {"datasets", "formula", "design"}),
     "reml": (2, {"reml"}),
     "bayes": (2, {"bayes"}),

@@ -41,8 +41,8 @@ def test_run_chains_equals_one_call(tune, draws):
     init = np.array([0.3, -0.2])
     start = marginal.Start(init[None].copy(), np.eye(d))
     run = marginal.run_chains(
-        SimpleNamespace(data=target), start, draws=draws, tune=tune, seed=5,
-        target_accept=0.8, cores=1, progressbar=False,
+        SimpleNamespace(data=target), start, draws=draws, tune=tune,
+        seed=5, target_accept=0.8, cores=1, progressbar=False,
     )  # fmt: skip
     seed = int(np.random.SeedSequence(5).spawn(1)[0].generate_state(1)[0])
     out, stats = _one_call(target, init, tune, draws, seed)
