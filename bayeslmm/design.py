@@ -840,7 +840,7 @@ def _response(text: str, expr: str, cols: _Columns, alias: _Aliases) -> np.ndarr
     return Y[:, 0].copy()
 
 
-def _factor_levels(
+def factor_levels(
     v: np.ndarray | pd.api.extensions.ExtensionArray,
 ) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
@@ -863,9 +863,9 @@ def _factor_levels(
 
 def _grouping_factor(cols: _Columns, factors: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """Levels and codes of ``a:b:...``: observed combinations, the first factor slowest."""
-    labels, codes = _factor_levels(cols.values[factors[0]])
+    labels, codes = factor_levels(cols.values[factors[0]])
     for name in factors[1:]:
-        lab2, codes2 = _factor_levels(cols.values[name])
+        lab2, codes2 = factor_levels(cols.values[name])
         combined = codes * len(lab2) + codes2
         used, codes = np.unique(combined, return_inverse=True)
         labels = [f"{labels[u // len(lab2)]}:{lab2[u % len(lab2)]}" for u in used]
@@ -1073,8 +1073,8 @@ def new_rows(design: Design, newdata: pd.DataFrame | None = None) -> NewRows:
 
 
 def _row_labels(values: np.ndarray | pd.api.extensions.ExtensionArray) -> np.ndarray:
-    """Each row's level label, as :func:`_factor_levels` names the levels (str)."""
-    labels, codes = _factor_levels(values)
+    """Each row's level label, as :func:`factor_levels` names the levels (str)."""
+    labels, codes = factor_levels(values)
     return np.asarray(labels, dtype=object)[codes]
 
 
@@ -1142,3 +1142,86 @@ def _new_matrix(
         col = wanted[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
         raise DataError(f"column '{col}' of {where} has non-finite values in newdata")
     return X
+
+
+# --------------------------------------------------------------------------------------
+# The fixed part's terms (F tests and estimated marginal means)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedTerm:
+    """One term of the fixed part: R's label (``nitro:Variety``), its columns (indices in
+    ``fixef_names``), the data columns it uses as factors, and its numeric factors
+    (R-named expressions such as ``nitro`` or ``I(nitro^2)``)."""
+
+    label: str
+    columns: tuple[int, ...]
+    factors: tuple[str, ...]
+    numerics: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class FixedTerms:
+    """The fixed part by term: ``terms`` in formula order (the intercept included, with
+    no factors and no numerics), ``values`` each numeric factor on the design's rows."""
+
+    terms: tuple[FixedTerm, ...]
+    values: dict[str, np.ndarray]
+
+    @property
+    def factors(self) -> list[str]:
+        """The data columns the fixed part uses as factors, in order of appearance."""
+        return list(dict.fromkeys(f for t in self.terms for f in t.factors))
+
+    @property
+    def numeric_variables(self) -> list[str]:
+        """Labels of the numeric factors (``nitro``, ``I(nitro^2)``)."""
+        return list(dict.fromkeys(n for t in self.terms for n in t.numerics))
+
+
+def fixed_terms(design: Design) -> FixedTerms:
+    """The fixed part of ``design`` by term (formulaic's term structure, R's names).
+    Columns R dropped as aliased belong to no term."""
+    parsed = parse_formula(design.formula)
+    frame = design.frame
+    alias = _Aliases([str(c) for c in frame.columns])
+    fixed = alias.encode(parsed.fixed)
+    cols = _Columns(frame, [str(c) for c in frame.columns], alias)
+    index = {name: j for j, name in enumerate(design.fixef_names)}
+    simple = _additive_numeric(fixed, cols, alias)
+    if simple is not None:
+        X, names_ = simple
+        terms = [
+            FixedTerm(n, (index[n],), (), () if n == "(Intercept)" else (n,))
+            for n in names_
+            if n in index
+        ]
+        values = {n: X[:, j] for j, n in enumerate(names_) if n != "(Intercept)"}
+        return FixedTerms(tuple(terms), values)
+    import formulaic
+
+    code = to_formulaic(fixed, cols.ordered)
+    mm = formulaic.model_matrix(code.code, cols.work, context=_CONTEXT, na_action="ignore")
+    spec = mm.model_spec
+    names_ = [_r_name(c, alias, code) for c in mm.columns]
+    terms, values = [], {}
+    for term, where in spec.term_indices.items():
+        label = "(Intercept)" if str(term) == "1" else alias.decode(code.r_name(str(term)))
+        factors, numerics = [], []
+        for f in term.factors:
+            expr = str(f.expr)
+            if expr == "1":
+                continue
+            kind = spec.encoder_state.get(expr, (None,))[0]
+            if getattr(kind, "name", "") == "CATEGORICAL":
+                factors += [alias.name[v] for v in re.findall(r"_v\d+_", expr)]
+                continue
+            name = alias.decode(code.r_name(expr))
+            numerics.append(name)
+            if name not in values:
+                one = formulaic.model_matrix(f"0 + {expr}", cols.work, context=_CONTEXT)
+                values[name] = np.asarray(one, dtype=float)[:, 0]
+        kept = tuple(index[names_[j]] for j in where if names_[j] in index)
+        terms.append(FixedTerm(label, kept, tuple(factors), tuple(numerics)))
+    return FixedTerms(tuple(terms), values)

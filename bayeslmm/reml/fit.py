@@ -65,12 +65,16 @@ def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
     (:mod:`bayeslmm.reml.varident`)."""
     if design.p == 0 and reml:
         raise BayesLMMError("REML needs at least one fixed-effect column; use reml=False")
-    if design.residual is not None:
-        from .varident import fit_varident
-
-        return fit_varident(design, reml)
     with blas_threads(1):
-        fit, messages = fit_at(design, reml)
+        if design.residual is None:
+            fit, messages = fit_at(design, reml)
+        else:
+            from .varident import best_ratios
+
+            ratio, theta, evals = best_ratios(design, reml, make_deviance)
+            fit, messages = fit_at(design, reml, ratio, theta)
+            fit.optinfo["n_evals"] = evals
+            fit.optinfo["optimizer"] += ", within NLopt LN_BOBYQA over log σ ratios"
     warn_messages(messages)
     return fit
 
@@ -442,6 +446,38 @@ class LmerFit:
         ``ddf="kenward-roger"`` (REML fits): Kenward & Roger's adjusted covariance and df.
         """
         return fixef_table(self.working, ddf)
+
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F tests of the fixed terms as lmerTest's ``anova(m, type = 3)`` (``type=2``:
+        type II), indexed by term: ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``,
+        ``F value``, ``Pr(>F)``.  ``ddf``: ``"satterthwaite"`` (lmerTest's default) or
+        ``"kenward-roger"``.  For likelihood-ratio tests between models see
+        :func:`bayeslmm.anova`."""
+        from .ftests import f_tests
+
+        return f_tests(self.design, self.working, type, ddf)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+        *,
+        ddf: str = "kenward-roger",
+        level: float = 0.95,
+    ) -> Any:
+        """Estimated marginal means as emmeans 1.8's ``emmeans(fit, specs, by = , at = )``:
+        the model's predictions on the reference grid (every combination of the fixed
+        part's factors, numeric variables at their mean or at ``at``), averaged with equal
+        weights over the factors not in ``specs``/``by``.  A DataFrame indexed by the
+        levels, with emmeans' columns ``emmean``, ``SE``, ``df``, ``lower.CL``,
+        ``upper.CL`` (level ``level``); ``ddf`` "kenward-roger" (emmeans' default for
+        lmer) or "satterthwaite".  ``.pairs()`` and ``.contrast(method)`` give
+        contrasts (``estimate``, ``SE``, ``df``, ``t.ratio``, ``p.value``; ``adjust=``
+        "none" by default, or "tukey", "bonferroni", "holm", "sidak")."""
+        from .emmeans import emmeans
+
+        return emmeans(self.design, self.working, specs, by, at, ddf=ddf, level=level)
 
     # -- text ------------------------------------------------------------------------
     def summary(self, ddf: str | None = None) -> str:

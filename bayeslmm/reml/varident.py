@@ -10,13 +10,17 @@ The criterion is nlme's REML (or ML) −2 log-likelihood, so ``loglik`` equals n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import nlopt
 import numpy as np
 
 from ..design import Design
-from ..errors import BayesLMMError
-from .fit import LmerFit, fit_at, make_deviance, warn_messages
-from .optimize import blas_threads, optimize, start_theta
+from .optimize import optimize, start_theta
+from .pls import Deviance
+
+#: how the fit builds a criterion at σ ratios: (design, reml, ratio) -> Deviance
+MakeDeviance = Callable[[Design, bool, np.ndarray], Deviance]
 
 _LOG_BOUND = 12.0  # |log δ| at most e^12: ratios beyond that are not identifiable
 
@@ -24,8 +28,8 @@ _LOG_BOUND = 12.0  # |log δ| at most e^12: ratios beyond that are not identifia
 class _Profile:
     """log δ (all levels but the first) -> the criterion profiled over θ, σ and β."""
 
-    def __init__(self, design: Design, reml: bool):
-        self.design, self.reml = design, reml
+    def __init__(self, design: Design, reml: bool, make_deviance: MakeDeviance):
+        self.design, self.reml, self.make_deviance = design, reml, make_deviance
         self.theta = start_theta(design.working())
         self.evals = 0
 
@@ -34,7 +38,7 @@ class _Profile:
 
     def __call__(self, log_ratio: np.ndarray) -> float:
         ratio = self.ratio(log_ratio)
-        dev = make_deviance(self.design, self.reml, ratio)
+        dev = self.make_deviance(self.design, self.reml, ratio)
         opt = optimize(dev, self.theta, self.design.theta_lower)
         self.evals += opt.nevals
         if np.isfinite(opt.fval):
@@ -58,29 +62,24 @@ def start_log_ratio(design: Design) -> np.ndarray:
     return np.log(sd[1:] / sd[0])
 
 
-def fit_varident(design: Design, reml: bool = True) -> LmerFit:
-    """Fit a model with a residual SD per level of ``design.residual`` (module doc)."""
-    res = design.residual
-    if res is None:
-        raise BayesLMMError("fit_varident needs a design with residual groups (sigma=)")
-    profile = _Profile(design, reml)
+def best_ratios(
+    design: Design, reml: bool, make_deviance: MakeDeviance
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The σ ratios minimising the criterion profiled over θ (module doc), the θ there
+    (the start of the final fit) and the number of criterion evaluations."""
+    profile = _Profile(design, reml, make_deviance)
     x0 = np.clip(start_log_ratio(design), -_LOG_BOUND + 1, _LOG_BOUND - 1)
-    with blas_threads(1):
-        opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
-        opt.set_lower_bounds(np.full(len(x0), -_LOG_BOUND))
-        opt.set_upper_bounds(np.full(len(x0), _LOG_BOUND))
-        opt.set_xtol_abs(1e-8)
-        opt.set_ftol_abs(1e-10)
-        opt.set_xtol_rel(1e-7)
-        opt.set_maxeval(2000)
-        opt.set_initial_step(np.full(len(x0), 0.2))
-        opt.set_min_objective(lambda x, grad: profile(x))
-        try:
-            best = opt.optimize(x0)
-        except nlopt.RoundoffLimited:
-            best = x0
-        fit, messages = fit_at(design, reml, profile.ratio(best), profile.theta)
-    fit.optinfo["n_evals"] = int(profile.evals)
-    fit.optinfo["optimizer"] = f"{fit.optinfo['optimizer']} within NLopt LN_BOBYQA over log ratios"
-    warn_messages(messages)
-    return fit
+    opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
+    opt.set_lower_bounds(np.full(len(x0), -_LOG_BOUND))
+    opt.set_upper_bounds(np.full(len(x0), _LOG_BOUND))
+    opt.set_xtol_abs(1e-8)
+    opt.set_ftol_abs(1e-10)
+    opt.set_xtol_rel(1e-7)
+    opt.set_maxeval(2000)
+    opt.set_initial_step(np.full(len(x0), 0.2))
+    opt.set_min_objective(lambda x, grad: profile(x))
+    try:
+        best = opt.optimize(x0)
+    except nlopt.RoundoffLimited:
+        best = x0
+    return profile.ratio(best), profile.theta, profile.evals
