@@ -32,15 +32,30 @@ class Model:
 
     ``priors`` overrides default priors by parameter name (:mod:`bayeslmm.bayes.priors`);
     a name that is not a parameter of the model raises :class:`~bayeslmm.PriorError` here.
+    ``weights`` (lme4's precision weights: Var ε_i = σ²/w_i) and ``offset`` (added to the
+    linear predictor, as the formula's ``offset(...)``): a column name or one value per
+    row.  ``sigma="~ 1 | g"``: one residual SD per level of g (nlme's ``varIdent``; the
+    REML fit's ``sigma`` is the first level's, ``sigma_ratio`` the others' ratios).
 
     >>> model = Model("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
     >>> model.fixef_names
     ['(Intercept)', 'Days']
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, *, priors: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        priors: dict[str, Any] | None = None,
+        weights: Any = None,
+        offset: Any = None,
+        sigma: str | None = None,
+    ):
         self.formula = formula
-        self.design: Design = build_design(formula, data)
+        self.design: Design = build_design(
+            formula, data, weights=weights, offset=offset, sigma=sigma
+        )
         self.prior_overrides: dict[str, Any] = check_overrides(self.design, priors)
 
     # -- the spec ---------------------------------------------------------------------
@@ -86,6 +101,16 @@ class Model:
         return fit_lmer(self.design, reml=bool(reml))
 
     # -- Bayesian (NUTS) ---------------------------------------------------------------
+    def _bayes_design(self) -> Design:
+        """The design for the Bayesian path (which does not take weights, offsets or
+        residual groups yet: a BayesLMMError says so)."""
+        if not self.design.is_plain:
+            raise BayesLMMError(
+                "weights, offsets and sigma= residual groups are fitted by fit_reml(); "
+                "the Bayesian path does not take them yet"
+            )
+        return self.design
+
     def _priors(self, priors: dict[str, Any] | None = None) -> dict[str, Prior]:
         """The model's priors with its overrides, then ``priors``, applied."""
         return resolve_priors(self.design, {**self.prior_overrides, **(priors or {})})
@@ -107,7 +132,7 @@ class Model:
 
         resolved = self._priors(priors)
         return build_pymc_model(
-            self.design, resolved, choose_parameterization(self.design, parameterization)
+            self._bayes_design(), resolved, choose_parameterization(self.design, parameterization)
         )
 
     def sample(
@@ -170,7 +195,7 @@ class Model:
         )
         resolved = self._priors(priors)
         param = choose_parameterization(self.design, parameterization)
-        return sample_posterior(self.design, resolved, param, settings)
+        return sample_posterior(self._bayes_design(), resolved, param, settings)
 
     def sample_prior_predictive(
         self,
@@ -186,7 +211,7 @@ class Model:
 
         resolved = self._priors(priors)
         param = choose_parameterization(self.design, parameterization)
-        return sample_prior_predictive(self.design, resolved, param, draws, seed)
+        return sample_prior_predictive(self._bayes_design(), resolved, param, draws, seed)
 
     # -- generative interpretation ----------------------------------------------------
     def simulate(
@@ -225,6 +250,14 @@ class Model:
         return explain(self.design, fit, priors=self._priors() if priors else None)
 
 
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerFit:
-    """One-line shortcut: ``Model(formula, data).fit_reml(reml)``, like R's ``lmer``."""
-    return Model(formula, data).fit_reml(reml=reml)
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    sigma: str | None = None,
+) -> LmerFit:
+    """One-line shortcut: ``Model(formula, data, ...).fit_reml(reml)``, like R's ``lmer``."""
+    return Model(formula, data, weights=weights, offset=offset, sigma=sigma).fit_reml(reml=reml)

@@ -30,7 +30,7 @@ import bayeslmm
 PACKAGE = Path(bayeslmm.__file__).parent
 LAYERS = {
     "base": (0, {"errors", "names", "progress", "rng"}),
-    "spec": (1, {"datasets", "formula", "design"}),
+    "spec": (1, {"datasets", "formula", "design", "emgrid"}),
     "reml": (2, {"reml"}),
     "bayes": (2, {"bayes"}),
     "report": (3, {"compare", "plots", "explore_plots"}),
