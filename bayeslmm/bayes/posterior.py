@@ -445,11 +445,15 @@ class Posterior:
         design = self.design
         fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
         mu = fixef @ design.X.T
+        if design.offset is not None:
+            mu += design.offset
         for t in design.terms:
             b = self._draws[names.ranef(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
             mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
         sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
-        y = mu + sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        scale = design.residual_scale()  # weights: σ_i = σ/sqrt(w_i)
+        noise = sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        y = mu + (noise if scale is None else noise * scale)
         obs = {names.OBS: np.arange(design.nobs)}
         sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
         dims = (*names.SAMPLE_DIMS, names.OBS)
