@@ -185,6 +185,8 @@ def compare(
         draws = posterior.parameter_draws()
         parts.append(_summarize(draws, keys.index, kind, prob, _COMPARE_STATS))
     table = pd.concat(parts, axis=1)
+    if fit is not None and fit.sigma_by_group is not None:
+        table = pd.concat([table, _group_sigma_rows(fit)])
     if fit is not None and posterior is not None:
         est = "reml" if fit.reml else "ml"
         table["std_diff"] = (table["mean"] - table[est]) / table["sd"]
@@ -205,6 +207,23 @@ def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) 
             values.append(float(lookup[(p.grp, p.var1, p.var2)]))
             se.append(np.nan)
     return pd.DataFrame({est: values, f"{est}_se": se}, index=index)
+
+
+def _group_sigma_rows(fit: LmerFit) -> pd.DataFrame:
+    """Rows ``sigma[level]`` for each residual group but the reference (whose σ is the
+    ``sigma`` row): the REML fit's σ·ratio (the posterior path has one σ)."""
+    groups = fit.sigma_by_group
+    assert groups is not None
+    est = "reml" if fit.reml else "ml"
+    levels = list(groups.index[1:])
+    return pd.DataFrame(
+        {
+            "grp": "Residual",
+            "var1": pd.Series(levels, dtype=object, index=[f"sigma[{lv}]" for lv in levels]),
+            "var2": None,
+            est: groups.to_numpy()[1:],
+        }
+    )
 
 
 #: the REML intervals compare() can show (``reml_ci``)
