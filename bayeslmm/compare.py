@@ -193,6 +193,39 @@ def compare(
     return ComparisonTable(table)
 
 
+def compare_emmeans(
+    fit: LmerFit,
+    posterior: Posterior,
+    specs: str | list[str],
+    by: str | list[str] | None = None,
+    at: dict[str, Any] | None = None,
+    *,
+    contrast: Any = None,
+    ddf: str = "kenward-roger",
+) -> ComparisonTable:
+    """Estimated marginal means (or, with ``contrast`` "pairwise", "trt.vs.ctrl", ... or
+    a dict, their contrasts) of the REML fit beside the posterior's, one row per level:
+    the REML columns as emmeans names them (``emmean``/``estimate``, ``SE``, ``df``,
+    ``lower.CL``, ``upper.CL`` at the posterior's ``ci_prob``) prefixed ``reml_``, the
+    posterior's (median, sd, credible interval) prefixed ``post_``, and ``std_diff``
+    = (posterior median − REML) / posterior sd."""
+    check_inputs(fit, posterior)
+    if fit is None or posterior is None:
+        raise ComparisonError("compare_emmeans needs a REML fit and a posterior")
+    reml = fit.emmeans(specs, by, at, ddf=ddf, level=posterior.ci_prob)
+    post = posterior.emmeans(specs, by, at)
+    if contrast is not None:
+        reml, post = reml.contrast(contrast), post.contrast(contrast)
+    est = "emmean" if contrast is None else "estimate"
+    keep = [c for c in (est, "SE", "df", "lower.CL", "upper.CL") if c in reml.columns]
+    table = pd.concat(
+        [pd.DataFrame(reml)[keep].add_prefix("reml_"), pd.DataFrame(post).add_prefix("post_")],
+        axis=1,
+    )
+    table["std_diff"] = (table[f"post_{est}"] - table[f"reml_{est}"]) / table["post_sd"]
+    return ComparisonTable(table)
+
+
 def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) -> pd.DataFrame:
     """The fit's own estimates (and fixed-effect SEs) of ``params``."""
     est = "reml" if fit.reml else "ml"

@@ -96,3 +96,27 @@ def test_pymc_path_and_residual_groups_refuse_clearly():
     o = pd.DataFrame({"y": np.arange(40.0), "g": np.repeat(np.arange(8), 5), "k": ["a", "b"] * 20})
     with pytest.raises(BayesLMMError, match="sigma= residual groups"):
         blm.Model("y ~ 1 + (1 | g)", o, sigma="~ 1 | k").sample(draws=10, tune=10, chains=1)
+
+
+def test_posterior_emmeans_are_the_grid_over_draws():
+    """Two computations: the posterior's emmeans are the medians of the closed-form means
+    (intercept + variety coefficient + slope · mean nitro) at every draw; pairs are the
+    draws' differences; compare_emmeans sets them beside the REML ones."""
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / "reference" / "breadth" / "oats.csv")
+    model = blm.Model("yield ~ nitro + Variety + (1 | Block/Variety)", d)
+    post = model.sample(draws=300, tune=300, chains=2, seed=5, progressbar=False)
+    b = post.draws(names.FIXEF).transpose("chain", "draw", ...).to_numpy().reshape(-1, 4)
+    means = b[:, [0]] + b[:, 1:2] * d["nitro"].mean() + np.column_stack([0 * b[:, 0], b[:, 2:]])
+    table = post.emmeans("Variety")
+    np.testing.assert_allclose(table["emmean"], np.median(means, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table["sd"], means.std(axis=0, ddof=1), rtol=1e-10)
+    assert list(table.columns[:4]) == ["emmean", "sd", *post.ci_columns]
+    pairs = table.pairs()
+    np.testing.assert_allclose(
+        pairs["estimate"].iloc[0], np.median(means[:, 0] - means[:, 1]), rtol=1e-12
+    )
+    side = blm.compare_emmeans(model.fit_reml(), post, "Variety")
+    assert {"reml_emmean", "reml_df", "post_emmean", "std_diff"} <= set(side.columns)
+    assert (side["std_diff"].abs() < 0.5).all()

@@ -12,7 +12,7 @@ the two results up name by name.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -509,6 +509,19 @@ class Posterior:
         from .explore import hypothesis
 
         return hypothesis(self, hypotheses, prior_draws=prior_draws, seed=seed)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+    ) -> Any:
+        """Estimated marginal means over the draws (:mod:`bayeslmm.bayes.emmeans`): the
+        REML fit's reference grid, ``emmean`` the posterior median, the interval at
+        ``ci_prob``; ``.pairs()`` and ``.contrast()`` as a REML fit's."""
+        from .emmeans import posterior_emmeans
+
+        return posterior_emmeans(self, specs, by, at)
 
     def r2(self, summary: bool = True) -> pd.DataFrame | xr.DataArray:
         """Bayesian R² (Gelman et al. 2019) per draw, V(ŷ)/(V(ŷ) + V(y − ŷ)):
