@@ -11,7 +11,7 @@ emmeans' ``lower.HPD``, since the kind is a setting); ``r_hat`` and ``ess_bulk``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,19 +21,17 @@ from .. import names
 from ..emgrid import EmmeansError, EmmeansTable, reference_grid
 from .summary import summarize
 
-if TYPE_CHECKING:
-    from .posterior import Posterior
-
 _STATS = ("median", "sd", "ci", "r_hat", "ess_bulk")
 
 
 def posterior_emmeans(
-    post: Posterior,
+    post: Any,
     specs: str | Sequence[str],
     by: str | Sequence[str] | None = None,
     at: Mapping[str, Any] | None = None,
 ) -> EmmeansTable:
-    """emmeans' grid of ``post``'s model at every posterior draw (module doc)."""
+    """emmeans' grid of ``post``'s model (a Posterior) at every posterior draw (module
+    doc)."""
     grid = reference_grid(post.design, specs, by, at)
     fixef = post.draws(names.FIXEF).transpose(*names.SAMPLE_DIMS, ...)
     beta = fixef.to_numpy()  # (chain, draw, p)
