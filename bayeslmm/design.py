@@ -177,6 +177,8 @@ class Design:
         divided by the squared σ ratio of row i's residual group given in ``ratio``) and
         the offset subtracted from y.  Its σ, θ, β and b are this design's; its criteria
         differ by Σ log w_i (see :attr:`log_weights`)."""
+        if self.is_plain:
+            return self
         w = self.row_weights(ratio)
         y = self.y if self.offset is None else self.y - self.offset
         if w is None:
@@ -192,6 +194,11 @@ class Design:
             offset_terms=(),
             residual=None,
         )
+
+    def residual_scale(self, ratio: np.ndarray | None = None) -> np.ndarray | None:
+        """Each row's residual SD over σ, 1/sqrt(w_i) times its group's ratio (None: 1)."""
+        w = self.row_weights(ratio)
+        return None if w is None else 1.0 / np.sqrt(w)
 
     def row_weights(self, ratio: np.ndarray | None = None) -> np.ndarray | None:
         """Each row's precision relative to σ²: w_i / ratio[g_i]² (None: all 1)."""

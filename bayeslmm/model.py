@@ -101,15 +101,25 @@ class Model:
         return fit_lmer(self.design, reml=bool(reml))
 
     # -- Bayesian (NUTS) ---------------------------------------------------------------
-    def _bayes_design(self) -> Design:
-        """The design for the Bayesian path (which does not take weights, offsets or
-        residual groups yet: a BayesLMMError says so)."""
-        if not self.design.is_plain:
+    def _bayes_design(self, sampler: str | None = None) -> Design:
+        """The design for the Bayesian path run by ``sampler`` (resolved).  Weights and
+        offsets enter the compiled marginal sampler's sufficient statistics; the PyMC
+        models do not take them, nor does any sampler take residual groups yet: a
+        BayesLMMError says so."""
+        d = self.design
+        if d.residual is not None:
             raise BayesLMMError(
-                "weights, offsets and sigma= residual groups are fitted by fit_reml(); "
-                "the Bayesian path does not take them yet"
+                "sigma= residual groups are fitted by fit_reml(); the Bayesian path does "
+                "not take them yet"
             )
-        return self.design
+        if not d.is_plain and sampler != "bayeslmm":
+            raise BayesLMMError(
+                "weights and offsets are sampled by the package's marginal sampler "
+                "(parameterization='auto' or 'marginal', nuts_sampler=None or 'bayeslmm', "
+                "Normal priors on β or the defaults); this model would go to PyMC, which "
+                "does not take them"
+            )
+        return d
 
     def _priors(self, priors: dict[str, Any] | None = None) -> dict[str, Prior]:
         """The model's priors with its overrides, then ``priors``, applied."""
@@ -175,7 +185,7 @@ class Model:
         SamplerSettings` holds and checks every setting).
         """
         from .bayes.parameterization import choose_parameterization
-        from .bayes.sampling import sample_posterior
+        from .bayes.sampling import resolve_sampler, sample_posterior
         from .bayes.settings import SamplerSettings
         from .progress import interactive
 
@@ -195,7 +205,8 @@ class Model:
         )
         resolved = self._priors(priors)
         param = choose_parameterization(self.design, parameterization)
-        return sample_posterior(self._bayes_design(), resolved, param, settings)
+        sampler = resolve_sampler(settings.nuts_sampler, param, resolved)
+        return sample_posterior(self._bayes_design(sampler), resolved, param, settings)
 
     def sample_prior_predictive(
         self,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bayeslmm as blm
 from bayeslmm import DataError, FormulaError, Model, load_dataset
 from bayeslmm.reml.fit import LmerFit
 
@@ -169,3 +170,50 @@ def test_bad_offsets_and_sigma():
     fit = Model("Reaction ~ Days + (1 | Subject)", d, offset=np.zeros(180)).fit_reml()
     with pytest.raises(DataError, match="offset= as a column name"):
         fit.predict(d.iloc[:2])
+
+
+# -- the teaching and reporting layers --------------------------------------------------
+def test_varident_in_varcorr_compare_summary_explain():
+    model = Model("distance ~ age + Sex + (age | Subject)", orthodont(), sigma="~ 1 | Sex")
+    fit = model.fit_reml()
+    vc = fit.varcorr
+    res = vc[vc["grp"] == "Residual"]
+    assert res["sdcor"].tolist() == pytest.approx(
+        [fit.sigma, fit.sigma * fit.sigma_ratio["Female"]]
+    )
+    table = blm_compare(fit)
+    assert table.loc["sigma[Female]", "reml"] == pytest.approx(fit.sigma_by_group["Female"])
+    text = fit.summary()
+    assert "Formula: ~1 | Sex" in text and f"{fit.sigma_ratio['Female']:.7f}" in text
+    story = str(model.explain(fit))
+    assert "Normal(mu[i], sigma * delta[Sex[i]])" in story
+    assert f"delta[Female] = {fit.sigma_ratio['Female']:.4g}" in story
+
+
+def test_simulate_uses_group_sigma_weights_and_offset():
+    """Simulated residuals (y − mu) have SD σ·ratio per group, σ/sqrt(w) per weight."""
+    model = Model("distance ~ age + Sex + (age | Subject)", orthodont(), sigma="~ 1 | Sex")
+    fit = model.fit_reml()
+    sim = model.simulate(fit, seed=1, nsim=400, return_components=True)
+    sex = model.design.residual.codes
+    sd = [sim.noise[:, sex == k].std() / fit.sigma for k in (0, 1)]
+    np.testing.assert_allclose(sd, fit.sigma_ratio.to_numpy(), rtol=0.02)
+    with pytest.raises(blm.ParameterError, match="residual SD per level of 'Sex'"):
+        model.simulate({"fixef": fit.fixef, "varcorr": fit.varcorr})
+    d = load_dataset("sleepstudy")
+    w = 1.0 + d["Days"] % 3
+    m2 = Model("Reaction ~ Days + (1 | Subject) + offset(3 * Days)", d, weights=w)
+    f2 = m2.fit_reml()
+    sim = m2.simulate(f2, seed=2, nsim=300, return_components=True)
+    observed = m2.simulate(f2, seed=2, group_effects="observed", return_components=True)
+    np.testing.assert_allclose(observed.mu[0], f2.fitted, rtol=1e-12)  # offset included
+    ratio = sim.noise[:, (w == 1).to_numpy()].std() / sim.noise[:, (w == 3).to_numpy()].std()
+    assert ratio == pytest.approx(np.sqrt(3), rel=0.03)
+    assert "offset[i]" in str(m2.explain(f2)) and "sigma / sqrt(w[i])" in str(m2.explain(f2))
+    assert "Offset: offset(3 * Days)" in f2.summary() and "Weights:" in f2.summary()
+
+
+def blm_compare(fit):
+    from bayeslmm import compare
+
+    return compare(fit, None, reml_ci=None)

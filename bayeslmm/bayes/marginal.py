@@ -219,13 +219,15 @@ def build(
     drawn with b.  With few groups the posterior of β widens with the SDs (a funnel in
     (β, log sd)); integrated, that geometry is gone.
     """
-    X, y = design.X, design.y
+    work = design.working()  # weights and offset folded into the rows (itself when plain)
+    X, y = work.X, work.y
     n, p = X.shape
     icpt = design.intercept_index
-    x_mean = X.mean(axis=0) if icpt is not None else np.zeros(p)
+    ones = X[:, icpt] if icpt is not None else np.zeros(n)  # sqrt(w) with weights
+    x_mean = ones @ X / (ones @ ones) if icpt is not None else np.zeros(p)
     if icpt is not None:
         x_mean[icpt] = 0.0
-    Xc = X - x_mean
+    Xc = X - np.outer(ones, x_mean)
     fixef_prior = normal_fixef_prior(design, priors) if integrate_fixef else None
     if fixef_prior is not None:
         # y − Xc m = Zb + Xc(β − m) + ε: no β left in θ, Xc a block of effects
@@ -238,7 +240,7 @@ def build(
         Xk = Xc
     pk = Xk.shape[1]
 
-    terms = list(design.terms)
+    terms = list(work.terms)
     b1, b2 = block_terms(design)
     codes1, l1 = terms[b1[0]].codes, terms[b1[0]].nl
     Z1 = np.column_stack([terms[i].X for i in b1])
@@ -536,7 +538,7 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
     Laplace covariance there (:func:`laplace_covariance`)."""
     from scipy.optimize import minimize
 
-    design = mm.design
+    design = mm.design.working()
     d = mm.data
     sy = float(np.std(design.y)) or 1.0
     sd = [

@@ -12,7 +12,7 @@ the two results up name by name.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -453,11 +453,15 @@ class Posterior:
         design = self.design
         fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
         mu = fixef @ design.X.T
+        if design.offset is not None:
+            mu += design.offset
         for t in design.terms:
             b = self._draws[names.ranef(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
             mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
         sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
-        y = mu + sigma[..., None] * rng.standard_normal(mu.shape)
+        scale = design.residual_scale()  # weights: σ_i = σ/sqrt(w_i)
+        noise = sigma[..., None] * rng.standard_normal(mu.shape)
+        y = mu + (noise if scale is None else noise * scale)
         obs = {names.OBS: np.arange(design.nobs)}
         sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
         dims = (*names.SAMPLE_DIMS, names.OBS)
@@ -513,6 +517,19 @@ class Posterior:
         from .explore import hypothesis
 
         return hypothesis(self, hypotheses, prior_draws=prior_draws, seed=seed)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+    ) -> Any:
+        """Estimated marginal means over the draws (:mod:`bayeslmm.bayes.emmeans`): the
+        REML fit's reference grid, ``emmean`` the posterior median, the interval at
+        ``ci_prob``; ``.pairs()`` and ``.contrast()`` as a REML fit's."""
+        from .emmeans import posterior_emmeans
+
+        return posterior_emmeans(self, specs, by, at)
 
     def r2(self, summary: bool = True) -> pd.DataFrame | xr.DataArray:
         """Bayesian R² (Gelman et al. 2019) per draw, V(ŷ)/(V(ŷ) + V(y − ŷ)):

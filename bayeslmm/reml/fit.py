@@ -282,8 +282,23 @@ class LmerFit:
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
-        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
-        return _varcorr(self.design, self._theta, self.sigma)
+        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor; with residual
+        groups the ``Residual`` row is the reference level's σ and one ``Residual`` row per
+        other level (var1 the level) follows."""
+        table = _varcorr(self.design, self._theta, self.sigma)
+        groups = self.sigma_by_group
+        if groups is None:
+            return table
+        extra = pd.DataFrame(
+            {
+                "grp": "Residual",
+                "var1": pd.Series(groups.index[1:], dtype=object),
+                "var2": pd.Series([None] * (len(groups) - 1), dtype=object),
+                "vcov": groups.to_numpy()[1:] ** 2,
+                "sdcor": groups.to_numpy()[1:],
+            }
+        )
+        return pd.concat([table, extra], ignore_index=True)
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -482,10 +497,45 @@ class LmerFit:
     # -- text ------------------------------------------------------------------------
     def summary(self, ddf: str | None = None) -> str:
         """lme4's ``summary(fit)`` text; with ``ddf`` ("satterthwaite" or
-        "kenward-roger") lmerTest's, whose fixed-effect table adds df and p-values."""
+        "kenward-roger") lmerTest's, whose fixed-effect table adds df and p-values.
+        Weighted fits scale the residuals as lme4 (Pearson residuals); a line names the
+        weights and the offset, and residual groups get nlme's "Variance function"
+        block (the σ ratios)."""
+        work = self.working
         if ddf is None:
-            return summary_text(self)
-        return summary_text(self, self.fixef_table(ddf), DDF[ddf_method(ddf)])
+            text = summary_text(work)
+        else:
+            text = summary_text(work, self.fixef_table(ddf), DDF[ddf_method(ddf)])
+        extra = self._breadth_lines()
+        if not extra:
+            return text
+        head, sep, tail = text.partition("\nFixed effects:")
+        return head + "\n" + "\n".join(extra) + "\n" + sep + tail
+
+    def _breadth_lines(self) -> list[str]:
+        """The summary's lines on weights, offset and residual groups (none for a plain
+        model)."""
+        d, lines = self.design, []
+        if d.weights is not None:
+            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
+        if d.offset is not None:
+            parts = [f"offset({t})" for t in d.offset_terms]
+            if d.offset_column is not None:
+                parts.append(d.offset_column or "offset= values")
+            lines.append(f"Offset: {' + '.join(parts)}")
+        ratio = self.sigma_ratio
+        if ratio is not None:
+            labels = [str(v) for v in ratio.index]
+            width = [max(len(lab), 9) for lab in labels]
+            lines += [
+                "Variance function:",
+                " Structure: Different standard deviations per stratum",
+                f" Formula: ~1 | {ratio.index.name}",
+                " Parameter estimates:",
+                " " + " ".join(f"{lab:>{w}}" for lab, w in zip(labels, width, strict=True)),
+                " " + " ".join(f"{v:>{w}.7f}" for v, w in zip(ratio, width, strict=True)),
+            ]
+        return lines
 
     def __repr__(self) -> str:
         return self.summary()
