@@ -186,6 +186,8 @@ def test_tree_depth_saturates_on_an_ill_conditioned_gaussian():
     assert flagged.mean() > 0.5
     np.testing.assert_array_equal(flagged, (after["tree_depth"] == 3) & ~after["diverging"])
     assert (after["n_steps"][flagged] == 2**3 - 1).all()  # 1 + 2 + 4 leapfrogs
-    # an isotropic target never saturates
-    _, easy, _ = one_chain(diagonal_gaussian([1.0, 1.0]), np.zeros(2), 15, 200, 1, max_depth=3)
+    # the same target saturates depth 5 (31 steps) still; an isotropic one never does
+    _, hard, _ = one_chain(target, np.zeros(2), 15, 200, 1, max_depth=5)
+    _, easy, _ = one_chain(diagonal_gaussian([1.0, 1.0]), np.zeros(2), 15, 200, 1, max_depth=5)
+    assert hard[15:]["reached_max_treedepth"].mean() > 0.3
     assert not easy[15:]["reached_max_treedepth"].any()
