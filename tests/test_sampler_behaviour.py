@@ -152,3 +152,25 @@ def test_prior_only_model_recovers_the_priors():
     for name, (draws, quantiles) in truth.items():
         ecdf = (draws.ravel()[:, None] <= quantiles).mean(axis=0)
         np.testing.assert_allclose(ecdf, deciles, atol=0.04, err_msg=name)
+
+
+def test_a_start_outside_the_support_moves_or_fails_clearly():
+    """A start whose log density is not finite (the funnel at v = −800: e⁸⁰⁰ overflows)
+    moves towards the starts' centre and samples; a target that is nowhere finite raises
+    a SamplingError that says so, instead of NaN draws."""
+    from bayeslmm.bayes.nuts.targets import Funnel
+    from bayeslmm.errors import SamplingError
+
+    starts = np.full((2, 3), 0.1)
+    starts[0, 0] = -800.0
+    run = runner.run_chains(
+        Funnel(3.0), starts, np.eye(3), draws=20, tune=20, seed=1, target_accept=0.8
+    )
+    assert np.isfinite(run.theta).all() and np.isfinite(run.stats["lp"]).all()
+    nowhere = compiled.GaussianTarget(np.full(2, np.nan), np.eye(2))
+    with pytest.raises(SamplingError, match="log density is not finite at chain 0's start"):
+        runner.run_chains(nowhere, np.zeros((1, 2)), np.eye(2), draws=5, tune=5, seed=1,
+                          target_accept=0.8)  # fmt: skip
+    with pytest.raises(SamplingError, match="initial metric is not positive definite"):
+        runner.run_chains(nowhere, np.zeros((1, 2)), -np.eye(2), draws=5, tune=5, seed=1,
+                          target_accept=0.8)  # fmt: skip
