@@ -12,7 +12,7 @@ the two results up name by name.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +25,7 @@ import xarray as xr
 from .. import names
 from ..design import Design, lower_triangle
 from ..errors import BayesLMMError, ConvergenceWarning
+from ..rng import rng_from, seed_stream
 from . import io
 from .priors import Prior
 from .summary import diagnose, summarize
@@ -438,18 +439,29 @@ class Posterior:
         return self.summary()
 
     # -- prediction and persistence ---------------------------------------------------
-    def sample_posterior_predictive(self, seed: int | None = None) -> xr.DataTree:
+    def sample_posterior_predictive(
+        self, seed: int | np.random.Generator | None = None
+    ) -> xr.DataTree:
         """Replicated ``y`` for every posterior draw with that draw's own group effects,
         ``y_rep = Xβ + Σ_t Z_t b_t + σε`` (group ``posterior_predictive``, dims chain, draw,
-        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws."""
+        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws.  Without
+        a ``seed``, the sampling run's own (its "predictive" stream): a seeded run's
+        replicates are reproducible too."""
+        if seed is None and io.SEED in self.idata.attrs:
+            seed = np.random.default_rng(seed_stream(int(self.idata.attrs[io.SEED]), "predictive"))
+        rng = rng_from(seed, BayesLMMError)
         design = self.design
         fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
         mu = fixef @ design.X.T
+        if design.offset is not None:
+            mu += design.offset
         for t in design.terms:
             b = self._draws[names.ranef(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
             mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
         sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
-        y = mu + sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        scale = design.residual_scale()  # weights: σ_i = σ/sqrt(w_i)
+        noise = sigma[..., None] * rng.standard_normal(mu.shape)
+        y = mu + (noise if scale is None else noise * scale)
         obs = {names.OBS: np.arange(design.nobs)}
         sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
         dims = (*names.SAMPLE_DIMS, names.OBS)
@@ -505,6 +517,19 @@ class Posterior:
         from .explore import hypothesis
 
         return hypothesis(self, hypotheses, prior_draws=prior_draws, seed=seed)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+    ) -> Any:
+        """Estimated marginal means over the draws (:mod:`bayeslmm.bayes.emmeans`): the
+        REML fit's reference grid, ``emmean`` the posterior median, the interval at
+        ``ci_prob``; ``.pairs()`` and ``.contrast()`` as a REML fit's."""
+        from .emmeans import posterior_emmeans
+
+        return posterior_emmeans(self, specs, by, at)
 
     def r2(self, summary: bool = True) -> pd.DataFrame | xr.DataArray:
         """Bayesian R² (Gelman et al. 2019) per draw, V(ŷ)/(V(ŷ) + V(y − ŷ)):
