@@ -36,9 +36,12 @@ if TYPE_CHECKING:
     from .explore_plots import plot_posterior, plot_ppc, plot_predictions, plot_trace
     from .model import Model, lmer
     from .plots import plot_compare, plot_group_fits, plot_shrinkage
+    from .pooling import PoolingError
+    from .pooling_explorer import PoolingExplorer, explore_pooling
     from .reml.anova import anova
     from .reml.fit import LmerFit, load_fit
     from .reml.inference import InferenceError, MLRefitWarning
+    from .report import report
 
 __version__ = "0.1.0"
 
@@ -70,6 +73,10 @@ _LAZY = {
     "plot_predictions": "explore_plots",
     "plot_shrinkage": "plots",
     "plot_trace": "explore_plots",
+    "PoolingError": "pooling",
+    "PoolingExplorer": "pooling_explorer",
+    "explore_pooling": "pooling_explorer",
+    "report": "report",
     "shrinkage": "compare",
 }
 
@@ -89,6 +96,8 @@ __all__ = [
     "Model",
     "ParameterError",
     "ParameterizationWarning",
+    "PoolingError",
+    "PoolingExplorer",
     "Posterior",
     "Prior",
     "PriorError",
@@ -99,6 +108,7 @@ __all__ = [
     "compare",
     "compare_emmeans",
     "compare_models",
+    "explore_pooling",
     "list_datasets",
     "lmer",
     "load_dataset",
@@ -111,6 +121,7 @@ __all__ = [
     "plot_predictions",
     "plot_shrinkage",
     "plot_trace",
+    "report",
     "shrinkage",
 ]
 
@@ -133,8 +144,8 @@ class _Package(types.ModuleType):
     attribute of that name) must not hide the function."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "compare" and isinstance(value, types.ModuleType):
-            value = value.compare
+        if name in ("compare", "report") and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 

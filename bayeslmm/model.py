@@ -153,12 +153,15 @@ class Model:
         seed: int | None = None,
         *,
         target_accept: float = 0.95,
+        max_treedepth: int = 10,
         nuts_sampler: str | None = None,
         cores: int | None = None,
         progressbar: bool | None = None,
+        save_warmup: bool = False,
+        log_likelihood: bool = False,
         priors: dict[str, Any] | None = None,
         parameterization: str = "auto",
-        **kwargs: Any,
+        **extra: Any,
     ) -> Posterior:
         """Draw from the posterior with NUTS.
 
@@ -171,33 +174,39 @@ class Model:
         hardest models of the 20-model battery (few groups, SDs near 0), 0.8 left a
         divergence in 7 of 48 runs and 0.95 in none, for about 30 % more gradient
         evaluations.  ``nuts_sampler``: by default the package's compiled NUTS for the
-        marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when installed; their
-        options pass through to ``pm.sample``).  ``progressbar``: by default shown in a
-        terminal or a notebook.  Warns
-        (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, r_hat > 1.01 or
-        ESS < 100 per chain.  The same ``seed`` gives identical draws.
+        marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when installed; ``extra``
+        keyword arguments pass through to ``pm.sample``).  ``progressbar``: by default
+        shown in a terminal or a notebook.  ``save_warmup`` keeps the warm-up draws and
+        statistics (groups ``warmup_posterior``, ``warmup_sample_stats``);
+        ``log_likelihood`` stores the pointwise log-likelihood (``az.loo(post.idata)``).
+        Warns (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, tree-depth
+        saturation, E-BFMI < 0.3, r_hat > 1.01 or ESS < 100 per chain.  The same ``seed``
+        gives identical draws whatever ``cores`` is (:class:`~bayeslmm.bayes.settings.
+        SamplerSettings` holds and checks every setting).
         """
         from .bayes.parameterization import choose_parameterization
         from .bayes.sampling import resolve_sampler, sample_posterior
+        from .bayes.settings import SamplerSettings
         from .progress import interactive
 
-        resolved = self._priors(priors)
-        param = choose_parameterization(self.design, parameterization)
-        sampler = resolve_sampler(nuts_sampler, param, resolved)
-        return sample_posterior(
-            self._bayes_design(sampler),
-            resolved,
-            param,
+        settings = SamplerSettings(
             draws=draws,
             tune=tune,
             chains=chains,
             seed=seed,
             target_accept=target_accept,
+            max_treedepth=max_treedepth,
             nuts_sampler=nuts_sampler,
             cores=cores,
             progressbar=interactive() if progressbar is None else bool(progressbar),
-            **kwargs,
+            save_warmup=save_warmup,
+            log_likelihood=log_likelihood,
+            extra=extra,
         )
+        resolved = self._priors(priors)
+        param = choose_parameterization(self.design, parameterization)
+        sampler = resolve_sampler(settings.nuts_sampler, param, resolved)
+        return sample_posterior(self._bayes_design(sampler), resolved, param, settings)
 
     def sample_prior_predictive(
         self,

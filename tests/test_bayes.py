@@ -17,6 +17,7 @@ from conftest import SLEEP, load_reference
 import bayeslmm as blm
 from bayeslmm.bayes import parameterization, sampling
 from bayeslmm.bayes.priors import resolve_priors
+from bayeslmm.bayes.settings import SamplerSettings
 from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
 
 
@@ -455,17 +456,8 @@ def test_exact_gaussian_ranef_matches_lme4():
     wide = {"Intercept": "Normal(sigma=1e5)", "fixef": "Normal(sigma=1e5)"}
     pmm = model.pymc_model(priors=wide, parameterization="noncentered")
     fixed = pm.do(pmm, {"sd_Subject": np.array(ref["varcorr"][0]["sd"]), "sigma": ref["sigma"]})
-    idata = sampling.run_nuts(
-        fixed,
-        draws=1000,
-        tune=500,
-        chains=2,
-        seed=21,
-        target_accept=0.8,
-        nuts_sampler="pymc",
-        cores=1,
-        progressbar=False,
-    )
+    settings = SamplerSettings(draws=1000, tune=500, chains=2, seed=21, target_accept=0.8, cores=1)
+    idata = sampling.run_nuts(fixed, settings, "pymc")
     b = idata["posterior"]["ranef_Subject"].isel(Subject__term=0)
     mean = b.mean(("chain", "draw")).to_numpy()
     sd = b.std(("chain", "draw")).to_numpy()

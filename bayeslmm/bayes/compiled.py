@@ -1258,9 +1258,10 @@ MAX_DELTA_H = 1000.0
 # columns of the per-iteration statistics
 LP, STEP, DEPTH, NLEAP, DIVERGING, ENERGY, ACCEPT = range(7)
 NSTAT = 7
-# the scalar state of a chain: log density, step size, dual averaging, window count
-S_LP, S_EPS, S_MU, S_SBAR, S_XBAR, S_COUNT, S_NW = range(7)
-NSTATE = 7
+# the scalar state of a chain: log density, step size, dual averaging, window count, and
+# whether the step size is to be re-initialised (after a metric update)
+S_LP, S_EPS, S_MU, S_SBAR, S_XBAR, S_COUNT, S_NW, S_INIT = range(8)
+NSTATE = 8
 # rows of the vector workspace V: trajectory ends (forward/backward: position, momentum,
 # gradient), the sample, the momenta and p♯ at the four subtree ends, ρ's, the frontier
 (ZF_Q, ZF_P, ZF_G, ZB_Q, ZB_P, ZB_G, SA_Q, SA_P, SA_G, P_FF, PS_FF, P_FB, PS_FB, P_BF, PS_BF,
@@ -1384,13 +1385,14 @@ def run_chunk(data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, sta
     Slev = np.empty(max_depth + 1, dtype=np.int64)
     ext = V[EXT]
     nwin = ends.shape[0]
-    init_eps = start == 0
-    if init_eps:
+    if start == 0:
         np.random.seed(seed)
         state[S_LP] = logp_fn(q, data, grad)
         state[S_EPS] = 1.0
         for i in range(S_MU, NSTATE):
             state[i] = 0.0
+        state[S_INIT] = 1.0
+    init_eps = state[S_INIT] > 0.0  # kept in the state: a window may end on a chunk end
     it = start
     while it < stop:
         lp = state[S_LP]
@@ -1421,6 +1423,7 @@ def run_chunk(data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, sta
             state[S_SBAR] = 0.0
             state[S_XBAR] = 0.0
             state[S_COUNT] = 0.0
+            state[S_INIT] = 0.0
             init_eps = False
 
         # ---- one transition from (q, grad, lp) ----
@@ -1596,6 +1599,7 @@ def run_chunk(data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, sta
                         for j in range(d):
                             w_m2[i, j] = 0.0
                     state[S_NW] = 0.0
+                    state[S_INIT] = 1.0
                     init_eps = True
         if it + 1 == tune:
             state[S_EPS] = math.exp(state[S_XBAR])

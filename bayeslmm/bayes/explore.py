@@ -40,6 +40,7 @@ from ..design import (
     new_rows,
 )
 from ..errors import BayesLMMError, LOOWarning
+from ..rng import rng_from
 from .priors import Prior
 from .summary import summarize
 
@@ -167,12 +168,7 @@ def _psd_factor(omega: np.ndarray) -> np.ndarray:
 
 
 def _rng(seed: Any) -> np.random.Generator:
-    integer = isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0
-    if not (seed is None or isinstance(seed, np.random.Generator) or integer):
-        raise BayesLMMError(
-            f"seed must be a non-negative integer, a Generator or None, got {seed!r}"
-        )
-    return np.random.default_rng(seed)
+    return rng_from(seed, BayesLMMError)
 
 
 # --------------------------------------------------------------------------------------

@@ -35,9 +35,11 @@ from .. import names
 from ..design import Design
 from ..errors import SamplingError
 from ..progress import ProgressBar
+from ..rng import int_seeds
 from . import compiled as nb
 from .parameterization import block_terms
 from .priors import Prior
+from .settings import SamplerSettings
 
 #: PyMC distribution -> (kernel code, canonical arguments with defaults)
 _FAMILIES: dict[str, tuple[int, tuple[tuple[str, float | None], ...]]] = {
@@ -643,7 +645,7 @@ def run_chains(
     *,
     draws: int,
     tune: int,
-    seed: int | None,
+    seed: int | np.random.SeedSequence | None,
     target_accept: float,
     max_depth: int = 10,
     cores: int,
@@ -651,9 +653,10 @@ def run_chains(
 ) -> Chains:
     """NUTS chains from ``start`` (its points and initial metric), ``cores`` at a time in
     threads (the compiled code releases the GIL).  Chain c uses the c-th child of
-    ``SeedSequence(seed)``, so the draws do not depend on ``cores``."""
+    ``SeedSequence(seed)`` (or of ``seed``), so the draws do not depend on ``cores``."""
     chains, dim = start.points.shape
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
+    stream = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    seeds = int_seeds(stream, chains)
     ends = windows(tune)
     total = tune + draws
     theta = np.empty((chains, draws, dim))
@@ -666,7 +669,7 @@ def run_chains(
     bar = ProgressBar(chains * total, f"Sampling {chains} chains", enabled=progressbar)
 
     def run(c: int) -> None:
-        q = np.ascontiguousarray(start.points[c], dtype=float)
+        q = np.array(start.points[c], dtype=float)  # a copy: the chain moves it
         grad = np.empty(dim)
         state = np.zeros(nb.NSTATE)
         Minv, Lchol = metric.copy(), np.linalg.cholesky(metric)
@@ -692,6 +695,10 @@ def run_chains(
     return Chains(theta, stats, tune, time.perf_counter() - t0)
 
 
+#: draws of b per seeded block (:func:`draw_effects`)
+EFFECT_BLOCK = 256
+
+
 @dataclass(frozen=True)
 class Effects:
     """Exact draws of the integrated-out effects: ``beta`` (chains, draws, p), β of the
@@ -702,10 +709,13 @@ class Effects:
     ranef: list[np.ndarray]
 
 
-def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: int) -> Effects:
+def draw_effects(
+    mm: MarginalModel, theta: np.ndarray, seed: int | np.random.SeedSequence | None, cores: int
+) -> Effects:
     """One exact draw of b (and β when integrated out) given Σ, σ (and β), y for every θ
-    (chains, draws, dim).  Blocks of draws run in threads, each with its own child seed
-    (``SeedSequence(seed)`` after the chains' ones)."""
+    (chains, draws, dim).  Blocks of :data:`EFFECT_BLOCK` draws run ``cores`` at a time in
+    threads, block i with the i-th child of ``SeedSequence(seed)`` (or of ``seed``, a
+    SeedSequence): the draws do not depend on ``cores``."""
     d = mm.data
     chains, ndraw = theta.shape[:2]
     flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
@@ -713,10 +723,10 @@ def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: 
     b1 = np.empty((N, d.l1, d.k1))
     b2 = np.empty((N, d.q2 if isinstance(d, nb.KernelData) else 0))
     fixef = np.empty((N, mm.design.p if isinstance(d, nb.OneFactorFixef) else 0))
-    blocks = max(1, cores)
-    bounds = np.linspace(0, N, blocks + 1).astype(int)
-    children = np.random.SeedSequence(seed).spawn(chains + blocks)[chains:]
-    seeds = [int(s.generate_state(1)[0]) for s in children]
+    blocks = max(1, -(-N // EFFECT_BLOCK))
+    bounds = np.minimum(np.arange(blocks + 1) * EFFECT_BLOCK, N)
+    stream = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    seeds = int_seeds(stream, blocks)
 
     def job(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
@@ -727,7 +737,7 @@ def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: 
         else:
             nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
 
-    with ThreadPoolExecutor(max_workers=blocks) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(cores, blocks))) as pool:
         list(pool.map(job, range(blocks)))
     out = []
     for i, t in enumerate(mm.design.terms):
@@ -759,34 +769,29 @@ def sample(
     design: Design,
     priors: Mapping[str, Prior],
     coords: Mapping[str, list],
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int | None,
-    target_accept: float,
-    cores: int | None,
-    progressbar: bool,
-    max_depth: int = 10,
+    settings: SamplerSettings,
 ) -> xr.DataTree:
     """Sample the marginal posterior and draw b; the draws as a DataTree with PyMC's
     variable names and named coordinates (groups ``posterior``, ``sample_stats``,
-    ``observed_data``)."""
+    ``observed_data``).  Each random stage uses its own child of the seed
+    (:func:`bayeslmm.rng.seed_stream`)."""
     mm = build(design, priors)
-    cores = default_cores(chains) if cores is None else cores
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    s = settings
+    cores = default_cores(s.chains) if s.cores is None else s.cores
+    rng = np.random.default_rng(s.stream("start"))
     run = run_chains(
         mm,
-        initial_points(mm, chains, rng),
-        draws=draws,
-        tune=tune,
-        seed=seed,
-        target_accept=target_accept,
-        max_depth=max_depth,
+        initial_points(mm, s.chains, rng),
+        draws=s.draws,
+        tune=s.tune,
+        seed=s.stream("chains"),
+        target_accept=s.target_accept,
+        max_depth=s.max_treedepth,
         cores=cores,
-        progressbar=progressbar,
+        progressbar=s.progressbar,
     )
-    return to_datatree(mm, run, draw_effects(mm, run.theta, seed, cores), coords)
+    effects = draw_effects(mm, run.theta, s.stream("effects"), cores)
+    return to_datatree(mm, run, effects, coords)
 
 
 def to_datatree(

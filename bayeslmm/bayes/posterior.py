@@ -25,6 +25,7 @@ import xarray as xr
 from .. import names
 from ..design import Design, lower_triangle
 from ..errors import BayesLMMError, ConvergenceWarning
+from ..rng import rng_from, seed_stream
 from . import io
 from .priors import Prior
 from .summary import diagnose, summarize
@@ -438,10 +439,17 @@ class Posterior:
         return self.summary()
 
     # -- prediction and persistence ---------------------------------------------------
-    def sample_posterior_predictive(self, seed: int | None = None) -> xr.DataTree:
+    def sample_posterior_predictive(
+        self, seed: int | np.random.Generator | None = None
+    ) -> xr.DataTree:
         """Replicated ``y`` for every posterior draw with that draw's own group effects,
         ``y_rep = Xβ + Σ_t Z_t b_t + σε`` (group ``posterior_predictive``, dims chain, draw,
-        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws."""
+        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws.  Without
+        a ``seed``, the sampling run's own (its "predictive" stream): a seeded run's
+        replicates are reproducible too."""
+        if seed is None and io.SEED in self.idata.attrs:
+            seed = np.random.default_rng(seed_stream(int(self.idata.attrs[io.SEED]), "predictive"))
+        rng = rng_from(seed, BayesLMMError)
         design = self.design
         fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
         mu = fixef @ design.X.T
@@ -452,7 +460,7 @@ class Posterior:
             mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
         sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
         scale = design.residual_scale()  # weights: σ_i = σ/sqrt(w_i)
-        noise = sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        noise = sigma[..., None] * rng.standard_normal(mu.shape)
         y = mu + (noise if scale is None else noise * scale)
         obs = {names.OBS: np.arange(design.nobs)}
         sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}

@@ -48,13 +48,12 @@ class _OtherTerms:
         """Λ₂ M (Λ₂ᵀ M with ``transpose``) for a dense M with q₂ rows."""
         if self.scalar:
             return self.scale(theta)[:, None] * M
-        spec = "dc,ldj->lcj" if transpose else "cd,ldj->lcj"
         out = np.empty_like(M)
         bounds = zip(self.offsets[:-1], self.offsets[1:], strict=True)
         for t, sl, (a, b) in zip(self.terms, self.slices, bounds, strict=True):
             T = template(theta[sl], t.nc)
             block = M[a:b].reshape(t.nl, t.nc, -1)
-            out[a:b] = np.einsum(spec, T, block).reshape(b - a, -1)
+            out[a:b] = ((T.T if transpose else T) @ block).reshape(b - a, -1)
         return out
 
     def lam_t(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -115,7 +114,11 @@ class BlockedDeviance(Deviance):
             A21 = (Z2.T @ Z1).tocsr()
             A21.sum_duplicates()
             self.A21 = A21
-            self._pairs(A21.tocoo())
+            self._couple(A21)
+
+    def _couple(self, A21: sp.csr_matrix) -> None:
+        """Set up the coupling of block 2 with block 1 (here: the pairs of non-zeros)."""
+        self._pairs(A21.tocoo())
 
     def _pairs(self, coo: sp.coo_matrix) -> None:
         """Precompute products of the non-zeros of A₂₁ that meet in one level of term 1.

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy import stats
 
 from ..design import lower_triangle
 from ..errors import ConvergenceWarning
@@ -122,6 +121,8 @@ def fixef_table(fit: Estimates, ddf: str = "satterthwaite") -> pd.DataFrame:
     beta = fit.fixef.to_numpy()
     se = np.sqrt(np.diag(V))
     t = beta / se
+    from scipy import stats  # loaded on first use
+
     p = 2 * stats.t.sf(np.abs(t), df)
     return pd.DataFrame(dict(zip(columns, (beta, se, df, t, p), strict=True)), index=index)
 

@@ -30,9 +30,9 @@ import scipy.sparse as sp
 
 from ..design import Design, build_design
 from ..errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
-from .blocked import BlockedDeviance
 from .bootstrap import bootstrap
 from .confint import confint
+from .crossed import blocked_deviance
 from .ddf import DDF, ddf_method, fixef_table
 from .dense import DenseDeviance
 from .io import frame_from_json, frame_to_json, from_json, to_json
@@ -56,7 +56,7 @@ def make_deviance(design: Design, reml: bool = True, ratio: np.ndarray | None = 
         design = design.working(ratio)
     if design.q + design.p + 1 <= DENSE_MAX:
         return DenseDeviance(design, reml)
-    return BlockedDeviance(design, reml)
+    return blocked_deviance(design, reml)
 
 
 def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
