@@ -117,7 +117,8 @@ class ReTerm:
 @dataclass(frozen=True, eq=False)
 class ResidualGroups:
     """The groups of a residual SD per group (nlme's ``varIdent(form = ~ 1 | factor)``):
-    ``levels`` in R's order (the first is the reference level), ``codes`` each row's."""
+    ``levels`` in order of first appearance in the data, as nlme orders its strata (the
+    first row's level is the reference), ``codes`` each row's."""
 
     factor: str
     levels: tuple[str, ...]
@@ -495,7 +496,7 @@ def build_design(
         frame[offset if isinstance(offset, str) else "(offset)"] = off_all[cols.keep]
     resid = None
     if resid_factor is not None:
-        levels, codes = _grouping_factor(cols, (resid_factor,))
+        levels, codes = _first_appearance(*_grouping_factor(cols, (resid_factor,)))
         if len(levels) < 2:
             raise DataError(
                 f"sigma={sigma!r}: column '{resid_factor}' has a single level "
@@ -518,6 +519,16 @@ def build_design(
         offset_column=None if offset is None else offset if isinstance(offset, str) else "",
         residual=resid,
     )
+
+
+def _first_appearance(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Levels in order of first appearance in the rows (nlme's ``varIdent`` strata:
+    ``unique(strat)``, so the first row's level is the reference), codes renumbered."""
+    _, first = np.unique(codes, return_index=True)
+    order = np.argsort(first)  # level indices by first row
+    remap = np.empty(len(levels), dtype=np.intp)
+    remap[order] = np.arange(len(order))
+    return [levels[i] for i in order], remap[codes]
 
 
 def residual_factor(sigma: str | None, columns: Sequence[str]) -> str | None:
