@@ -297,6 +297,14 @@ class Design:
                 problems.append("responses differ")
             if self.X.shape == other.X.shape and not np.array_equal(self.X, other.X):
                 problems.append("fixed-effect model matrices differ")
+            for what in ("weights", "offset"):
+                a, b = getattr(self, what), getattr(other, what)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                    problems.append(f"{what} differ")
+            ra, rb = self.residual, other.residual
+            levels = [None if r is None else r.levels for r in (ra, rb)]
+            if levels[0] != levels[1]:
+                problems.append("residual groups (sigma=) differ")
         if self.fixef_names != other.fixef_names:
             problems.append(
                 f"fixed effects differ ({list(self.fixef_names)} vs {list(other.fixef_names)})"
