@@ -16,6 +16,7 @@ from conftest import SLEEP, load_reference
 
 import bayeslmm as blm
 from bayeslmm.bayes import parameterization, sampling
+from bayeslmm.bayes import settings as sampler_settings
 from bayeslmm.bayes.priors import resolve_priors
 from bayeslmm.bayes.settings import SamplerSettings
 from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
@@ -508,6 +509,6 @@ def test_nutpie_sampler(sleep_model, tmp_path):
 
 
 def test_missing_optional_sampler(sleep_model, monkeypatch):
-    monkeypatch.setattr(sampling.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sampler_settings.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SamplingError, match="pip install numpyro"):
         sleep_model.sample(nuts_sampler="numpyro")

@@ -28,8 +28,8 @@ _POLISH_SETTINGS = {"xtol_abs": 1e-8, "ftol_abs": 1e-9, "xtol_rel": 1e-6, "maxev
 _BOUNDARY_TOL = 1e-5  # lme4's boundary.tol
 _GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
 _BFGS_GTOL = 1e-4  # max|∇| at which a scaled-start BFGS may stop
-#: lme4 (>= 1.1-35) checks the gradient and Hessian of fits with fewer θ only
-CHECK_MAX_THETA = 10
+#: lme4 (>= 1.1-35) checks the gradient and Hessian of fits with fewer θ and rows only
+CHECK_MAX_THETA, CHECK_MAX_NOBS = 10, 10_000
 BFGS = "BFGS (exact gradient)"
 BOBYQA = "nloptwrap (NLopt LN_BOBYQA)"
 _THREADPOOLS: list[ThreadpoolController] = []  # scanning for BLAS libraries costs ~3 ms
@@ -227,7 +227,7 @@ def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult 
     mapped back to θ >= lower at the end.  Returns None when it does not converge (the
     caller then uses BOBYQA); else the optimum, with the gradient and a fresh Hessian
     there for lme4's convergence check (only where fits check it: fewer than
-    :data:`CHECK_MAX_THETA` θ).
+    :data:`CHECK_MAX_THETA` θ and :data:`CHECK_MAX_NOBS` rows).
     """
     x = np.asarray(x, dtype=float).copy()
     f, g = dev.value_and_grad(x)
@@ -253,7 +253,7 @@ def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult 
         x = canonical
         f, g = dev.value_and_grad(x)
         nevals += 1
-    if len(x) >= CHECK_MAX_THETA:
+    if len(x) >= CHECK_MAX_THETA or dev.n >= CHECK_MAX_NOBS:
         return OptResult(x, float(f), nevals, BFGS)
     return OptResult(x, float(f), nevals + len(x), BFGS, (g, hessian(grad, x, g)))
 
