@@ -33,6 +33,7 @@ non-centred: centring it on β alone diverged on pastes (74 divergences vs 36).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -40,8 +41,8 @@ import numpy as np
 from ..design import Design, ReTerm
 from ..errors import ParameterizationWarning, SamplingError
 
-Parameterization = Literal["auto", "marginal", "centered", "noncentered"]
-FORMS = ("auto", "marginal", "centered", "noncentered")
+Parameterization = Literal["auto", "marginal", "partial", "centered", "noncentered"]
+FORMS = ("auto", "marginal", "partial", "centered", "noncentered")
 
 #: information ratio at and above which a latent term is centred
 CENTER_RATIO = 3.0
@@ -113,6 +114,8 @@ def choose_parameterization(design: Design, parameterization: str = "auto") -> d
         )
     if parameterization in ("marginal", "centered", "noncentered"):
         return {t.group: parameterization for t in design.terms}
+    if parameterization == "partial":
+        return partial_parameterization(design)
     reason = marginal_unavailable(design)
     if reason is None:
         return {t.group: "marginal" for t in design.terms}
@@ -172,3 +175,29 @@ def marginal_unavailable(design: Design) -> str | None:
             f"block of {q2:,} columns (parameterization='marginal' forces the integrated form)"
         )
     return None
+
+
+def partial_parameterization(design: Design) -> dict[str, str]:
+    """The partially marginal form: the terms of block 1 (the grouping factor with the most
+    effects) ``"marginal"``, every other term sampled, centred or not by the latent rule
+    (:func:`latent_parameterization`); with one grouping factor, the marginal form."""
+    block1, _ = block_terms(design)
+    latent = latent_parameterization(design)
+    return {
+        t.group: "marginal" if i in block1 else latent[t.group] for i, t in enumerate(design.terms)
+    }
+
+
+def is_compiled_form(parameterization: Mapping[str, str]) -> bool:
+    """Whether the compiled sampler runs this form: marginal, or partially marginal (some
+    terms integrated out, the others sampled)."""
+    return "marginal" in set(parameterization.values())
+
+
+def latent_terms(design: Design, parameterization: Mapping[str, str]) -> dict[int, bool]:
+    """The sampled terms of a partially marginal form: term index -> centred."""
+    return {
+        i: parameterization[t.group] == "centered"
+        for i, t in enumerate(design.terms)
+        if parameterization[t.group] != "marginal"
+    }
