@@ -29,15 +29,19 @@ if TYPE_CHECKING:
     from .bayes.explore import compare_models
     from .bayes.posterior import Posterior, load_posterior
     from .bayes.priors import Prior
-    from .compare import ComparisonError, compare, shrinkage
+    from .compare import ComparisonError, compare, compare_emmeans, shrinkage
     from .datasets import list_datasets, load_dataset
     from .design import Design, ReTerm
+    from .emgrid import EmmeansError
     from .explore_plots import plot_posterior, plot_ppc, plot_predictions, plot_trace
     from .model import Model, lmer
     from .plots import plot_compare, plot_group_fits, plot_shrinkage
+    from .pooling import PoolingError
+    from .pooling_explorer import PoolingExplorer, explore_pooling
     from .reml.anova import anova
     from .reml.fit import LmerFit, load_fit
     from .reml.inference import InferenceError, MLRefitWarning
+    from .report import report
 
 __version__ = "0.1.0"
 
@@ -45,6 +49,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ComparisonError": "compare",
     "Design": "design",
+    "EmmeansError": "emgrid",
     "InferenceError": "reml.inference",
     "LmerFit": "reml.fit",
     "MLRefitWarning": "reml.inference",
@@ -54,6 +59,7 @@ _LAZY = {
     "ReTerm": "design",
     "anova": "reml.anova",
     "compare": "compare",
+    "compare_emmeans": "compare",
     "compare_models": "bayes.explore",
     "list_datasets": "datasets",
     "lmer": "model",
@@ -67,6 +73,10 @@ _LAZY = {
     "plot_predictions": "explore_plots",
     "plot_shrinkage": "plots",
     "plot_trace": "explore_plots",
+    "PoolingError": "pooling",
+    "PoolingExplorer": "pooling_explorer",
+    "explore_pooling": "pooling_explorer",
+    "report": "report",
     "shrinkage": "compare",
 }
 
@@ -77,6 +87,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "Design",
+    "EmmeansError",
     "FormulaError",
     "InferenceError",
     "LOOWarning",
@@ -85,6 +96,8 @@ __all__ = [
     "Model",
     "ParameterError",
     "ParameterizationWarning",
+    "PoolingError",
+    "PoolingExplorer",
     "Posterior",
     "Prior",
     "PriorError",
@@ -93,7 +106,9 @@ __all__ = [
     "SingularFitWarning",
     "anova",
     "compare",
+    "compare_emmeans",
     "compare_models",
+    "explore_pooling",
     "list_datasets",
     "lmer",
     "load_dataset",
@@ -106,6 +121,7 @@ __all__ = [
     "plot_predictions",
     "plot_shrinkage",
     "plot_trace",
+    "report",
     "shrinkage",
 ]
 
@@ -128,8 +144,8 @@ class _Package(types.ModuleType):
     attribute of that name) must not hide the function."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "compare" and isinstance(value, types.ModuleType):
-            value = value.compare
+        if name in ("compare", "report") and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 

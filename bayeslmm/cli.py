@@ -2,6 +2,7 @@
 
 bayeslmm fit "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy
 bayeslmm datasets
+bayeslmm fit "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy --report r.html
 bayeslmm explain "Reaction ~ Days + (Days | Subject)" --dataset sleepstudy
 """
 
@@ -100,11 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         fit.add_argument(f"--plot-{name}", type=Path, metavar="PNG", help=f"write the {name} plot")
     fit.add_argument("--plot", type=Path, metavar="PNG", help="alias of --plot-shrinkage")
     fit.add_argument("--json", action="store_true", help="machine-readable output")
+    fit.add_argument(
+        "--report", type=Path, metavar="HTML", help="write a self-contained HTML report"
+    )
 
     sub.add_parser("datasets", help="list the bundled datasets")
 
-    explain = sub.add_parser("explain", help="print the model's generative story")
+    explain = sub.add_parser(
+        "explain", help="print the model's generative story (with its REML estimates)"
+    )
     data_args(explain)
+    explain.add_argument(
+        "--symbols", action="store_true", help="symbols only: do not fit the model"
+    )
     return parser
 
 
@@ -131,6 +140,8 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
+        raise BayesLMMError(f"--report '{args.report}' must end in .html")
     data, name = _read_data(args)
     model = Model(args.formula, data)
     fit = posterior = None
@@ -160,13 +171,12 @@ def _fit(args: argparse.Namespace) -> int:
         else:
             print(posterior.summary())
             print()
-    table = compare(fit, posterior)
-    if args.json:
-        out["compare"] = _records(table)
+    if args.json:  # the side-by-side table (profile intervals: seconds) only where shown
+        out["compare"] = _records(compare(fit, posterior))
         print(json.dumps(out, indent=2, default=_jsonable))
     elif fit is not None and posterior is not None:
         print("REML vs posterior")
-        print(table)
+        print(compare(fit, posterior))
     plots = {
         "shrinkage": args.plot_shrinkage or args.plot,
         "compare": args.plot_compare,
@@ -184,6 +194,19 @@ def _fit(args: argparse.Namespace) -> int:
             figure = makers[kind](fit, posterior)
             figure.savefig(path, dpi=110, bbox_inches="tight")
             print(f"wrote {path}", file=sys.stderr)
+    if args.report is not None:
+        from .report import report  # matplotlib
+
+        report(fit, posterior, args.report, seed=args.seed, data_name=name)
+        print(f"wrote {args.report}", file=sys.stderr)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """The story the HTML report tells: REML estimates and the model's priors."""
+    data, _ = _read_data(args)
+    model = Model(args.formula, data)
+    print(model.explain(None if args.symbols else model.fit_reml(), priors=True))
     return 0
 
 
@@ -215,9 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             print(list_datasets().to_string())
             return 0
         if args.command == "explain":
-            data, _ = _read_data(args)
-            print(Model(args.formula, data).explain())
-            return 0
+            return _explain(args)
         return _fit(args)
     except Exception as exc:  # one clear line, never a traceback (unless --debug)
         if args.debug:

@@ -3,11 +3,12 @@
 Layers, lowest first (a module imports its own layer or lower ones; peers do not import
 each other)::
 
-    base    errors, names, progress
+    base    errors, names, progress, rng
     spec    datasets, formula, design
     reml | bayes                       (estimation, peers)
-    report (compare, plots, explore_plots) | teach (params, simulate, explain)
-    facade  model
+    report (compare, plots, explore_plots, chain_plots, pooling, pooling_explorer,
+            pooling_figures, pooling_widget) | teach (params, simulate, explain)
+    facade  model | document (report: the HTML report, which tells the story too)
     cli     cli
     package bayeslmm/__init__ (lazy re-exports)
 
@@ -29,16 +30,29 @@ import bayeslmm
 
 PACKAGE = Path(bayeslmm.__file__).parent
 LAYERS = {
-    "base": (0, {"errors", "names", "progress"}),
-    "spec": (1, {"datasets", "formula", "design"}),
+    "base": (0, {"errors", "names", "progress", "rng"}),
+    "spec": (1, {"datasets", "formula", "design", "emgrid"}),
     "reml": (2, {"reml"}),
     "bayes": (2, {"bayes"}),
-    "report": (3, {"compare", "plots", "explore_plots"}),
+    "report": (
+        3,
+        {
+            "compare",
+            "plots",
+            "explore_plots",
+            "chain_plots",
+            "pooling",
+            "pooling_explorer",
+            "pooling_figures",
+            "pooling_widget",
+        },
+    ),
     "teach": (3, {"params", "simulate", "explain"}),
     "facade": (4, {"model"}),
+    "document": (4, {"report"}),
     "cli": (5, {"cli"}),
 }
-HEAVY = ("pymc", "pytensor", "arviz", "matplotlib", "numba")
+HEAVY = ("pymc", "pytensor", "arviz", "matplotlib", "numba", "ipywidgets")
 #: what a REML user never loads either (formulaic: formulas that are sums of columns)
 NOT_FOR_REML = (*HEAVY, "xarray", "formulaic")
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..design import Design, independent_columns
 from .fit import LmerFit, fit_lmer
@@ -93,6 +92,8 @@ def anova(*fits: LmerFit, names: Sequence[str] | None = None) -> pd.DataFrame:
         ml.append(f)
     npar = np.array([f.df for f in ml], dtype=float)
     loglik = np.array([f.loglik for f in ml])
+    from scipy import stats  # loaded on first use
+
     chisq = np.concatenate([[np.nan], 2 * np.maximum(0.0, np.diff(loglik))])
     df = np.concatenate([[np.nan], np.diff(npar)])
     with np.errstate(invalid="ignore"):

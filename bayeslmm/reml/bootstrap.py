@@ -13,7 +13,6 @@ import math
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
 
 from ..progress import ProgressBar, interactive
 from .dense import DenseDeviance
@@ -83,6 +82,8 @@ def percentile(draws: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     rk = (R + 1) * alpha
     k = np.trunc(rk).astype(int)
     out = np.empty(len(alpha))
+    from scipy import stats  # 0.4 s of import: loaded on first use
+
     for i in range(len(alpha)):
         if k[i] == 0:
             out[i] = t[0]

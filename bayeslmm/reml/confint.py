@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .bootstrap import bootstrap, percentile
 from .inference import Estimates, InferenceError, check_dense, check_level, interval_table, select
@@ -40,6 +39,8 @@ def confint(
         raise InferenceError(f"method must be 'profile', 'wald' or 'boot', got {method!r}")
     level = check_level(level)
     chosen = select(fit.design, parm)
+    from scipy import stats  # loaded on first use
+
     z = float(stats.norm.ppf((1 + level) / 2))
     if method == "wald":
         beta, se = fit.fixef.to_numpy(), fit.fixef_se.to_numpy()
