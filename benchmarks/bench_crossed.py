@@ -94,6 +94,20 @@ def fit(name: str, form: str) -> dict:
     }
 
 
+def warm_up() -> None:
+    """Tiny fits with every kernel the table uses, so that its times are warm (numba
+    compiles once per machine; the first line of the output gives that cost)."""
+    import bayeslmm as blm
+
+    small = sims.two_condition(6, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for form in ("partial", "marginal"):
+            blm.Model(TWO, small).sample(
+                draws=20, tune=20, chains=1, parameterization=form, progressbar=False
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=list(DESIGNS))
@@ -105,6 +119,9 @@ def main() -> None:
     from bayeslmm.bayes.parameterization import auto_choice
 
     print(f"load average {os.getloadavg()[0]:.1f} (2 cores)", flush=True)
+    t0 = time.perf_counter()
+    warm_up()
+    print(f"compile / cache load (tiny fits of each kernel): {time.perf_counter() - t0:.1f} s")
     print(
         "| design | rows | form | chose | est. ms/iter (marginal / partial) | sample s "
         "| sampling s | div | max R-hat | min ESS | worst fixef dev / SD | target s | clean |"
