@@ -51,13 +51,14 @@ def dense_coupling(design: Design) -> bool:
     i1 = int(np.argmax([t.q for t in terms]))
     t1 = terms[i1]
     q2 = sum(t.q for i, t in enumerate(terms) if i != i1)
-    if q2 > DENSE_Q2_MAX:
+    if q2 > DENSE_Q2_MAX:  # (then ℓ x ℓ₁ markers below are at most 3000 x q₁)
         return False
-    pairs = sum(
-        len(np.unique(t.codes.astype(np.int64) * t1.nl + t1.codes)) * t.nc
-        for i, t in enumerate(terms)
-        if i != i1
-    )
+    pairs = 0
+    for i, t in enumerate(terms):
+        if i != i1:
+            seen = np.zeros(t.nl * t1.nl, dtype=bool)
+            seen[t.codes.astype(np.int64) * t1.nl + t1.codes] = True
+            pairs += int(seen.sum()) * t.nc
     return pairs * t1.nc >= DENSE_SHARE * q2 * t1.q
 
 
