@@ -38,8 +38,10 @@ _dtrtrs = sla.lapack.dtrtrs
 
 #: the dense coupling is used where A₂₁ has at least this share of non-zeros ...
 DENSE_SHARE = 0.25
-#: ... and block 2 is at most this large (its selected inverse is a dense q₂ x q₂)
+#: ... and block 2 is at most this large (its selected inverse is a dense q₂ x q₂) ...
 DENSE_Q2_MAX = 3000
+#: ... and A₂₁ (q₂ x q₁, held dense) has at most this many entries (160 MB)
+DENSE_ENTRIES_MAX = 20_000_000
 
 
 def dense_coupling(design: Design) -> bool:
@@ -51,7 +53,7 @@ def dense_coupling(design: Design) -> bool:
     i1 = int(np.argmax([t.q for t in terms]))
     t1 = terms[i1]
     q2 = sum(t.q for i, t in enumerate(terms) if i != i1)
-    if q2 > DENSE_Q2_MAX:  # (then ℓ x ℓ₁ markers below are at most 3000 x q₁)
+    if q2 > DENSE_Q2_MAX or q2 * t1.q > DENSE_ENTRIES_MAX:  # (bounds the markers below too)
         return False
     pairs = 0
     for i, t in enumerate(terms):
