@@ -169,7 +169,12 @@ Two factorisations, chosen by the coupling of the terms (`reml.crossed.dense_cou
   (45-65 ms) plus about 30 ms of pair sums; the rest of the fit is the design (0.23 s,
   mostly the rank check of X), the pairs' set-up (0.16-0.4 s) and the solution.
   Two BLAS threads would halve potrf/potri on an idle machine but made them 3-20x slower
-  on this shared one, so fits keep one thread.
+  on this shared one, so fits keep one thread.  InstEval's Δcrit of 3e-8 (1e-13 relative)
+  is where BFGS stops; the tests accept 1e-6.
+
+The real KB07 and InstEval data could not be fetched here (MixedModelsDatasets.jl keeps
+them on OSF, out of reach); `--kb07 PATH` and `--insteval PATH` time them where a user
+has them (they are not bundled: InstEval is GPL, from lme4).
 """
 
 
