@@ -117,7 +117,8 @@ class ReTerm:
 @dataclass(frozen=True, eq=False)
 class ResidualGroups:
     """The groups of a residual SD per group (nlme's ``varIdent(form = ~ 1 | factor)``):
-    ``levels`` in R's order (the first is the reference level), ``codes`` each row's."""
+    ``levels`` in order of first appearance in the data, as nlme orders its strata (the
+    first row's level is the reference), ``codes`` each row's."""
 
     factor: str
     levels: tuple[str, ...]
@@ -296,6 +297,14 @@ class Design:
                 problems.append("responses differ")
             if self.X.shape == other.X.shape and not np.array_equal(self.X, other.X):
                 problems.append("fixed-effect model matrices differ")
+            for what in ("weights", "offset"):
+                a, b = getattr(self, what), getattr(other, what)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                    problems.append(f"{what} differ")
+            ra, rb = self.residual, other.residual
+            levels = [None if r is None else r.levels for r in (ra, rb)]
+            if levels[0] != levels[1]:
+                problems.append("residual groups (sigma=) differ")
         if self.fixef_names != other.fixef_names:
             problems.append(
                 f"fixed effects differ ({list(self.fixef_names)} vs {list(other.fixef_names)})"
@@ -495,7 +504,7 @@ def build_design(
         frame[offset if isinstance(offset, str) else "(offset)"] = off_all[cols.keep]
     resid = None
     if resid_factor is not None:
-        levels, codes = _grouping_factor(cols, (resid_factor,))
+        levels, codes = _first_appearance(*_grouping_factor(cols, (resid_factor,)))
         if len(levels) < 2:
             raise DataError(
                 f"sigma={sigma!r}: column '{resid_factor}' has a single level "
@@ -518,6 +527,16 @@ def build_design(
         offset_column=None if offset is None else offset if isinstance(offset, str) else "",
         residual=resid,
     )
+
+
+def _first_appearance(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Levels in order of first appearance in the rows (nlme's ``varIdent`` strata:
+    ``unique(strat)``, so the first row's level is the reference), codes renumbered."""
+    _, first = np.unique(codes, return_index=True)
+    order = np.argsort(first)  # level indices by first row
+    remap = np.empty(len(levels), dtype=np.intp)
+    remap[order] = np.arange(len(order))
+    return [levels[i] for i in order], remap[codes]
 
 
 def residual_factor(sigma: str | None, columns: Sequence[str]) -> str | None:

@@ -1,11 +1,13 @@
 """What F tests and estimated marginal means ask of the fixed part, on either path.
 
 * :func:`hypotheses`: each term's hypothesis matrix L (Lβ = 0) for type III and type II
-  tests.  Type III (SAS's, lmerTest's ``anova(m, type = 3)``; independent of the factor
-  coding): the term's interaction contrasts over its factors, averaged with equal weights
-  over the other factors' levels, of the coefficient of its numeric factors, with the other
-  numeric factors at 0.  Type II: the term adjusted for every term that does not contain
-  it (the marginality principle), L = (X_Tᵀ M₀ X_T)⁻¹ X_Tᵀ M₀ X.
+  tests.  Type III (SAS's, Goodnight's rule, which lmerTest's ``anova(m, type = 3)``
+  implements; independent of the factor coding): the term's interaction contrasts over
+  its factors, averaged with equal weights over the other factors' levels, of the
+  coefficient of its numeric factors, with the other numeric factors at 0.  Type II
+  (lmerTest's): the term adjusted for every term that does not contain it, containment as
+  lmerTest's ``relatives`` (every variable, and the same numeric ones),
+  L = (X_Tᵀ M₀ X_T)⁻¹ X_Tᵀ M₀ X.
 * :func:`reference_grid`: emmeans' reference grid: every combination of the fixed part's
   factor levels, numeric variables at their mean (or ``at``), and the rows of L averaging
   it with equal weights over the non-focal factors, one row per level of ``specs`` (within
@@ -41,8 +43,8 @@ def _factor_codes(design: Design, terms: FixedTerms) -> dict[str, tuple[list[str
 
 def hypotheses(design: Design, kind: int = 3, X: np.ndarray | None = None) -> dict[str, Any]:
     """Each non-intercept term's hypothesis matrix (rows x p), by term label (module doc).
-    ``X``: the model matrix type II projects with (the design's by default; the weighted
-    one for weighted fits)."""
+    ``X``: the model matrix type II projects with (the design's by default, as lmerTest
+    uses ``model.matrix``)."""
     if kind not in TYPES:
         raise EmmeansError(f"type must be 2 or 3 (type III or II F tests), got {kind!r}")
     terms = fixed_terms(design)
@@ -57,11 +59,18 @@ def _variables(t: FixedTerm) -> set[str]:
     return set(t.factors) | set(t.numerics)
 
 
+def _contains(big: FixedTerm, small: FixedTerm) -> bool:
+    """lmerTest's ``relatives``: ``big`` has every variable of ``small`` and the same
+    numeric ones (so ``x:f`` contains ``x`` but not ``f``)."""
+    return (
+        big is not small
+        and _variables(small) <= _variables(big)
+        and set(big.numerics) == set(small.numerics)
+    )
+
+
 def _type2(term: FixedTerm, terms: FixedTerms, X: np.ndarray) -> np.ndarray:
-    mine = _variables(term)
-    others = [
-        j for t in terms.terms if t is not term and not mine < _variables(t) for j in t.columns
-    ]
+    others = [j for t in terms.terms if t is not term and not _contains(t, term) for j in t.columns]
     X0 = X[:, others]
     XT = X[:, list(term.columns)]
     M0X = X - X0 @ np.linalg.lstsq(X0, X, rcond=None)[0] if others else X

@@ -217,3 +217,19 @@ def blm_compare(fit):
     from bayeslmm import compare
 
     return compare(fit, None, reml_ci=None)
+
+
+def test_reference_group_is_the_first_rows_as_in_nlme():
+    """nlme orders varIdent's strata by first appearance: with Sex as plain strings the
+    first row's level (Male) is still the reference; rows reversed, Female is, and the
+    ratio and σ invert accordingly (the same model)."""
+    d = pd.read_csv(REF_DIR / "orthodont.csv")  # Sex: strings, "Female" sorts first
+    ref = REF["varident_orthodont"]
+    fit = Model(ref["formula"], d, sigma="~ 1 | Sex").fit_reml()
+    assert list(fit.sigma_ratio.index) == ["Male", "Female"]
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
+    back = Model(ref["formula"], d.iloc[::-1], sigma="~ 1 | Sex").fit_reml()
+    assert list(back.sigma_ratio.index) == ["Female", "Male"]
+    assert back.sigma == pytest.approx(ref["sigma"] * ref["sigma_ratio"]["Female"], rel=1e-3)
+    assert back.sigma_ratio["Male"] == pytest.approx(1 / ref["sigma_ratio"]["Female"], rel=1e-3)
+    assert back.loglik == pytest.approx(ref["logLik"], abs=1e-5)

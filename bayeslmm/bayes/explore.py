@@ -284,6 +284,10 @@ def group_loglik(post: PosteriorLike, factor: str) -> xr.DataArray:
     columns, which add nothing).
     """
     design, d = post.design, Draws.of(post)
+    if design.residual_scale() is not None:
+        raise BayesLMMError(
+            "leave-one-group-out LOO does not take weights yet: use loo(by='observation')"
+        )
     inner, outer = integrated_terms(design, factor)
     main = design.factor_terms(factor)[0]
     group = main.codes

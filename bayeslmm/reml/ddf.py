@@ -243,6 +243,15 @@ def kenward_roger_parts(
 def lb_ddf(L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray) -> float:
     """pbkrtest's ``Lb_ddf`` for a contrast matrix L (full row rank q, or one row):
     Kenward & Roger's E and V of the scaled Wald statistic matched to F(q, df)."""
+    return kr_ddf_scale(L, V0, P, W)[0]
+
+
+def kr_ddf_scale(
+    L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray
+) -> tuple[float, float]:
+    """Kenward & Roger's denominator df and F scaling λ for Lβ = 0 (pbkrtest's
+    ``Lb_ddf`` and ``KRmodcomp``'s ``F.scaling``: 1 where df is within 0.01 of 4, else
+    df·(1 − A₂/q)/(df − 2))."""
     Lm = np.atleast_2d(L)
     Theta = Lm.T @ np.linalg.solve(Lm @ V0 @ Lm.T, Lm)
     u = [Theta @ V0 @ Pi @ V0 for Pi in P]
@@ -266,7 +275,9 @@ def lb_ddf(L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray) ->
     num = 1 - A2 / qq
     ratio = 1.0 if abs(num) < 1e-14 and abs(V1) < 1e-14 else num / V1
     rho = (1 / qq) * ratio**2 * V0_ / V2
-    return 4 + (qq + 2) / (qq * rho - 1)
+    df = 4 + (qq + 2) / (qq * rho - 1)
+    scale = 1.0 if abs(df - 4) < 1e-2 else df * (1 - A2 / qq) / (df - 2)
+    return df, scale
 
 
 def vcov_derivatives(mg: Marginal, sigma: float) -> np.ndarray:
@@ -348,21 +359,25 @@ class Contrasts:
             df = np.array([lb_ddf(row, self.Phi, self.P, self.Wkr) for row in L])
         return est, np.sqrt(var), df
 
-    def f_test(self, L: np.ndarray) -> tuple[float, int, float]:
-        """(F, NumDF, DenDF) of the hypothesis Lβ = 0 (L reduced to full row rank)."""
+    def f_test(self, L: np.ndarray) -> tuple[float, int, float, float]:
+        """(F, NumDF, DenDF, the unscaled Wald F) of the hypothesis Lβ = 0 (L reduced to
+        full row rank).  Kenward–Roger's F is the Wald F with Φ_A times the scaling λ
+        (pbkrtest's ``KRmodcomp``, as lmerTest reports it); Satterthwaite's is unscaled."""
         L = np.atleast_2d(np.asarray(L, dtype=float))
         if self.method == "satterthwaite":
             VL = L @ self.V @ L.T
             d, U = np.linalg.eigh(VL)
-            keep = d > 1e-8 * max(d.max(), 0.0) if d.size else d > 0
+            keep = d > 1.5e-8 * max(d.max(), 0.0) if d.size else d > 0
             PtL = U[:, keep].T @ L
             t2 = (PtL @ self.beta) ** 2 / d[keep]
             _, _, nu = self.rows(PtL)
-            return float(t2.sum() / len(t2)), len(t2), fstat_ddf(nu)
+            F = float(t2.sum() / len(t2))
+            return F, len(t2), fstat_ddf(nu), F
         L = row_basis(L)
         Lb = L @ self.beta
         F = float(Lb @ np.linalg.solve(L @ self.V @ L.T, Lb)) / L.shape[0]
-        return F, int(L.shape[0]), lb_ddf(L, self.Phi, self.P, self.Wkr)
+        df, scale = kr_ddf_scale(L, self.Phi, self.P, self.Wkr)
+        return F * scale, int(L.shape[0]), df, F
 
 
 def row_basis(L: np.ndarray, tol: float = 1e-10) -> np.ndarray:
