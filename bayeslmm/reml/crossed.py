@@ -31,9 +31,9 @@ import scipy.sparse as sp
 
 from ..design import Design, lower_triangle
 from .blocked import BlockedDeviance
-from .pls import PLSSolution, level_blocks, template
+from .pls import PLSSolution, chol_inverse, level_blocks, template
 
-_dpotrf, _dpotri, _dsyrk = sla.lapack.dpotrf, sla.lapack.dpotri, sla.blas.dsyrk
+_dpotrf, _dsyrk = sla.lapack.dpotrf, sla.blas.dsyrk
 _dtrtrs = sla.lapack.dtrtrs
 
 #: the dense coupling is used where A₂₁ has at least this share of non-zeros ...
@@ -203,7 +203,7 @@ class CrossedDeviance(BlockedDeviance):
     def _logdet_blocks(self, f: CrossedFactor) -> list[np.ndarray]:
         """The level-diagonal blocks of Ω⁻¹ΛᵀA_ZZ per term (module doc), ML's share."""
         theta, b2, l1, k1, q2 = f.theta, self.b2, self.l1, self.k1, self.b2.q
-        Sinv = self._sinv(f)
+        Sinv = chol_inverse(f.L22)
         U = Sinv @ f.K  # S⁻¹K; VₗᵀVₗ = KₗᵀUₗ
         K3 = np.transpose(f.K.reshape(q2, l1, k1), (1, 2, 0))  # (ℓ₁, k₁, q₂)
         U3 = U.reshape(q2, l1, k1).transpose(1, 0, 2)  # (ℓ₁, q₂, k₁)
@@ -222,12 +222,6 @@ class CrossedDeviance(BlockedDeviance):
             blocks.append(G - self._per_level(U[a:b], f.AF[a:b], k))
         return blocks
 
-    @staticmethod
-    def _sinv(f: CrossedFactor) -> np.ndarray:
-        """S⁻¹ = (L₂₂L₂₂ᵀ)⁻¹, both triangles."""
-        Sinv = _dpotri(f.L22, lower=1)[0]
-        return np.tril(Sinv) + np.tril(Sinv, -1).T
-
     def solution(self, theta: np.ndarray) -> PLSSolution:
         """β̂, r², R_X, û and the conditional variance blocks at θ by blocks."""
         f = self.factor(theta)
@@ -237,7 +231,7 @@ class CrossedDeviance(BlockedDeviance):
         coef = np.concatenate([-beta, [1.0]])
         u = self._back(f, f.E1 @ coef[:, None], f.E2 @ coef[:, None])[:, 0]
         # (Ω⁻¹)₁₁'s level blocks L₁ₗ⁻ᵀ(I + VₗᵀVₗ)L₁ₗ⁻¹ and (Ω⁻¹)₂₂ = S⁻¹
-        Sinv = self._sinv(f)
+        Sinv = chol_inverse(f.L22)
         K3 = np.transpose(f.K.reshape(q2, l1, k1), (1, 2, 0))
         inner = K3 @ (Sinv @ f.K).reshape(q2, l1, k1).transpose(1, 0, 2)
         inner[:, np.arange(k1), np.arange(k1)] += 1.0
