@@ -529,6 +529,12 @@ def build_design(
     )
 
 
+def frame_options(frame: pd.DataFrame) -> dict[str, str]:
+    """The ``weights=`` / ``offset=`` a saved model frame gives back: R's ``(weights)`` and
+    ``(offset)`` columns, which :func:`build_design` writes into ``Design.frame``."""
+    return {k: f"({k})" for k in ("weights", "offset") if f"({k})" in frame.columns}
+
+
 def _first_appearance(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Levels in order of first appearance in the rows (nlme's ``varIdent`` strata:
     ``unique(strat)``, so the first row's level is the reference), codes renumbered."""
