@@ -164,6 +164,19 @@ class Design:
         return pd.DataFrame(self.columns)
 
     @property
+    def weight_offset_note(self) -> list[str]:
+        """Summary lines naming the weights and the offset, if any."""
+        lines = []
+        if self.weights is not None:
+            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
+        if self.offset is not None:
+            parts = [f"offset({t})" for t in self.offset_terms]
+            if self.offset_column is not None:
+                parts.append(self.offset_column or "offset= values")
+            lines.append(f"Offset: {' + '.join(parts)}")
+        return lines
+
+    @property
     def is_plain(self) -> bool:
         """No weights, offset or residual groups: y = Xβ + Zb + ε with ε ~ N(0, σ²I)."""
         return self.weights is None and self.offset is None and self.residual is None

@@ -152,6 +152,7 @@ def test_saved_weighted_posterior_keeps_weights_and_offset(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         post = model.sample(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+    assert "Weights:" in post.summary() and "Offset: offset= values" in post.summary()
     back = blm.load_posterior(post.save(tmp_path / "w.nc"))
     np.testing.assert_array_equal(back.design.weights, model.design.weights)
     np.testing.assert_allclose(back.design.offset, model.design.offset)

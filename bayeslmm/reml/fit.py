@@ -573,14 +573,7 @@ class LmerFit:
     def _breadth_lines(self) -> list[str]:
         """The summary's lines on weights, offset and residual groups (none for a plain
         model)."""
-        d, lines = self.design, []
-        if d.weights is not None:
-            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
-        if d.offset is not None:
-            parts = [f"offset({t})" for t in d.offset_terms]
-            if d.offset_column is not None:
-                parts.append(d.offset_column or "offset= values")
-            lines.append(f"Offset: {' + '.join(parts)}")
+        lines = self.design.weight_offset_note
         ratio = self.sigma_ratio
         if ratio is not None:
             labels = [str(v) for v in ratio.index]
