@@ -84,9 +84,10 @@ class PoolingExplorer:
 
     def simulate(self) -> np.ndarray:
         """Replace the response by one drawn from the current setting: y = Xβ̂ + Zb + ε,
-        b ~ N(0, Σ), ε ~ N(0, σ²) (β̂ the current population coefficients)."""
+        b ~ N(0, Σ), ε ~ N(0, σ²) (β̂ the observed data's at the current Σ, σ)."""
         lam = covariance_factor(self.design, self.setting)
-        beta = self._beta
+        X = self.design.X  # β̂ of the observed data at this setting (no drift over draws)
+        beta, _ = conditional_modes(X, self._Z @ lam, self.y_observed, self.setting.sigma)
         u = self._rng.standard_normal(lam.shape[0])
         eps = self._rng.standard_normal(len(self.y_observed))
         self.y = self.design.X @ beta + self._Z @ (lam @ u) + self.setting.sigma * eps
@@ -99,8 +100,7 @@ class PoolingExplorer:
         self.set()
 
     def _compute(self) -> View:
-        view, self._beta = self.view_at(self.setting)
-        return view
+        return self.view_at(self.setting)[0]
 
     def view_at(self, setting: Setting) -> tuple[View, np.ndarray]:
         """What the explorer would show at ``setting`` (the current data and rows kept),

@@ -50,6 +50,20 @@ CONTOURS = (0.5, 0.9)
 MAX_PANELS = 12
 
 
+def _contours(ax: Axes, centre: np.ndarray, cov: np.ndarray, span: float) -> None:
+    """The contours of N(centre, cov) holding 50 % and 90 %; one far larger than the frame
+    (τ → ∞) is left out, as matplotlib would take seconds to clip it."""
+    vals, vecs = np.linalg.eigh(cov)
+    angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
+    for p in CONTOURS:
+        r = math.sqrt(-2.0 * math.log(1.0 - p))  # P(χ²₂ ≤ r²) = p
+        width, height = (2 * r * math.sqrt(max(v, 0.0)) for v in (vals[-1], vals[0]))
+        if np.isfinite(span) and width <= 50 * max(span, 1e-12):
+            ax.add_patch(
+                Ellipse(tuple(centre), width, height, angle=angle, fill=False, color="0.6", ls="--")
+            )
+
+
 def draw_shrinkage(ax: Axes, view: View, title: str = "") -> None:
     """Arrows no pooling → partial pooling in the factor's first two columns (a dot plot
     for one column), with the contours of N(β̂, Σ) that hold 50 % and 90 % of it."""
@@ -63,14 +77,8 @@ def draw_shrinkage(ax: Axes, view: View, title: str = "") -> None:
         ax.axvline(centre[0], color="black", lw=1)
         ax.set_yticks(y, list(view.coefficients.index), fontsize=7)
     else:
-        vals, vecs = np.linalg.eigh(cov)
-        angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
-        for p in CONTOURS:
-            r = math.sqrt(-2.0 * math.log(1.0 - p))  # P(χ²₂ ≤ r²) = p
-            width, height = (2 * r * math.sqrt(max(v, 0.0)) for v in (vals[-1], vals[0]))
-            ax.add_patch(
-                Ellipse(tuple(centre), width, height, angle=angle, fill=False, color="0.6", ls="--")
-            )
+        both = np.vstack([start, end])
+        _contours(ax, centre, cov, span=float(np.nanmax(both) - np.nanmin(both)))
         ax.plot(*centre, "*", color="black", ms=13, mec="white", zorder=5)
     color = STYLE["partial"][0]
     for a, b in zip(start, end, strict=True):

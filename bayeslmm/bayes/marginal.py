@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,9 +33,10 @@ from scipy.special import gammaln
 from .. import names
 from ..design import Design
 from ..errors import SamplingError
-from ..progress import ProgressBar
 from ..rng import int_seeds
 from . import compiled as nb
+from .nuts.record import sample_stats, warmup_groups
+from .nuts.runner import Chains, run_chains
 from .parameterization import block_terms
 from .priors import Prior
 from .settings import SamplerSettings
@@ -60,8 +60,6 @@ _POSITIVE = {nb.HALF_NORMAL, nb.HALF_STUDENT_T, nb.HALF_CAUCHY, nb.EXPONENTIAL, 
 _POSITIVE |= {nb.INVERSE_GAMMA, nb.LOG_NORMAL, nb.WEIBULL}
 #: sample_stats attribute: 1 when β was integrated out with b (see :func:`build`)
 INTEGRATED_FIXEF = "integrated_fixef"
-#: the dense metric is estimated up to this many parameters (a diagonal one above)
-DENSE_MAX = 50
 
 
 class UnsupportedPriorError(SamplingError):
@@ -605,96 +603,6 @@ def laplace_covariance(mm: MarginalModel, theta: np.ndarray) -> np.ndarray:
     return (V * var) @ V.T * np.outer(s, s)
 
 
-def windows(tune: int) -> np.ndarray:
-    """Stan's metric windows for ``tune`` warm-up iterations: element 0 is where the first
-    slow window starts (after a 75-iteration buffer), the rest are the iterations at which
-    the metric is re-estimated (windows of 25, 50, 100, ...; a 50-iteration terminal
-    buffer).  Short warm-ups scale the buffers to 15 % and 10 %; below 20, no metric
-    adaptation."""
-    if tune < 20:
-        return np.array([0], dtype=np.int64)
-    init, term, size = 75, 50, 25
-    if init + term + size > tune:
-        init, term = int(0.15 * tune), int(0.1 * tune)
-        size = tune - init - term
-    ends, start, last = [init], init, tune - term
-    while True:
-        end = start + size
-        if end + 2 * size > last:
-            end = last
-        ends.append(end)
-        if end >= last:
-            return np.array(ends, dtype=np.int64)
-        start, size = end, 2 * size
-
-
-@dataclass(frozen=True)
-class Chains:
-    """What the sampler returns: θ draws (chains, draws, dim), per-iteration statistics
-    (chains, tune + draws, ``compiled.NSTAT``) and the warm-up's timing."""
-
-    theta: np.ndarray
-    stats: np.ndarray
-    tune: int
-    sampling_time: float
-
-
-def run_chains(
-    mm: MarginalModel,
-    start: Start,
-    *,
-    draws: int,
-    tune: int,
-    seed: int | np.random.SeedSequence | None,
-    target_accept: float,
-    max_depth: int = 10,
-    cores: int,
-    progressbar: bool,
-) -> Chains:
-    """NUTS chains from ``start`` (its points and initial metric), ``cores`` at a time in
-    threads (the compiled code releases the GIL).  Chain c uses the c-th child of
-    ``SeedSequence(seed)`` (or of ``seed``), so the draws do not depend on ``cores``."""
-    chains, dim = start.points.shape
-    stream = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    seeds = int_seeds(stream, chains)
-    ends = windows(tune)
-    total = tune + draws
-    theta = np.empty((chains, draws, dim))
-    stats = np.zeros((chains, total, nb.NSTAT))
-    done = np.zeros(chains, dtype=np.int64)
-    dense = dim <= DENSE_MAX
-    metric = start.metric if dense else np.diag(np.diag(start.metric))
-    scale2 = np.ascontiguousarray(np.diag(metric))
-    chunk = max(1, min(100, total // 20))
-    bar = ProgressBar(chains * total, f"Sampling {chains} chains", enabled=progressbar)
-
-    def run(c: int) -> None:
-        q = np.array(start.points[c], dtype=float)  # a copy: the chain moves it
-        grad = np.empty(dim)
-        state = np.zeros(nb.NSTATE)
-        Minv, Lchol = metric.copy(), np.linalg.cholesky(metric)
-        w_mean, w_m2 = np.zeros(dim), np.zeros((dim, dim))
-        for begin in range(0, total, chunk):
-            stop = min(total, begin + chunk)
-            nb.run_chunk(
-                mm.data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, begin,
-                stop, tune, seeds[c], float(target_accept), max_depth, dense, theta[c],
-                stats[c],
-            )  # fmt: skip
-            done[c] = stop
-            bar.update(int(done.sum()))
-
-    t0 = time.perf_counter()
-    with bar:
-        if cores <= 1 or chains == 1:
-            for c in range(chains):
-                run(c)
-        else:
-            with ThreadPoolExecutor(max_workers=cores) as pool:
-                list(pool.map(run, range(chains)))
-    return Chains(theta, stats, tune, time.perf_counter() - t0)
-
-
 #: draws of b per seeded block (:func:`draw_effects`)
 EFFECT_BLOCK = 256
 
@@ -779,9 +687,11 @@ def sample(
     s = settings
     cores = default_cores(s.chains) if s.cores is None else s.cores
     rng = np.random.default_rng(s.stream("start"))
+    start = initial_points(mm, s.chains, rng)
     run = run_chains(
-        mm,
-        initial_points(mm, s.chains, rng),
+        mm.data,
+        start.points,
+        start.metric,
         draws=s.draws,
         tune=s.tune,
         seed=s.stream("chains"),
@@ -789,6 +699,7 @@ def sample(
         max_depth=s.max_treedepth,
         cores=cores,
         progressbar=s.progressbar,
+        save_warmup=s.save_warmup,
     )
     effects = draw_effects(mm, run.theta, s.stream("effects"), cores)
     return to_datatree(mm, run, effects, coords)
@@ -819,30 +730,20 @@ def to_datatree(
         posterior[names.ranef(t.group)] = ([*sample, t.factor, names.term_dim(t.group)], b)
     used = {d for dims_, _ in posterior.values() for d in dims_} - set(sample)
     post_coords = {**base, **{k: v for k, v in coords.items() if k in used}}
-    s = run.stats[:, run.tune :]
-    stats = {
-        "lp": s[..., nb.LP],
-        "step_size": s[..., nb.STEP],
-        "tree_depth": s[..., nb.DEPTH].astype(np.int64),
-        "n_steps": s[..., nb.NLEAP],
-        "diverging": s[..., nb.DIVERGING] > 0,
-        "energy": s[..., nb.ENERGY],
-        "acceptance_rate": s[..., nb.ACCEPT],
-    }
-    stats_ds = xr.Dataset(
-        {k: (sample, v) for k, v in stats.items()},
-        coords=base,
-        attrs={
-            "sampling_time": run.sampling_time,
-            "tuning_steps": run.tune,
-            INTEGRATED_FIXEF: int(mm.fixef_prior is not None),
-        },
-    )
+    stats_ds = sample_stats(run, base)
+    stats_ds.attrs[INTEGRATED_FIXEF] = int(mm.fixef_prior is not None)
     observed = xr.Dataset({names.Y: ([names.OBS], design.y)}, coords={names.OBS: coords[names.OBS]})
-    return xr.DataTree.from_dict(
-        {
-            "posterior": xr.Dataset(posterior, coords=post_coords),
-            "sample_stats": stats_ds,
-            "observed_data": observed,
-        }
-    )
+    groups = {
+        "posterior": xr.Dataset(posterior, coords=post_coords),
+        "sample_stats": stats_ds,
+        "observed_data": observed,
+    }
+    if run.warmup.shape[1]:  # the parameters NUTS moved (β only when not integrated out)
+        warm = constrained(mm, run.warmup)
+        if not mm.p:
+            warm = {k: v for k, v in warm.items() if k not in _FIXEF_NAMES}
+        groups.update(warmup_groups(run, {k: (sample + dims[k], v) for k, v in warm.items()}))
+    return xr.DataTree.from_dict(groups)
+
+
+_FIXEF_NAMES = (names.INTERCEPT, names.BETA, names.FIXEF)

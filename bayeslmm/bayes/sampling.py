@@ -110,7 +110,12 @@ def sample_posterior(
             _add_ranef(idata, design, settings)
     annotate(idata, design, priors, parameterization, nuts_sampler=sampler)
     idata.attrs[io.SEED] = str(settings.seed)
+    idata["sample_stats"].attrs.update(
+        max_treedepth=settings.max_treedepth, target_accept=settings.target_accept
+    )
     posterior = Posterior(idata, design, priors=priors, parameterization=parameterization)
+    if settings.log_likelihood and "log_likelihood" not in idata:
+        idata["log_likelihood"] = xr.DataTree(dataset=posterior.log_likelihood())
     posterior.check_convergence(stacklevel=4)
     return posterior
 

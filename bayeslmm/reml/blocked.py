@@ -158,8 +158,11 @@ class BlockedDeviance(Deviance):
             prod = (vec[a][:, :, None] * vec[b][:, None, :]).reshape(-1)
             ipos = np.repeat(ipos, k1 * k1)
             col = (lev[a][:, None] * k1 * k1 + np.arange(k1 * k1)).reshape(-1)
-        # G_lower[upos] = P @ vec(W): one sparse mat-vec per evaluation
-        self._P = sp.csr_matrix((prod, (ipos, col)), shape=(len(upos), l1 * k1 * k1))
+        # G_lower[upos] = P @ vec(W): one sparse mat-vec per evaluation; the entries come
+        # by level, so P is built column-wise without a sort where k₁ = 1
+        order = np.argsort(col, kind="stable") if k1 > 1 else slice(None)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=l1 * k1 * k1))])
+        self._P = sp.csc_matrix((prod[order], ipos[order], indptr), shape=(len(upos), l1 * k1 * k1))
         self._upos = upos.astype(np.intp)
         self._urow, self._ucol = np.divmod(self._upos, q2)
         self._upos_t = (self._ucol * q2 + self._urow).astype(np.intp)

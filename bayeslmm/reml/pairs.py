@@ -41,13 +41,23 @@ def _sinv(L22: np.ndarray) -> np.ndarray:
     return np.tril(Sinv) + np.tril(Sinv, -1).T
 
 
-def _level_sums(dev: BlockedDeviance, s: np.ndarray, Sinv: np.ndarray) -> np.ndarray:
-    """Yₗ = Σᵢⱼ aᵢₗ sᵢ(S⁻¹)ᵢⱼ sⱼ aⱼₗᵀ over the pairs of each level, (ℓ₁, k₁, k₁) (reads
-    S⁻¹'s lower triangle only)."""
-    x = s[dev._urow] * s[dev._ucol] * Sinv.flat[dev._upos]
+def _level_sums(dev: BlockedDeviance, s: np.ndarray, Sinv_u: np.ndarray) -> np.ndarray:
+    """Yₗ = Σᵢⱼ aᵢₗ sᵢ(S⁻¹)ᵢⱼ sⱼ aⱼₗᵀ over the pairs of each level, (ℓ₁, k₁, k₁), from S⁻¹
+    at the pairs' (lower) positions."""
+    x = s[dev._urow] * s[dev._ucol] * Sinv_u
     x[dev._urow == dev._ucol] *= 0.5  # the pairs hold i >= j: Y = Q + Qᵀ
     Q = (dev._P.T @ x).reshape(dev.l1, dev.k1, dev.k1)
     return Q + np.transpose(Q, (0, 2, 1))
+
+
+def _row_sums(
+    rows: np.ndarray, cols: np.ndarray, v: np.ndarray, s: np.ndarray, q2: int
+) -> np.ndarray:
+    """Σ_c V_jc s_c for a symmetric V given by its lower entries v at (rows, cols)."""
+    off = np.where(rows == cols, 0.0, v)
+    return np.bincount(rows, v * s[cols], minlength=q2) + np.bincount(
+        cols, off * s[rows], minlength=q2
+    )
 
 
 def cond_var_pairs(dev: BlockedDeviance, f: BlockedFactor) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +65,7 @@ def cond_var_pairs(dev: BlockedDeviance, f: BlockedFactor) -> tuple[np.ndarray, 
     assert f.L22 is not None and f.Minv is not None
     Sinv = _sinv(f.L22)
     MT = f.Minv @ f.T1.T
-    Y = _level_sums(dev, dev.b2.scale(f.theta), Sinv)
+    Y = _level_sums(dev, dev.b2.scale(f.theta), Sinv.flat[dev._upos])
     return f.Minv + MT @ Y @ np.transpose(MT, (0, 2, 1)), Sinv
 
 
@@ -93,13 +103,14 @@ def value_and_grad_pairs(dev: BlockedDeviance, theta: np.ndarray) -> tuple[float
     coef = np.concatenate([-beta, [1.0]])
     W1, W2, Y1, Y2 = _modes(dev, f, s)
     Sinv = _dpotri(f.L22, lower=1)[0]  # lower triangle
+    Sinv_u = Sinv.flat[dev._upos]
     MT = f.Minv @ f.T1.T
-    Yl = _level_sums(dev, s, Sinv)
+    Yl = _level_sums(dev, s, Sinv_u)
     G1 = (f.Minv + MT @ Yl @ np.transpose(MT, (0, 2, 1))) @ (f.T1.T @ dev.A11) - MT @ Yl
-    Su = dev.A22.copy()
-    Su.flat[dev._upos] -= f.g
-    H = np.tril(Sinv * Su)  # G2 = (S⁻¹ ∘ Sᵤ)s from the lower triangles
-    G2 = H @ s + H.T @ s - np.diagonal(H) * s
+    # G2 = (S⁻¹ ∘ Sᵤ)s over the non-zeros of Sᵤ = A₂₂ − A₂₁WA₁₂ (lower triangles)
+    q2 = dev.b2.q
+    G2 = _row_sums(dev._a22_row, dev._a22_col, Sinv.flat[dev._a22_pos] * dev._a22_val, s, q2)
+    G2 -= _row_sums(dev._urow, dev._ucol, Sinv_u * f.g, s, q2)
     if dev.reml and p:
         Pinv = sla.cho_solve((Rx, True), np.eye(p))
         G1 -= (W1[:, :, :p] @ Pinv) @ np.transpose(Y1[:, :, :p], (0, 2, 1))
