@@ -513,8 +513,10 @@ def build_design(
     frame = dict(cols.values)
     if w is not None:
         frame["(weights)"] = w
-    if off_all is not None:
-        frame[offset if isinstance(offset, str) else "(offset)"] = off_all[cols.keep]
+    if off_all is not None:  # R's (offset) column; a named one also by its name (new rows)
+        frame["(offset)"] = off_all[cols.keep]
+        if isinstance(offset, str):
+            frame[offset] = off_all[cols.keep]
     resid = None
     if resid_factor is not None:
         levels, codes = _first_appearance(*_grouping_factor(cols, (resid_factor,)))
