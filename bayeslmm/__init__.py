@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from .bayes.explore import compare_models
     from .bayes.posterior import Posterior, load_posterior
     from .bayes.priors import Prior
-    from .compare import ComparisonError, compare, shrinkage
+    from .compare import ComparisonError, compare, compare_emmeans, shrinkage
     from .datasets import list_datasets, load_dataset
     from .design import Design, ReTerm
+    from .emgrid import EmmeansError
     from .explore_plots import plot_posterior, plot_ppc, plot_predictions, plot_trace
     from .model import Model, lmer
     from .plots import plot_compare, plot_group_fits, plot_shrinkage
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ComparisonError": "compare",
     "Design": "design",
+    "EmmeansError": "emgrid",
     "InferenceError": "reml.inference",
     "LmerFit": "reml.fit",
     "MLRefitWarning": "reml.inference",
@@ -57,6 +59,7 @@ _LAZY = {
     "ReTerm": "design",
     "anova": "reml.anova",
     "compare": "compare",
+    "compare_emmeans": "compare",
     "compare_models": "bayes.explore",
     "list_datasets": "datasets",
     "lmer": "model",
@@ -84,6 +87,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "Design",
+    "EmmeansError",
     "FormulaError",
     "InferenceError",
     "LOOWarning",
@@ -102,6 +106,7 @@ __all__ = [
     "SingularFitWarning",
     "anova",
     "compare",
+    "compare_emmeans",
     "compare_models",
     "explore_pooling",
     "list_datasets",

@@ -185,9 +185,44 @@ def compare(
         draws = posterior.parameter_draws()
         parts.append(_summarize(draws, keys.index, kind, prob, _COMPARE_STATS))
     table = pd.concat(parts, axis=1)
+    if fit is not None and fit.sigma_by_group is not None:
+        table = pd.concat([table, _group_sigma_rows(fit)])
     if fit is not None and posterior is not None:
         est = "reml" if fit.reml else "ml"
         table["std_diff"] = (table["mean"] - table[est]) / table["sd"]
+    return ComparisonTable(table)
+
+
+def compare_emmeans(
+    fit: LmerFit,
+    posterior: Posterior,
+    specs: str | list[str],
+    by: str | list[str] | None = None,
+    at: dict[str, Any] | None = None,
+    *,
+    contrast: Any = None,
+    ddf: str = "kenward-roger",
+) -> ComparisonTable:
+    """Estimated marginal means (or, with ``contrast`` "pairwise", "trt.vs.ctrl", ... or
+    a dict, their contrasts) of the REML fit beside the posterior's, one row per level:
+    the REML columns as emmeans names them (``emmean``/``estimate``, ``SE``, ``df``,
+    ``lower.CL``, ``upper.CL`` at the posterior's ``ci_prob``) prefixed ``reml_``, the
+    posterior's (median, sd, credible interval) prefixed ``post_``, and ``std_diff``
+    = (posterior median − REML) / posterior sd."""
+    check_inputs(fit, posterior)
+    if fit is None or posterior is None:
+        raise ComparisonError("compare_emmeans needs a REML fit and a posterior")
+    reml = fit.emmeans(specs, by, at, ddf=ddf, level=posterior.ci_prob)
+    post = posterior.emmeans(specs, by, at)
+    if contrast is not None:
+        reml, post = reml.contrast(contrast), post.contrast(contrast)
+    est = "emmean" if contrast is None else "estimate"
+    keep = [c for c in (est, "SE", "df", "lower.CL", "upper.CL") if c in reml.columns]
+    table = pd.concat(
+        [pd.DataFrame(reml)[keep].add_prefix("reml_"), pd.DataFrame(post).add_prefix("post_")],
+        axis=1,
+    )
+    table["std_diff"] = (table[f"post_{est}"] - table[f"reml_{est}"]) / table["post_sd"]
     return ComparisonTable(table)
 
 
@@ -205,6 +240,23 @@ def _reml_columns(fit: LmerFit, params: list[names.Parameter], index: pd.Index) 
             values.append(float(lookup[(p.grp, p.var1, p.var2)]))
             se.append(np.nan)
     return pd.DataFrame({est: values, f"{est}_se": se}, index=index)
+
+
+def _group_sigma_rows(fit: LmerFit) -> pd.DataFrame:
+    """Rows ``sigma[level]`` for each residual group but the reference (whose σ is the
+    ``sigma`` row): the REML fit's σ·ratio (the posterior path has one σ)."""
+    groups = fit.sigma_by_group
+    assert groups is not None
+    est = "reml" if fit.reml else "ml"
+    levels = list(groups.index[1:])
+    return pd.DataFrame(
+        {
+            "grp": "Residual",
+            "var1": pd.Series(levels, dtype=object, index=[f"sigma[{lv}]" for lv in levels]),
+            "var2": None,
+            est: groups.to_numpy()[1:],
+        }
+    )
 
 
 #: the REML intervals compare() can show (``reml_ci``)

@@ -15,7 +15,7 @@ import itertools
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -115,6 +115,21 @@ class ReTerm:
 
 
 @dataclass(frozen=True, eq=False)
+class ResidualGroups:
+    """The groups of a residual SD per group (nlme's ``varIdent(form = ~ 1 | factor)``):
+    ``levels`` in order of first appearance in the data, as nlme orders its strata (the
+    first row's level is the reference), ``codes`` each row's."""
+
+    factor: str
+    levels: tuple[str, ...]
+    codes: np.ndarray
+
+    @property
+    def ngroups(self) -> int:
+        return len(self.levels)
+
+
+@dataclass(frozen=True, eq=False)
 class Design:
     """Everything both estimation paths read: y, X, and the random-effect terms.
 
@@ -131,11 +146,68 @@ class Design:
     columns: dict[str, np.ndarray | pd.api.extensions.ExtensionArray]
     n_dropped: int = 0
     dropped_columns: tuple[str, ...] = field(default=())
+    #: lme4's precision weights (Var ε_i = σ²/w_i), None for all 1
+    weights: np.ndarray | None = None
+    #: the known part of the linear predictor (``offset()`` terms plus ``offset=``), or None
+    offset: np.ndarray | None = None
+    #: how to compute the offset on new rows: the ``offset()`` expressions (R syntax)
+    offset_terms: tuple[str, ...] = ()
+    #: the column ``offset=`` named ("" when it was an array: no new rows then)
+    offset_column: str | None = None
+    #: the residual SD's groups (``sigma="~ 1 | g"``), None for one σ
+    residual: ResidualGroups | None = None
 
     @cached_property
     def frame(self) -> pd.DataFrame:
-        """The model frame: the columns the formula uses, complete rows, user dtypes."""
+        """The model frame: the columns the formula uses, complete rows, user dtypes
+        (with R's ``(weights)`` and ``(offset)`` columns where the model has them)."""
         return pd.DataFrame(self.columns)
+
+    @property
+    def is_plain(self) -> bool:
+        """No weights, offset or residual groups: y = Xβ + Zb + ε with ε ~ N(0, σ²I)."""
+        return self.weights is None and self.offset is None and self.residual is None
+
+    @property
+    def log_weights(self) -> float:
+        """Σ log w_i (lme4 subtracts it from the REML criterion and the deviance)."""
+        return 0.0 if self.weights is None else float(np.log(self.weights).sum())
+
+    def working(self, ratio: np.ndarray | None = None) -> Design:
+        """The equivalent homoscedastic design: rows scaled by sqrt(w_i) (w_i the weight,
+        divided by the squared σ ratio of row i's residual group given in ``ratio``) and
+        the offset subtracted from y.  Its σ, θ, β and b are this design's; its criteria
+        differ by Σ log w_i (see :attr:`log_weights`)."""
+        if self.is_plain:
+            return self
+        w = self.row_weights(ratio)
+        y = self.y if self.offset is None else self.y - self.offset
+        if w is None:
+            return replace(self, y=y, offset=None, offset_terms=(), residual=None)
+        s = np.sqrt(w)
+        return replace(
+            self,
+            y=s * y,
+            X=self.X * s[:, None],
+            terms=tuple(replace(t, X=t.X * s[:, None]) for t in self.terms),
+            weights=None,
+            offset=None,
+            offset_terms=(),
+            residual=None,
+        )
+
+    def residual_scale(self, ratio: np.ndarray | None = None) -> np.ndarray | None:
+        """Each row's residual SD over σ, 1/sqrt(w_i) times its group's ratio (None: 1)."""
+        w = self.row_weights(ratio)
+        return None if w is None else 1.0 / np.sqrt(w)
+
+    def row_weights(self, ratio: np.ndarray | None = None) -> np.ndarray | None:
+        """Each row's precision relative to σ²: w_i / ratio[g_i]² (None: all 1)."""
+        w = self.weights
+        if self.residual is not None and ratio is not None:
+            scale = 1.0 / np.asarray(ratio, dtype=float)[self.residual.codes] ** 2
+            w = scale if w is None else w * scale
+        return w
 
     @property
     def nobs(self) -> int:
@@ -225,6 +297,14 @@ class Design:
                 problems.append("responses differ")
             if self.X.shape == other.X.shape and not np.array_equal(self.X, other.X):
                 problems.append("fixed-effect model matrices differ")
+            for what in ("weights", "offset"):
+                a, b = getattr(self, what), getattr(other, what)
+                if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                    problems.append(f"{what} differ")
+            ra, rb = self.residual, other.residual
+            levels = [None if r is None else r.levels for r in (ra, rb)]
+            if levels[0] != levels[1]:
+                problems.append("residual groups (sigma=) differ")
         if self.fixef_names != other.fixef_names:
             problems.append(
                 f"fixed effects differ ({list(self.fixef_names)} vs {list(other.fixef_names)})"
@@ -288,11 +368,23 @@ _CONTEXT: dict[str, Callable[..., Any]] = {
 }
 
 
-def build_design(formula: str, data: pd.DataFrame) -> Design:
+def build_design(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    weights: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    offset: str | Sequence[float] | np.ndarray | pd.Series | None = None,
+    sigma: str | None = None,
+) -> Design:
     """Compile an lme4 formula and a DataFrame into a :class:`Design` (lme4's ``lFormula``).
 
     The caller's DataFrame is never modified.  Rows with a missing value in any
     column the formula uses are dropped (counted in ``n_dropped``, with a warning).
+    ``weights``: lme4's precision weights, a column name or one value per row of ``data``
+    (positive and finite: anything else is a DataError naming the rows).  ``offset``: a
+    known term added to the linear predictor (a column or one value per row), summed with
+    the formula's ``offset(...)`` terms.  ``sigma``: ``"~ 1 | g"`` gives each level of
+    column g its own residual SD (nlme's ``varIdent``).
     """
     parsed = parse_formula(formula)
     if not isinstance(data, pd.DataFrame):
@@ -305,12 +397,24 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
     response = alias.encode(parsed.response)
     fixed = alias.encode(parsed.fixed)
     bars = [(alias.encode(b.lhs), b) for b in parsed.bars]
+    offsets = [alias.encode(o) for o in parsed.offsets]
+    resid_factor = residual_factor(sigma, columns)
 
     used: list[str] = []
     for expr, where in [(response, "the response"), (fixed, "the fixed effects")] + [
         (lhs, str(b)) for lhs, b in bars
     ]:
         used += alias.required(expr, where)
+    for expr, raw in zip(offsets, parsed.offsets, strict=True):
+        for name in alias.required(f"I({expr})", f"offset({raw})"):
+            _check_no_na(data, name, f"offset({raw})")
+            used.append(name)
+    if resid_factor is not None:
+        used.append(resid_factor)
+    w_all = _row_values(data, weights, "weights")
+    off_all = _row_values(data, offset, "offset")
+    if w_all is not None:
+        _check_weights(data, w_all)
     for _, b in bars:
         for name in b.factors:
             if name not in alias.code:
@@ -389,6 +493,24 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         group = factor if k == 0 else f"{factor}.{k}"
         reterms.append(ReTerm(group, factor, term_levels, term_codes, term_cnames, Xi))
 
+    off = _offset_values(offsets, cols, alias, parsed.offsets)
+    if off_all is not None:
+        off = off_all[cols.keep] if off is None else off + off_all[cols.keep]
+    w = None if w_all is None else w_all[cols.keep]
+    frame = dict(cols.values)
+    if w is not None:
+        frame["(weights)"] = w
+    if off_all is not None:
+        frame[offset if isinstance(offset, str) else "(offset)"] = off_all[cols.keep]
+    resid = None
+    if resid_factor is not None:
+        levels, codes = _first_appearance(*_grouping_factor(cols, (resid_factor,)))
+        if len(levels) < 2:
+            raise DataError(
+                f"sigma={sigma!r}: column '{resid_factor}' has a single level "
+                f"({levels[0]!r}); a residual SD per group needs at least two"
+            )
+        resid = ResidualGroups(resid_factor, tuple(levels), codes)
     return Design(
         formula=parsed.formula,
         response=parsed.response,
@@ -396,10 +518,111 @@ def build_design(formula: str, data: pd.DataFrame) -> Design:
         X=X,
         fixef_names=tuple(columns),
         terms=tuple(reterms),
-        columns=cols.values,
+        columns=frame,
         n_dropped=n_dropped,
         dropped_columns=tuple(aliased),
+        weights=w,
+        offset=off,
+        offset_terms=parsed.offsets,
+        offset_column=None if offset is None else offset if isinstance(offset, str) else "",
+        residual=resid,
     )
+
+
+def _first_appearance(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Levels in order of first appearance in the rows (nlme's ``varIdent`` strata:
+    ``unique(strat)``, so the first row's level is the reference), codes renumbered."""
+    _, first = np.unique(codes, return_index=True)
+    order = np.argsort(first)  # level indices by first row
+    remap = np.empty(len(levels), dtype=np.intp)
+    remap[order] = np.arange(len(order))
+    return [levels[i] for i in order], remap[codes]
+
+
+def residual_factor(sigma: str | None, columns: Sequence[str]) -> str | None:
+    """The column of ``sigma="~ 1 | g"`` (also ``"1 | g"`` or ``"g"``), None for None."""
+    if sigma is None:
+        return None
+    if not isinstance(sigma, str):
+        raise FormulaError(f"sigma must be a string like '~ 1 | g', got {type(sigma).__name__}")
+    m = re.fullmatch(r"\s*(?:~\s*)?(?:1\s*\|\s*)?`?([^`|~]+?)`?\s*", sigma)
+    if m is None:
+        raise FormulaError(f"sigma={sigma!r}: write '~ 1 | g' for one residual SD per level of g")
+    name = m.group(1)
+    if name not in columns:
+        raise DataError(f"sigma={sigma!r}: column '{name}' is not a column of data")
+    return name
+
+
+def _rows_text(index: pd.Index, where: np.ndarray) -> str:
+    rows = index[where]
+    shown = ", ".join(repr(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown}"
+
+
+def _check_no_na(data: pd.DataFrame, name: str, where: str) -> None:
+    na = np.asarray(data[name].isna())
+    if na.any():
+        raise DataError(
+            f"column '{name}' of {where} has missing values ({_rows_text(data.index, na)}): "
+            "an offset must be known for every row"
+        )
+
+
+def _row_values(data: pd.DataFrame, values: Any, what: str) -> np.ndarray | None:
+    """``weights=`` / ``offset=`` as floats, one per row of ``data`` (a column name or a
+    sequence); DataErrors name the column, the length or the rows at fault."""
+    if values is None:
+        return None
+    where = what
+    if isinstance(values, str):
+        if values not in data.columns:
+            raise DataError(f"{what}={values!r} is not a column of data")
+        where = f"{what} column '{values}'"
+        values = data[values]
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) != len(data):
+        raise DataError(
+            f"{what} must give one value per row of data ({len(data)}), got "
+            f"{arr.shape[0] if arr.ndim == 1 else f'an array of shape {arr.shape}'}"
+        )
+    if arr.dtype.kind not in "iuf" and not (
+        arr.dtype.kind == "O" and pd.api.types.is_numeric_dtype(pd.Series(arr).infer_objects())
+    ):
+        raise DataError(f"{where} must be numeric, got dtype {arr.dtype}")
+    out = np.asarray(arr, dtype=float)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise DataError(
+            f"{where} has missing or infinite values ({_rows_text(data.index, bad)}): "
+            f"{'weights' if what == 'weights' else 'an offset'} must be known for every row"
+        )
+    return out
+
+
+def _check_weights(data: pd.DataFrame, w: np.ndarray) -> None:
+    if (w == 0).all():
+        raise DataError("weights are all zero: at least the observations used need weight > 0")
+    bad = w <= 0
+    if bad.any():
+        raise DataError(
+            f"weights must be positive: {_rows_text(data.index, bad)} "
+            f"{'have' if bad.sum() > 1 else 'has'} weight <= 0 (drop those rows instead)"
+        )
+
+
+def _offset_values(
+    exprs: Sequence[str], cols: _Columns, alias: _Aliases, raw: Sequence[str]
+) -> np.ndarray | None:
+    """The sum of the ``offset(...)`` expressions on the kept rows, None without any."""
+    total = None
+    for expr, text in zip(exprs, raw, strict=True):
+        code = expr if re.fullmatch(r"_v\d+_", expr.strip()) else f"I({expr})"
+        values, _ = _model_matrix(f"0 + {code}", cols, alias, f"offset({text})")
+        if values.shape[1] != 1:
+            raise DataError(f"offset({text}) must be one numeric value per row")
+        total = values[:, 0] if total is None else total + values[:, 0]
+    return total
 
 
 def _term_order(nl: list[int]) -> list[int]:
@@ -482,6 +705,7 @@ class _Columns:
                 missing |= na
                 self.with_missing.append(str(c))
             raw[str(c)] = values
+        self.keep = ~missing  # the rows of ``data`` the design keeps
         self.n_dropped = int(missing.sum())
         if self.n_dropped == len(data):
             empty = [c for c in self.with_missing if pd.isna(raw[c]).all()]
@@ -642,7 +866,7 @@ def _response(text: str, expr: str, cols: _Columns, alias: _Aliases) -> np.ndarr
     return Y[:, 0].copy()
 
 
-def _factor_levels(
+def factor_levels(
     v: np.ndarray | pd.api.extensions.ExtensionArray,
 ) -> tuple[list[str], np.ndarray]:
     """Level labels in R's order and the integer code of each row."""
@@ -665,9 +889,9 @@ def _factor_levels(
 
 def _grouping_factor(cols: _Columns, factors: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
     """Levels and codes of ``a:b:...``: observed combinations, the first factor slowest."""
-    labels, codes = _factor_levels(cols.values[factors[0]])
+    labels, codes = factor_levels(cols.values[factors[0]])
     for name in factors[1:]:
-        lab2, codes2 = _factor_levels(cols.values[name])
+        lab2, codes2 = factor_levels(cols.values[name])
         combined = codes * len(lab2) + codes2
         used, codes = np.unique(combined, return_inverse=True)
         labels = [f"{labels[u // len(lab2)]}:{lab2[u % len(lab2)]}" for u in used]
@@ -711,6 +935,8 @@ class NewRows:
     X: np.ndarray
     terms: tuple[TermRows, ...]
     index: pd.Index
+    #: the model's offset on these rows (None: none)
+    offset: np.ndarray | None = None
 
     @property
     def m(self) -> int:
@@ -728,6 +954,8 @@ class NewRows:
         """
         fixef = np.atleast_2d(fixef)
         eta = np.zeros((fixef.shape[0], self.m))
+        if self.offset is not None:
+            eta += self.offset
         for j in range(self.X.shape[1]):  # column by column: no (S, m, p) temporaries
             eta += fixef[:, j : j + 1] * self.X[:, j]
         for rows, b in zip(self.terms, ranef or [None] * len(self.terms), strict=True):
@@ -799,6 +1027,7 @@ def new_rows(design: Design, newdata: pd.DataFrame | None = None) -> NewRows:
                 for t in design.terms
             ),
             pd.RangeIndex(design.nobs),
+            design.offset,
         )
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
@@ -813,7 +1042,16 @@ def new_rows(design: Design, newdata: pd.DataFrame | None = None) -> NewRows:
     for lhs, bar in bars:
         model_cols += alias.required(lhs, str(bar))
     model_cols = list(dict.fromkeys(model_cols))
-    needed = list(dict.fromkeys(model_cols + [f for _, b in bars for f in b.factors]))
+    offsets = [alias.encode(o) for o in parsed.offsets]
+    offset_cols = [c for o in offsets for c in alias.required(f"I({o})", "the offset")]
+    if design.offset_column == "":
+        raise DataError(
+            "the model's offset= was given as an array, so it is unknown on newdata: give "
+            "offset= as a column name to predict on new rows"
+        )
+    if design.offset_column is not None:
+        offset_cols.append(design.offset_column)
+    needed = list(dict.fromkeys(model_cols + [f for _, b in bars for f in b.factors] + offset_cols))
     given = {str(c): c for c in newdata.columns}
     missing = [c for c in needed if c not in given]
     if missing:
@@ -851,12 +1089,18 @@ def new_rows(design: Design, newdata: pd.DataFrame | None = None) -> NewRows:
             labels = np.asarray([f"{a}:{b}" for a, b in pairs], dtype=object)
         codes = pd.Index(t.levels).get_indexer(pd.Index(labels)).astype(np.intp)
         terms.append(TermRows(t, Xt, labels, codes))
-    return NewRows(X, tuple(terms), newdata.index)
+    offset = _offset_values(offsets, cols, alias, parsed.offsets)
+    if design.offset_column is not None:
+        extra = cols.numeric(design.offset_column)
+        if extra is None:
+            raise DataError(f"newdata's offset column {design.offset_column!r} is not numeric")
+        offset = extra if offset is None else offset + extra
+    return NewRows(X, tuple(terms), newdata.index, offset)
 
 
 def _row_labels(values: np.ndarray | pd.api.extensions.ExtensionArray) -> np.ndarray:
-    """Each row's level label, as :func:`_factor_levels` names the levels (str)."""
-    labels, codes = _factor_levels(values)
+    """Each row's level label, as :func:`factor_levels` names the levels (str)."""
+    labels, codes = factor_levels(values)
     return np.asarray(labels, dtype=object)[codes]
 
 
@@ -924,3 +1168,86 @@ def _new_matrix(
         col = wanted[int(np.where(~np.isfinite(X).all(axis=0))[0][0])]
         raise DataError(f"column '{col}' of {where} has non-finite values in newdata")
     return X
+
+
+# --------------------------------------------------------------------------------------
+# The fixed part's terms (F tests and estimated marginal means)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedTerm:
+    """One term of the fixed part: R's label (``nitro:Variety``), its columns (indices in
+    ``fixef_names``), the data columns it uses as factors, and its numeric factors
+    (R-named expressions such as ``nitro`` or ``I(nitro^2)``)."""
+
+    label: str
+    columns: tuple[int, ...]
+    factors: tuple[str, ...]
+    numerics: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class FixedTerms:
+    """The fixed part by term: ``terms`` in formula order (the intercept included, with
+    no factors and no numerics), ``values`` each numeric factor on the design's rows."""
+
+    terms: tuple[FixedTerm, ...]
+    values: dict[str, np.ndarray]
+
+    @property
+    def factors(self) -> list[str]:
+        """The data columns the fixed part uses as factors, in order of appearance."""
+        return list(dict.fromkeys(f for t in self.terms for f in t.factors))
+
+    @property
+    def numeric_variables(self) -> list[str]:
+        """Labels of the numeric factors (``nitro``, ``I(nitro^2)``)."""
+        return list(dict.fromkeys(n for t in self.terms for n in t.numerics))
+
+
+def fixed_terms(design: Design) -> FixedTerms:
+    """The fixed part of ``design`` by term (formulaic's term structure, R's names).
+    Columns R dropped as aliased belong to no term."""
+    parsed = parse_formula(design.formula)
+    frame = design.frame
+    alias = _Aliases([str(c) for c in frame.columns])
+    fixed = alias.encode(parsed.fixed)
+    cols = _Columns(frame, [str(c) for c in frame.columns], alias)
+    index = {name: j for j, name in enumerate(design.fixef_names)}
+    simple = _additive_numeric(fixed, cols, alias)
+    if simple is not None:
+        X, names_ = simple
+        terms = [
+            FixedTerm(n, (index[n],), (), () if n == "(Intercept)" else (n,))
+            for n in names_
+            if n in index
+        ]
+        values = {n: X[:, j] for j, n in enumerate(names_) if n != "(Intercept)"}
+        return FixedTerms(tuple(terms), values)
+    import formulaic
+
+    code = to_formulaic(fixed, cols.ordered)
+    mm = formulaic.model_matrix(code.code, cols.work, context=_CONTEXT, na_action="ignore")
+    spec = mm.model_spec
+    names_ = [_r_name(c, alias, code) for c in mm.columns]
+    terms, values = [], {}
+    for term, where in spec.term_indices.items():
+        label = "(Intercept)" if str(term) == "1" else alias.decode(code.r_name(str(term)))
+        factors, numerics = [], []
+        for f in term.factors:
+            expr = str(f.expr)
+            if expr == "1":
+                continue
+            kind = spec.encoder_state.get(expr, (None,))[0]
+            if getattr(kind, "name", "") == "CATEGORICAL":
+                factors += [alias.name[v] for v in re.findall(r"_v\d+_", expr)]
+                continue
+            name = alias.decode(code.r_name(expr))
+            numerics.append(name)
+            if name not in values:
+                one = formulaic.model_matrix(f"0 + {expr}", cols.work, context=_CONTEXT)
+                values[name] = np.asarray(one, dtype=float)[:, 0]
+        kept = tuple(index[names_[j]] for j in where if names_[j] in index)
+        terms.append(FixedTerm(label, kept, tuple(factors), tuple(numerics)))
+    return FixedTerms(tuple(terms), values)

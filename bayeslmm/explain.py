@@ -98,6 +98,8 @@ def explain(
         used, source = priors, source + " and the model's priors"
     texts = {name: str(prior) for name, prior in used.items()}
     story = _Story(design, values, texts)
+    ratio = getattr(fit, "sigma_ratio", None)
+    story.sigma_ratio = None if ratio is None else [float(r) for r in ratio]
     steps = story.steps() + ([story.marginal(fixef_integrated)] if marginal else [])
     return Explanation(design.formula, source, tuple(steps))
 
@@ -118,6 +120,7 @@ class _Story:
 
     def __init__(self, design: Design, values: ParameterSet | None, priors: dict[str, str]):
         self.design, self.values, self.priors = design, values, priors
+        self.sigma_ratio: list[float] | None = None  # residual groups' ratios, when known
         self.letter = {
             f: _LETTERS[i] if i < len(_LETTERS) else f"u{i + 1}_"
             for i, f in enumerate(design.group_factors)
@@ -365,14 +368,62 @@ class _Story:
         value = None if self.values is None else float(self.values.sigma[0])
         sd_text, sd_tex = self._param("sigma", r"\sigma", value, names.SIGMA)
         y = design.response
-        text = f"{y}[i] ~ Normal(mu[i], sigma) for each of the {design.nobs} observations i"
+        sd, tex = self._residual_sd()
+        mean, mean_tex = (
+            ("mu[i] + offset[i]", r"\mu[i] + o[i]")
+            if design.offset is not None
+            else (
+                "mu[i]",
+                r"\mu[i]",
+            )
+        )
+        text = f"{y}[i] ~ Normal({mean}, {sd}) for each of the {design.nobs} observations i"
         latex = (
-            rf"${_tex_name(y)}[i] \sim \mathrm{{Normal}}(\mu[i], \sigma)$ for each of the "
+            rf"${_tex_name(y)}[i] \sim \mathrm{{Normal}}({mean_tex}, {tex})$ for each of the "
             f"{design.nobs} observations $i$"
         )
         if sd_text != "sigma":
             text, latex = f"{text}; {sd_text}", f"{latex}; {sd_tex}"
+        text, latex = text + self._residual_note(), latex + self._residual_note()
         return Step("Response", text, latex)
+
+    def _residual_sd(self) -> tuple[str, str]:
+        """The residual SD of row i: sigma, sigma / sqrt(w[i]) with weights, times
+        delta[g[i]] with residual groups (text, LaTeX)."""
+        design = self.design
+        text, tex = "sigma", r"\sigma"
+        if design.residual is not None:
+            g = design.residual.factor
+            text, tex = f"sigma * delta[{g}[i]]", rf"\sigma \delta[{_tex_name(g)}[i]]"
+        if design.weights is not None:
+            text, tex = f"{text} / sqrt(w[i])", rf"{tex} / \sqrt{{w[i]}}"
+        return text, tex
+
+    def _residual_note(self) -> str:
+        """What offset[i], w[i] and delta are (with the fit's ratios, when known)."""
+        design, notes = self.design, []
+        if design.offset is not None:
+            terms = [f"offset({t})" for t in design.offset_terms]
+            if design.offset_column is not None:
+                terms.append(f"offset= {design.offset_column or 'values'}")
+            notes.append(f"offset[i] the known {' + '.join(terms)} of row i")
+        if design.weights is not None:
+            notes.append("w[i] the weight of row i (lme4's precision weights)")
+        res = design.residual
+        if res is not None:
+            ratio = self.sigma_ratio
+            known = (
+                ": "
+                + ", ".join(
+                    f"delta[{lv}] = {_num(r)}" for lv, r in zip(res.levels, ratio, strict=True)
+                )
+                if ratio is not None
+                else f" (delta[{res.levels[0]}] = 1)"
+            )
+            notes.append(
+                f"delta the residual SD of each level of {res.factor} over the first's{known}"
+            )
+        return "".join(f"; {n}" for n in notes)
 
     def _param(
         self, sym: str, tex: str, value: float | None, key: str, label: str | None = None

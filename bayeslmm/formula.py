@@ -49,6 +49,8 @@ class ParsedFormula:
     response: str
     fixed: str
     bars: tuple[Bar, ...]
+    #: the expressions of the fixed part's ``offset(...)`` terms (lme4 sums them)
+    offsets: tuple[str, ...] = ()
 
 
 def _check_parens(text: str, formula: str) -> None:
@@ -158,10 +160,16 @@ def parse_formula(formula: str) -> ParsedFormula:
 
     fixed_pieces: list[str] = []
     bars: list[Bar] = []
+    offsets: list[str] = []
     for sep, piece in _split_top(rhs, "+-"):
         if not piece:
             raise FormulaError(f"dangling '{sep}' in {formula!r}")
-        if _is_bar(piece):
+        inner = _offset_argument(piece)
+        if inner is not None:
+            if sep == "-" or not inner:
+                raise FormulaError(f"write an offset as '+ offset(expression)' in {formula!r}")
+            offsets.append(inner)
+        elif _is_bar(piece):
             if sep == "-":
                 raise FormulaError(f"cannot subtract a random-effect term {piece} in {formula!r}")
             bars.extend(_parse_bar(piece))
@@ -175,7 +183,23 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed = " ".join(fixed_pieces) if fixed_pieces else "1"
     if fixed.startswith("- "):
         fixed = "1 " + fixed
-    return ParsedFormula(formula=text, response=response, fixed=fixed, bars=tuple(bars))
+    return ParsedFormula(
+        formula=text, response=response, fixed=fixed, bars=tuple(bars), offsets=tuple(offsets)
+    )
+
+
+def _offset_argument(piece: str) -> str | None:
+    """The argument of an ``offset(...)`` term (one call spanning the piece), else None."""
+    m = re.fullmatch(r"offset\s*\((.*)\)", piece, flags=re.S)
+    if m is None:
+        return None
+    depth = 0
+    for ch in m.group(1):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return None  # "offset(a) + (b)": the parentheses do not wrap it all
+    return m.group(1).strip()
 
 
 def _parse_bar(piece: str) -> list[Bar]:

@@ -32,15 +32,30 @@ class Model:
 
     ``priors`` overrides default priors by parameter name (:mod:`bayeslmm.bayes.priors`);
     a name that is not a parameter of the model raises :class:`~bayeslmm.PriorError` here.
+    ``weights`` (lme4's precision weights: Var ε_i = σ²/w_i) and ``offset`` (added to the
+    linear predictor, as the formula's ``offset(...)``): a column name or one value per
+    row.  ``sigma="~ 1 | g"``: one residual SD per level of g (nlme's ``varIdent``; the
+    REML fit's ``sigma`` is the first level's, ``sigma_ratio`` the others' ratios).
 
     >>> model = Model("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
     >>> model.fixef_names
     ['(Intercept)', 'Days']
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, *, priors: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        priors: dict[str, Any] | None = None,
+        weights: Any = None,
+        offset: Any = None,
+        sigma: str | None = None,
+    ):
         self.formula = formula
-        self.design: Design = build_design(formula, data)
+        self.design: Design = build_design(
+            formula, data, weights=weights, offset=offset, sigma=sigma
+        )
         self.prior_overrides: dict[str, Any] = check_overrides(self.design, priors)
 
     # -- the spec ---------------------------------------------------------------------
@@ -86,6 +101,26 @@ class Model:
         return fit_lmer(self.design, reml=bool(reml))
 
     # -- Bayesian (NUTS) ---------------------------------------------------------------
+    def _bayes_design(self, sampler: str | None = None) -> Design:
+        """The design for the Bayesian path run by ``sampler`` (resolved).  Weights and
+        offsets enter the compiled marginal sampler's sufficient statistics; the PyMC
+        models do not take them, nor does any sampler take residual groups yet: a
+        BayesLMMError says so."""
+        d = self.design
+        if d.residual is not None:
+            raise BayesLMMError(
+                "sigma= residual groups are fitted by fit_reml(); the Bayesian path does "
+                "not take them yet"
+            )
+        if not d.is_plain and sampler != "bayeslmm":
+            raise BayesLMMError(
+                "weights and offsets are sampled by the package's marginal sampler "
+                "(parameterization='auto' or 'marginal', nuts_sampler=None or 'bayeslmm', "
+                "Normal priors on β or the defaults); this model would go to PyMC, which "
+                "does not take them"
+            )
+        return d
+
     def _priors(self, priors: dict[str, Any] | None = None) -> dict[str, Prior]:
         """The model's priors with its overrides, then ``priors``, applied."""
         return resolve_priors(self.design, {**self.prior_overrides, **(priors or {})})
@@ -107,7 +142,7 @@ class Model:
 
         resolved = self._priors(priors)
         return build_pymc_model(
-            self.design, resolved, choose_parameterization(self.design, parameterization)
+            self._bayes_design(), resolved, choose_parameterization(self.design, parameterization)
         )
 
     def sample(
@@ -118,12 +153,15 @@ class Model:
         seed: int | None = None,
         *,
         target_accept: float = 0.95,
+        max_treedepth: int = 10,
         nuts_sampler: str | None = None,
         cores: int | None = None,
         progressbar: bool | None = None,
+        save_warmup: bool = False,
+        log_likelihood: bool = False,
         priors: dict[str, Any] | None = None,
         parameterization: str = "auto",
-        **kwargs: Any,
+        **extra: Any,
     ) -> Posterior:
         """Draw from the posterior with NUTS.
 
@@ -136,32 +174,39 @@ class Model:
         hardest models of the 20-model battery (few groups, SDs near 0), 0.8 left a
         divergence in 7 of 48 runs and 0.95 in none, for about 30 % more gradient
         evaluations.  ``nuts_sampler``: by default the package's compiled NUTS for the
-        marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when installed; their
-        options pass through to ``pm.sample``).  ``progressbar``: by default shown in a
-        terminal or a notebook.  Warns
-        (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, r_hat > 1.01 or
-        ESS < 100 per chain.  The same ``seed`` gives identical draws.
+        marginal form, else PyMC's ("pymc"; "nutpie", "numpyro" when installed; ``extra``
+        keyword arguments pass through to ``pm.sample``).  ``progressbar``: by default
+        shown in a terminal or a notebook.  ``save_warmup`` keeps the warm-up draws and
+        statistics (groups ``warmup_posterior``, ``warmup_sample_stats``);
+        ``log_likelihood`` stores the pointwise log-likelihood (``az.loo(post.idata)``).
+        Warns (:class:`~bayeslmm.errors.ConvergenceWarning`) on divergences, tree-depth
+        saturation, E-BFMI < 0.3, r_hat > 1.01 or ESS < 100 per chain.  The same ``seed``
+        gives identical draws whatever ``cores`` is (:class:`~bayeslmm.bayes.settings.
+        SamplerSettings` holds and checks every setting).
         """
         from .bayes.parameterization import choose_parameterization
-        from .bayes.sampling import sample_posterior
+        from .bayes.sampling import resolve_sampler, sample_posterior
+        from .bayes.settings import SamplerSettings
         from .progress import interactive
 
-        resolved = self._priors(priors)
-        param = choose_parameterization(self.design, parameterization)
-        return sample_posterior(
-            self.design,
-            resolved,
-            param,
+        settings = SamplerSettings(
             draws=draws,
             tune=tune,
             chains=chains,
             seed=seed,
             target_accept=target_accept,
+            max_treedepth=max_treedepth,
             nuts_sampler=nuts_sampler,
             cores=cores,
             progressbar=interactive() if progressbar is None else bool(progressbar),
-            **kwargs,
+            save_warmup=save_warmup,
+            log_likelihood=log_likelihood,
+            extra=extra,
         )
+        resolved = self._priors(priors)
+        param = choose_parameterization(self.design, parameterization)
+        sampler = resolve_sampler(settings.nuts_sampler, param, resolved)
+        return sample_posterior(self._bayes_design(sampler), resolved, param, settings)
 
     def sample_prior_predictive(
         self,
@@ -177,7 +222,7 @@ class Model:
 
         resolved = self._priors(priors)
         param = choose_parameterization(self.design, parameterization)
-        return sample_prior_predictive(self.design, resolved, param, draws, seed)
+        return sample_prior_predictive(self._bayes_design(), resolved, param, draws, seed)
 
     # -- generative interpretation ----------------------------------------------------
     def simulate(
@@ -216,6 +261,14 @@ class Model:
         return explain(self.design, fit, priors=self._priors() if priors else None)
 
 
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerFit:
-    """One-line shortcut: ``Model(formula, data).fit_reml(reml)``, like R's ``lmer``."""
-    return Model(formula, data).fit_reml(reml=reml)
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    sigma: str | None = None,
+) -> LmerFit:
+    """One-line shortcut: ``Model(formula, data, ...).fit_reml(reml)``, like R's ``lmer``."""
+    return Model(formula, data, weights=weights, offset=offset, sigma=sigma).fit_reml(reml=reml)

@@ -432,7 +432,8 @@ def _from_varcorr(
     for grp, var1, var2, value in vc[["grp", "var1", "var2", "sdcor"]].itertuples(index=False):
         label = f"varcorr row ({grp}, {var1}, {var2})"
         if grp == names.RESIDUAL:
-            sigma = float(_nonnegative(value, f"{what}: {label}"))
+            if pd.isna(var1):  # rows with var1 are other residual groups' σ (sigma=)
+                sigma = float(_nonnegative(value, f"{what}: {label}"))
             continue
         if grp not in groups:
             raise ParameterError(

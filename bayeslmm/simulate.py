@@ -116,8 +116,37 @@ def simulate(
     if not (seed is None or isinstance(seed, np.random.Generator) or _is_int(seed)):
         raise ParameterError(f"seed must be an integer, a numpy Generator or None, got {seed!r}")
     rng = np.random.default_rng(seed)
+    source, ratio = _sigma_ratio(design, source)
     params = _parameters(design, source, priors, int(nsim), group_effects == "observed", rng)
-    return _draw(design, params, rng, return_components)
+    return _draw(design, params, rng, return_components, design.residual_scale(ratio))
+
+
+def _sigma_ratio(design: Design, source: Any) -> tuple[Any, np.ndarray | None]:
+    """The residual groups' σ ratios (from a REML fit's ``sigma_ratio``, or a dict's
+    ``"sigma_ratio"`` by level) and the source without them; None without groups."""
+    res = design.residual
+    given = None
+    if isinstance(source, Mapping) and "sigma_ratio" in source:
+        source = dict(source)
+        given = source.pop("sigma_ratio")
+    elif getattr(source, "sigma_ratio", None) is not None:
+        given = source.sigma_ratio
+    if res is None:
+        if given is not None:
+            raise ParameterError("sigma_ratio is given but the model has one residual SD")
+        return source, None
+    if given is None:
+        raise ParameterError(
+            f"the model has a residual SD per level of '{res.factor}': simulate from its REML "
+            "fit, or give a dict with 'sigma_ratio' (level -> ratio to the first level's σ)"
+        )
+    ratio = pd.Series(given, dtype=float).reindex(list(res.levels))
+    if ratio.isna().any() or (ratio <= 0).any():
+        raise ParameterError(
+            f"sigma_ratio needs a positive ratio for every level of '{res.factor}' "
+            f"({list(res.levels)}), got {dict(given)}"
+        )
+    return source, ratio.to_numpy()
 
 
 def _parameters(
@@ -156,13 +185,18 @@ def _parameters(
 
 
 def _draw(
-    design: Design, params: ParameterSet, rng: np.random.Generator, return_components: bool
+    design: Design,
+    params: ParameterSet,
+    rng: np.random.Generator,
+    return_components: bool,
+    scale: np.ndarray | None = None,
 ) -> pd.DataFrame | Simulation:
     """One simulation per parameter set: the observed effects where the set has them,
-    else new ones."""
+    else new ones; the offset in the mean, each row's residual SD σ·``scale`` (weights,
+    residual groups)."""
     nsim, n = params.n, design.nobs
     fixed = params.fixef @ design.X.T
-    mu = fixed.copy()
+    mu = fixed.copy() if design.offset is None else fixed + design.offset
     effects = []
     for i, term in enumerate(design.terms):
         if params.ranef is not None:
@@ -174,6 +208,8 @@ def _draw(
         effects.append(b)
         mu = mu + np.einsum("sik,ik->si", b[:, term.codes, :], term.X)
     noise = params.sigma[:, None] * rng.standard_normal((nsim, n))
+    if scale is not None:
+        noise *= scale
     y = mu + noise
     data = _frame(design, y)
     if not return_components:

@@ -3,7 +3,7 @@
 Layers, lowest first (a module imports its own layer or lower ones; peers do not import
 each other)::
 
-    base    errors, names, progress
+    base    errors, names, progress, rng
     spec    datasets, formula, design
     reml | bayes                       (estimation, peers)
     report (compare, plots, explore_plots, chain_plots, pooling, pooling_explorer,
@@ -30,8 +30,8 @@ import bayeslmm
 
 PACKAGE = Path(bayeslmm.__file__).parent
 LAYERS = {
-    "base": (0, {"errors", "names", "progress"}),
-    "spec": (1, {"datasets", "formula", "design"}),
+    "base": (0, {"errors", "names", "progress", "rng"}),
+    "spec": (1, {"datasets", "formula", "design", "emgrid"}),
     "reml": (2, {"reml"}),
     "bayes": (2, {"bayes"}),
     "report": (

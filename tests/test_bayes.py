@@ -16,7 +16,9 @@ from conftest import SLEEP, load_reference
 
 import bayeslmm as blm
 from bayeslmm.bayes import parameterization, sampling
+from bayeslmm.bayes import settings as sampler_settings
 from bayeslmm.bayes.priors import resolve_priors
+from bayeslmm.bayes.settings import SamplerSettings
 from bayeslmm.errors import ConvergenceWarning, PriorError, SamplingError
 
 
@@ -455,17 +457,8 @@ def test_exact_gaussian_ranef_matches_lme4():
     wide = {"Intercept": "Normal(sigma=1e5)", "fixef": "Normal(sigma=1e5)"}
     pmm = model.pymc_model(priors=wide, parameterization="noncentered")
     fixed = pm.do(pmm, {"sd_Subject": np.array(ref["varcorr"][0]["sd"]), "sigma": ref["sigma"]})
-    idata = sampling.run_nuts(
-        fixed,
-        draws=1000,
-        tune=500,
-        chains=2,
-        seed=21,
-        target_accept=0.8,
-        nuts_sampler="pymc",
-        cores=1,
-        progressbar=False,
-    )
+    settings = SamplerSettings(draws=1000, tune=500, chains=2, seed=21, target_accept=0.8, cores=1)
+    idata = sampling.run_nuts(fixed, settings, "pymc")
     b = idata["posterior"]["ranef_Subject"].isel(Subject__term=0)
     mean = b.mean(("chain", "draw")).to_numpy()
     sd = b.std(("chain", "draw")).to_numpy()
@@ -516,6 +509,6 @@ def test_nutpie_sampler(sleep_model, tmp_path):
 
 
 def test_missing_optional_sampler(sleep_model, monkeypatch):
-    monkeypatch.setattr(sampling.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sampler_settings.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SamplingError, match="pip install numpyro"):
         sleep_model.sample(nuts_sampler="numpyro")

@@ -255,58 +255,6 @@ def test_spiral_matches_pymc_transform():
 
 
 # --------------------------------------------------------------------------------------
-# NUTS on a known target
-# --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("dense", [True, False])
-def test_nuts_recovers_a_correlated_gaussian(dense):
-    """Means, SDs and correlations of N(μ, Σ) (d = 5, correlations up to 0.9, scales
-    from 0.1 to 10) within Monte Carlo error; no divergence; the draws do not depend on
-    the number of threads."""
-    rng = np.random.default_rng(0)
-    d = 5
-    A = rng.normal(size=(d, d))
-    cov = A @ A.T + np.diag(np.linspace(0.01, 10, d))
-    mean = rng.normal(size=d) * 3
-    target = compiled.GaussianTarget(mean, np.linalg.inv(cov))
-    inits = rng.uniform(-2, 2, size=(4, d))
-    ends = marginal.windows(1000)
-    draws, stats = _run(target, inits, ends, 1000, 2000, dense, seed=11)
-    x = draws.reshape(-1, d)
-    sd = np.sqrt(np.diag(cov))
-    assert stats[:, 1000:, compiled.DIVERGING].sum() == 0
-    # ESS per parameter is > 1000 here: the mean's MC error is < sd/30
-    np.testing.assert_allclose((x.mean(0) - mean) / sd, 0, atol=5 / 30)
-    np.testing.assert_allclose(x.std(0) / sd, 1, atol=0.06)
-    np.testing.assert_allclose(np.corrcoef(x.T), cov / np.outer(sd, sd), atol=0.05)
-    again, _ = _run(target, inits, ends, 1000, 2000, dense, seed=11)
-    np.testing.assert_array_equal(draws, again)
-
-
-def _run(target, inits, ends, tune, draws, dense, seed):
-    chains, d = inits.shape
-    out = np.empty((chains, draws, d))
-    stats = np.zeros((chains, tune + draws, compiled.NSTAT))
-    for c in range(chains):
-        q = inits[c].copy()
-        compiled.run_chunk(
-            target, q, np.empty(d), np.zeros(compiled.NSTATE), np.eye(d), np.eye(d),
-            np.zeros(d), np.zeros((d, d)), np.ones(d), ends, 0, tune + draws, tune, seed + c,
-            0.8, 10, dense, out[c], stats[c],
-        )  # fmt: skip
-    return out, stats
-
-
-def test_windows_follow_stan():
-    """Stan's schedule for 1000 warm-up iterations: buffer 75, windows 25, 50, 100, 200,
-    500 (the last stretched to the terminal buffer of 50)."""
-    assert list(marginal.windows(1000)) == [75, 100, 150, 250, 450, 950]
-    assert list(marginal.windows(100)) == [15, 90]  # 15 % / 75 % / 10 %
-    assert list(marginal.windows(10)) == [0]  # too short: no metric adaptation
-
-
-# --------------------------------------------------------------------------------------
 # exact draws of b
 # --------------------------------------------------------------------------------------
 

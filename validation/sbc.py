@@ -42,7 +42,8 @@ import pandas as pd
 from scipy import stats
 
 from bayeslmm import Model
-from bayeslmm.bayes import compiled, marginal
+from bayeslmm.bayes import marginal
+from bayeslmm.bayes.nuts.runner import run_chains
 from bayeslmm.bayes.priors import resolve_priors
 from bayeslmm.design import Design
 
@@ -186,9 +187,11 @@ class _Marginal:
 
     def fit(self, y: np.ndarray, draws: int, tune: int, seed: int) -> tuple[np.ndarray, int]:
         mm = marginal.build(dataclasses.replace(self.design, y=np.asarray(y)), self.priors)
-        run = marginal.run_chains(
-            mm,
-            marginal.initial_points(mm, 1, np.random.default_rng(seed)),
+        start = marginal.initial_points(mm, 1, np.random.default_rng(seed))
+        run = run_chains(
+            mm.data,
+            start.points,
+            start.metric,
             draws=draws,
             tune=tune,
             seed=seed,
@@ -198,7 +201,7 @@ class _Marginal:
         )
         beta = marginal.draw_effects(mm, run.theta, seed, 1).beta
         post = posterior_parameters(self.design, marginal.constrained(mm, run.theta, beta))
-        return post, int(run.stats[0, tune:, compiled.DIVERGING].sum())
+        return post, int(run.stats[0, tune:]["diverging"].sum())
 
 
 def run_sbc(

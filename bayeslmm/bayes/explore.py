@@ -40,6 +40,7 @@ from ..design import (
     new_rows,
 )
 from ..errors import BayesLMMError, LOOWarning
+from ..rng import rng_from
 from .priors import Prior
 from .summary import summarize
 
@@ -167,12 +168,7 @@ def _psd_factor(omega: np.ndarray) -> np.ndarray:
 
 
 def _rng(seed: Any) -> np.random.Generator:
-    integer = isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0
-    if not (seed is None or isinstance(seed, np.random.Generator) or integer):
-        raise BayesLMMError(
-            f"seed must be a non-negative integer, a Generator or None, got {seed!r}"
-        )
-    return np.random.default_rng(seed)
+    return rng_from(seed, BayesLMMError)
 
 
 # --------------------------------------------------------------------------------------
@@ -220,7 +216,9 @@ def predict(
         b = np.einsum("skl,sjl->sjk", d.cov_factor(i), z)
         eta += np.einsum("smk,mk->sm", b[:, level], tr.X)
     if kind == "response":
-        eta += d.sigma[:, None] * rng.standard_normal(eta.shape)
+        scale = design.residual_scale() if newdata is None else None  # weights: own rows
+        noise = d.sigma[:, None] * rng.standard_normal(eta.shape)
+        eta += noise if scale is None else noise * scale
     draws = d.as_array(names.OBS, eta, rows.index)
     if not summary:
         return draws
@@ -239,10 +237,15 @@ def pointwise_loglik(post: PosteriorLike) -> xr.DataArray:
     design, d = post.design, Draws.of(post)
     ll = new_rows(design).linear_predictor(d.fixef, d.ranef)  # η, then in place:
     np.subtract(design.y[None, :], ll, out=ll)
+    scale = design.residual_scale()  # 1/sqrt(w_i) with weights: σ_i = σ·scale_i
+    if scale is not None:
+        ll /= scale
     np.divide(ll, d.sigma[:, None], out=ll)
     np.square(ll, out=ll)
     ll *= -0.5
     ll -= (np.log(d.sigma) + 0.5 * math.log(2 * math.pi))[:, None]
+    if scale is not None:
+        ll -= np.log(scale)
     return d.as_array(names.OBS, ll)
 
 
@@ -281,6 +284,10 @@ def group_loglik(post: PosteriorLike, factor: str) -> xr.DataArray:
     columns, which add nothing).
     """
     design, d = post.design, Draws.of(post)
+    if design.residual_scale() is not None:
+        raise BayesLMMError(
+            "leave-one-group-out LOO does not take weights yet: use loo(by='observation')"
+        )
     inner, outer = integrated_terms(design, factor)
     main = design.factor_terms(factor)[0]
     group = main.codes

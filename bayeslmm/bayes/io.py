@@ -29,6 +29,8 @@ PARAMETERIZATION = "bayeslmm_parameterization"
 CI_PROB = "bayeslmm_ci_prob"
 CI_KIND = "bayeslmm_ci_kind"
 SAMPLER = "nuts_sampler"
+#: the seed of the run (a string: it may exceed 64 bits); see :mod:`bayeslmm.rng`
+SEED = "bayeslmm_seed"
 FRAME = "model_frame"
 
 

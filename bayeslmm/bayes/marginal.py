@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,10 +33,13 @@ from scipy.special import gammaln
 from .. import names
 from ..design import Design
 from ..errors import SamplingError
-from ..progress import ProgressBar
+from ..rng import int_seeds
 from . import compiled as nb
+from .nuts.record import sample_stats, warmup_groups
+from .nuts.runner import Chains, run_chains
 from .parameterization import block_terms
 from .priors import Prior
+from .settings import SamplerSettings
 
 #: PyMC distribution -> (kernel code, canonical arguments with defaults)
 _FAMILIES: dict[str, tuple[int, tuple[tuple[str, float | None], ...]]] = {
@@ -58,8 +60,6 @@ _POSITIVE = {nb.HALF_NORMAL, nb.HALF_STUDENT_T, nb.HALF_CAUCHY, nb.EXPONENTIAL, 
 _POSITIVE |= {nb.INVERSE_GAMMA, nb.LOG_NORMAL, nb.WEIBULL}
 #: sample_stats attribute: 1 when β was integrated out with b (see :func:`build`)
 INTEGRATED_FIXEF = "integrated_fixef"
-#: the dense metric is estimated up to this many parameters (a diagonal one above)
-DENSE_MAX = 50
 
 
 class UnsupportedPriorError(SamplingError):
@@ -217,13 +217,15 @@ def build(
     drawn with b.  With few groups the posterior of β widens with the SDs (a funnel in
     (β, log sd)); integrated, that geometry is gone.
     """
-    X, y = design.X, design.y
+    work = design.working()  # weights and offset folded into the rows (itself when plain)
+    X, y = work.X, work.y
     n, p = X.shape
     icpt = design.intercept_index
-    x_mean = X.mean(axis=0) if icpt is not None else np.zeros(p)
+    ones = X[:, icpt] if icpt is not None else np.zeros(n)  # sqrt(w) with weights
+    x_mean = ones @ X / (ones @ ones) if icpt is not None else np.zeros(p)
     if icpt is not None:
         x_mean[icpt] = 0.0
-    Xc = X - x_mean
+    Xc = X - np.outer(ones, x_mean)
     fixef_prior = normal_fixef_prior(design, priors) if integrate_fixef else None
     if fixef_prior is not None:
         # y − Xc m = Zb + Xc(β − m) + ε: no β left in θ, Xc a block of effects
@@ -236,7 +238,7 @@ def build(
         Xk = Xc
     pk = Xk.shape[1]
 
-    terms = list(design.terms)
+    terms = list(work.terms)
     b1, b2 = block_terms(design)
     codes1, l1 = terms[b1[0]].codes, terms[b1[0]].nl
     Z1 = np.column_stack([terms[i].X for i in b1])
@@ -534,7 +536,7 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
     Laplace covariance there (:func:`laplace_covariance`)."""
     from scipy.optimize import minimize
 
-    design = mm.design
+    design = mm.design.working()
     d = mm.data
     sy = float(np.std(design.y)) or 1.0
     sd = [
@@ -601,93 +603,8 @@ def laplace_covariance(mm: MarginalModel, theta: np.ndarray) -> np.ndarray:
     return (V * var) @ V.T * np.outer(s, s)
 
 
-def windows(tune: int) -> np.ndarray:
-    """Stan's metric windows for ``tune`` warm-up iterations: element 0 is where the first
-    slow window starts (after a 75-iteration buffer), the rest are the iterations at which
-    the metric is re-estimated (windows of 25, 50, 100, ...; a 50-iteration terminal
-    buffer).  Short warm-ups scale the buffers to 15 % and 10 %; below 20, no metric
-    adaptation."""
-    if tune < 20:
-        return np.array([0], dtype=np.int64)
-    init, term, size = 75, 50, 25
-    if init + term + size > tune:
-        init, term = int(0.15 * tune), int(0.1 * tune)
-        size = tune - init - term
-    ends, start, last = [init], init, tune - term
-    while True:
-        end = start + size
-        if end + 2 * size > last:
-            end = last
-        ends.append(end)
-        if end >= last:
-            return np.array(ends, dtype=np.int64)
-        start, size = end, 2 * size
-
-
-@dataclass(frozen=True)
-class Chains:
-    """What the sampler returns: θ draws (chains, draws, dim), per-iteration statistics
-    (chains, tune + draws, ``compiled.NSTAT``) and the warm-up's timing."""
-
-    theta: np.ndarray
-    stats: np.ndarray
-    tune: int
-    sampling_time: float
-
-
-def run_chains(
-    mm: MarginalModel,
-    start: Start,
-    *,
-    draws: int,
-    tune: int,
-    seed: int | None,
-    target_accept: float,
-    max_depth: int = 10,
-    cores: int,
-    progressbar: bool,
-) -> Chains:
-    """NUTS chains from ``start`` (its points and initial metric), ``cores`` at a time in
-    threads (the compiled code releases the GIL).  Chain c uses the c-th child of
-    ``SeedSequence(seed)``, so the draws do not depend on ``cores``."""
-    chains, dim = start.points.shape
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(chains)]
-    ends = windows(tune)
-    total = tune + draws
-    theta = np.empty((chains, draws, dim))
-    stats = np.zeros((chains, total, nb.NSTAT))
-    done = np.zeros(chains, dtype=np.int64)
-    dense = dim <= DENSE_MAX
-    metric = start.metric if dense else np.diag(np.diag(start.metric))
-    scale2 = np.ascontiguousarray(np.diag(metric))
-    chunk = max(1, min(100, total // 20))
-    bar = ProgressBar(chains * total, f"Sampling {chains} chains", enabled=progressbar)
-
-    def run(c: int) -> None:
-        q = np.ascontiguousarray(start.points[c], dtype=float)
-        grad = np.empty(dim)
-        state = np.zeros(nb.NSTATE)
-        Minv, Lchol = metric.copy(), np.linalg.cholesky(metric)
-        w_mean, w_m2 = np.zeros(dim), np.zeros((dim, dim))
-        for begin in range(0, total, chunk):
-            stop = min(total, begin + chunk)
-            nb.run_chunk(
-                mm.data, q, grad, state, Minv, Lchol, w_mean, w_m2, scale2, ends, begin,
-                stop, tune, seeds[c], float(target_accept), max_depth, dense, theta[c],
-                stats[c],
-            )  # fmt: skip
-            done[c] = stop
-            bar.update(int(done.sum()))
-
-    t0 = time.perf_counter()
-    with bar:
-        if cores <= 1 or chains == 1:
-            for c in range(chains):
-                run(c)
-        else:
-            with ThreadPoolExecutor(max_workers=cores) as pool:
-                list(pool.map(run, range(chains)))
-    return Chains(theta, stats, tune, time.perf_counter() - t0)
+#: draws of b per seeded block (:func:`draw_effects`)
+EFFECT_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -700,10 +617,13 @@ class Effects:
     ranef: list[np.ndarray]
 
 
-def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: int) -> Effects:
+def draw_effects(
+    mm: MarginalModel, theta: np.ndarray, seed: int | np.random.SeedSequence | None, cores: int
+) -> Effects:
     """One exact draw of b (and β when integrated out) given Σ, σ (and β), y for every θ
-    (chains, draws, dim).  Blocks of draws run in threads, each with its own child seed
-    (``SeedSequence(seed)`` after the chains' ones)."""
+    (chains, draws, dim).  Blocks of :data:`EFFECT_BLOCK` draws run ``cores`` at a time in
+    threads, block i with the i-th child of ``SeedSequence(seed)`` (or of ``seed``, a
+    SeedSequence): the draws do not depend on ``cores``."""
     d = mm.data
     chains, ndraw = theta.shape[:2]
     flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
@@ -711,10 +631,10 @@ def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: 
     b1 = np.empty((N, d.l1, d.k1))
     b2 = np.empty((N, d.q2 if isinstance(d, nb.KernelData) else 0))
     fixef = np.empty((N, mm.design.p if isinstance(d, nb.OneFactorFixef) else 0))
-    blocks = max(1, cores)
-    bounds = np.linspace(0, N, blocks + 1).astype(int)
-    children = np.random.SeedSequence(seed).spawn(chains + blocks)[chains:]
-    seeds = [int(s.generate_state(1)[0]) for s in children]
+    blocks = max(1, -(-N // EFFECT_BLOCK))
+    bounds = np.minimum(np.arange(blocks + 1) * EFFECT_BLOCK, N)
+    stream = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    seeds = int_seeds(stream, blocks)
 
     def job(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
@@ -725,7 +645,7 @@ def draw_effects(mm: MarginalModel, theta: np.ndarray, seed: int | None, cores: 
         else:
             nb.draw_b(flat[a:b], d, seeds[i], b1[a:b], b2[a:b])
 
-    with ThreadPoolExecutor(max_workers=blocks) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(cores, blocks))) as pool:
         list(pool.map(job, range(blocks)))
     out = []
     for i, t in enumerate(mm.design.terms):
@@ -757,34 +677,32 @@ def sample(
     design: Design,
     priors: Mapping[str, Prior],
     coords: Mapping[str, list],
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int | None,
-    target_accept: float,
-    cores: int | None,
-    progressbar: bool,
-    max_depth: int = 10,
+    settings: SamplerSettings,
 ) -> xr.DataTree:
     """Sample the marginal posterior and draw b; the draws as a DataTree with PyMC's
     variable names and named coordinates (groups ``posterior``, ``sample_stats``,
-    ``observed_data``)."""
+    ``observed_data``).  Each random stage uses its own child of the seed
+    (:func:`bayeslmm.rng.seed_stream`)."""
     mm = build(design, priors)
-    cores = default_cores(chains) if cores is None else cores
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    s = settings
+    cores = default_cores(s.chains) if s.cores is None else s.cores
+    rng = np.random.default_rng(s.stream("start"))
+    start = initial_points(mm, s.chains, rng)
     run = run_chains(
-        mm,
-        initial_points(mm, chains, rng),
-        draws=draws,
-        tune=tune,
-        seed=seed,
-        target_accept=target_accept,
-        max_depth=max_depth,
+        mm.data,
+        start.points,
+        start.metric,
+        draws=s.draws,
+        tune=s.tune,
+        seed=s.stream("chains"),
+        target_accept=s.target_accept,
+        max_depth=s.max_treedepth,
         cores=cores,
-        progressbar=progressbar,
+        progressbar=s.progressbar,
+        save_warmup=s.save_warmup,
     )
-    return to_datatree(mm, run, draw_effects(mm, run.theta, seed, cores), coords)
+    effects = draw_effects(mm, run.theta, s.stream("effects"), cores)
+    return to_datatree(mm, run, effects, coords)
 
 
 def to_datatree(
@@ -812,30 +730,20 @@ def to_datatree(
         posterior[names.ranef(t.group)] = ([*sample, t.factor, names.term_dim(t.group)], b)
     used = {d for dims_, _ in posterior.values() for d in dims_} - set(sample)
     post_coords = {**base, **{k: v for k, v in coords.items() if k in used}}
-    s = run.stats[:, run.tune :]
-    stats = {
-        "lp": s[..., nb.LP],
-        "step_size": s[..., nb.STEP],
-        "tree_depth": s[..., nb.DEPTH].astype(np.int64),
-        "n_steps": s[..., nb.NLEAP],
-        "diverging": s[..., nb.DIVERGING] > 0,
-        "energy": s[..., nb.ENERGY],
-        "acceptance_rate": s[..., nb.ACCEPT],
-    }
-    stats_ds = xr.Dataset(
-        {k: (sample, v) for k, v in stats.items()},
-        coords=base,
-        attrs={
-            "sampling_time": run.sampling_time,
-            "tuning_steps": run.tune,
-            INTEGRATED_FIXEF: int(mm.fixef_prior is not None),
-        },
-    )
+    stats_ds = sample_stats(run, base)
+    stats_ds.attrs[INTEGRATED_FIXEF] = int(mm.fixef_prior is not None)
     observed = xr.Dataset({names.Y: ([names.OBS], design.y)}, coords={names.OBS: coords[names.OBS]})
-    return xr.DataTree.from_dict(
-        {
-            "posterior": xr.Dataset(posterior, coords=post_coords),
-            "sample_stats": stats_ds,
-            "observed_data": observed,
-        }
-    )
+    groups = {
+        "posterior": xr.Dataset(posterior, coords=post_coords),
+        "sample_stats": stats_ds,
+        "observed_data": observed,
+    }
+    if run.warmup.shape[1]:  # the parameters NUTS moved (β only when not integrated out)
+        warm = constrained(mm, run.warmup)
+        if not mm.p:
+            warm = {k: v for k, v in warm.items() if k not in _FIXEF_NAMES}
+        groups.update(warmup_groups(run, {k: (sample + dims[k], v) for k, v in warm.items()}))
+    return xr.DataTree.from_dict(groups)
+
+
+_FIXEF_NAMES = (names.INTERCEPT, names.BETA, names.FIXEF)

@@ -12,7 +12,7 @@ the two results up name by name.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +25,9 @@ import xarray as xr
 from .. import names
 from ..design import Design, lower_triangle
 from ..errors import BayesLMMError, ConvergenceWarning
+from ..rng import rng_from, seed_stream
 from . import io
+from .health import SamplerHealth, sampler_health
 from .priors import Prior
 from .summary import diagnose, summarize
 
@@ -56,7 +58,9 @@ class Diagnostics:
 
     divergences: divergent transitions; max_r_hat, min_ess_bulk, min_ess_tail: the worst
     r_hat and ESS (correlation diagonals left out); chains, draws: per chain;
-    sampling_time: seconds (NaN when the sampler did not record it).
+    sampling_time: seconds (NaN when the sampler did not record it); sampler: tree-depth
+    saturation, E-BFMI per chain, acceptance, step size and the warm-up's alarms
+    (:class:`~bayeslmm.bayes.health.SamplerHealth`).
     """
 
     divergences: int
@@ -66,6 +70,7 @@ class Diagnostics:
     chains: int
     draws: int
     sampling_time: float
+    sampler: SamplerHealth | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +363,7 @@ class Posterior:
             chains=int(self._draws.sizes["chain"]),
             draws=int(self._draws.sizes["draw"]),
             sampling_time=float(stats.attrs.get("sampling_time", np.nan)),
+            sampler=sampler_health(stats),
         )
 
     def check_convergence(self, *, stacklevel: int = 2) -> list[str]:
@@ -380,6 +386,8 @@ class Posterior:
                 f"max r_hat = {d.max_r_hat:.3f} > {RHAT_MAX}: chains disagree; run more tune "
                 "and draws" + ("" if marginal else ", or try parameterization='marginal'")
             )
+        if d.sampler is not None:
+            problems += d.sampler.problems()
         ess_min = ESS_PER_CHAIN_MIN * d.chains
         if min(d.min_ess_bulk, d.min_ess_tail) < ess_min:
             problems.append(
@@ -429,6 +437,8 @@ class Posterior:
             f"Diagnostics: divergences={diag.divergences}, max r_hat={diag.max_r_hat:.3f}, "
             f"min ess_bulk={diag.min_ess_bulk:.0f}, min ess_tail={diag.min_ess_tail:.0f}"
         )
+        if diag.sampler is not None:
+            lines.append(diag.sampler.describe())
         lines.append(
             "Parameterisation: " + ", ".join(f"{g}: {p}" for g, p in self.parameterization.items())
         )
@@ -438,18 +448,47 @@ class Posterior:
         return self.summary()
 
     # -- prediction and persistence ---------------------------------------------------
-    def sample_posterior_predictive(self, seed: int | None = None) -> xr.DataTree:
-        """Replicated ``y`` for every posterior draw with that draw's own group effects,
-        ``y_rep = Xβ + Σ_t Z_t b_t + σε`` (group ``posterior_predictive``, dims chain, draw,
-        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws."""
+    def _conditional_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """Xβ + offset + Σ_t Z_t b_t per draw (chain, draw, obs), and each row's residual
+        SD (chain, draw, obs): σ, or σ/sqrt(w_i) with weights."""
         design = self.design
         fixef = self._draws[names.FIXEF].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
         mu = fixef @ design.X.T
+        if design.offset is not None:
+            mu += design.offset
         for t in design.terms:
             b = self._draws[names.ranef(t.group)].transpose(*names.SAMPLE_DIMS, ...).to_numpy()
             mu += np.einsum("cdik,ik->cdi", b[:, :, t.codes, :], t.X)
-        sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()
-        y = mu + sigma[..., None] * np.random.default_rng(seed).standard_normal(mu.shape)
+        sigma = self._draws[names.SIGMA].transpose(*names.SAMPLE_DIMS).to_numpy()[..., None]
+        scale = design.residual_scale()  # weights: σ_i = σ/sqrt(w_i)
+        return mu, sigma if scale is None else sigma * scale
+
+    def log_likelihood(self) -> xr.Dataset:
+        """log p(y_i | β, b, σ) per draw and observation (dims chain, draw, obs): the
+        ``log_likelihood`` group that ``az.loo`` / ``az.compare`` read, conditional on the
+        draw's group effects as PyMC's and brms's are (``sample(log_likelihood=True)``
+        stores it)."""
+        mu, sigma = self._conditional_mean()
+        z = (self.design.y - mu) / sigma
+        ll = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi)
+        sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
+        obs = {names.OBS: np.arange(self.design.nobs)}
+        return xr.Dataset({names.Y: ((*names.SAMPLE_DIMS, names.OBS), ll)}, coords=sample | obs)
+
+    def sample_posterior_predictive(
+        self, seed: int | np.random.Generator | None = None
+    ) -> xr.DataTree:
+        """Replicated ``y`` for every posterior draw with that draw's own group effects,
+        ``y_rep = Xβ + Σ_t Z_t b_t + σε`` (group ``posterior_predictive``, dims chain, draw,
+        obs; ``observed_data`` beside it); the same ``seed`` gives the same draws.  Without
+        a ``seed``, the sampling run's own (its "predictive" stream): a seeded run's
+        replicates are reproducible too."""
+        if seed is None and io.SEED in self.idata.attrs:
+            seed = np.random.default_rng(seed_stream(int(self.idata.attrs[io.SEED]), "predictive"))
+        rng = rng_from(seed, BayesLMMError)
+        design = self.design
+        mu, sigma = self._conditional_mean()
+        y = mu + sigma * rng.standard_normal(mu.shape)
         obs = {names.OBS: np.arange(design.nobs)}
         sample = {d: self._draws.coords[d].to_numpy() for d in names.SAMPLE_DIMS}
         dims = (*names.SAMPLE_DIMS, names.OBS)
@@ -505,6 +544,19 @@ class Posterior:
         from .explore import hypothesis
 
         return hypothesis(self, hypotheses, prior_draws=prior_draws, seed=seed)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+    ) -> Any:
+        """Estimated marginal means over the draws (:mod:`bayeslmm.bayes.emmeans`): the
+        REML fit's reference grid, ``emmean`` the posterior median, the interval at
+        ``ci_prob``; ``.pairs()`` and ``.contrast()`` as a REML fit's."""
+        from .emmeans import posterior_emmeans
+
+        return posterior_emmeans(self, specs, by, at)
 
     def r2(self, summary: bool = True) -> pd.DataFrame | xr.DataArray:
         """Bayesian R² (Gelman et al. 2019) per draw, V(ŷ)/(V(ŷ) + V(y − ŷ)):

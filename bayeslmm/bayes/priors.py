@@ -80,8 +80,9 @@ def _scale(x: np.ndarray) -> float:
 
 
 def default_priors(design: Design) -> dict[str, Prior]:
-    """The data-scaled default prior of every parameter, keyed by parameter name."""
-    y = design.y
+    """The data-scaled default prior of every parameter, keyed by parameter name (y less
+    the offset, where the model has one; weights do not enter the scales)."""
+    y = design.y if design.offset is None else design.y - design.offset
     sy = float(np.std(y, ddof=1))
     if not sy > 0:
         sy = max(float(np.sqrt(np.mean(y**2))), 1.0)

@@ -9,11 +9,10 @@ exactly afterwards, as the compiled path does.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -22,112 +21,40 @@ from threadpoolctl import threadpool_limits
 from .. import names
 from ..design import Design
 from ..errors import SamplingError
+from ..rng import check_seed
+from . import io
 from .io import annotate
 from .parameterization import choose_parameterization
 from .posterior import Posterior
 from .priors import Prior
+from .settings import SamplerSettings, check_int
 
 if TYPE_CHECKING:
     import pymc as pm
 
-#: "bayeslmm": the package's compiled NUTS (marginal form only); the others via PyMC
-NUTS_SAMPLERS = ("bayeslmm", "pymc", "nutpie", "numpyro", "blackjax")
-_RESERVED = {
-    "random_seed": "seed=",
-    "model": "the bayeslmm Model",
-    "nuts_sampler_kwargs": "nuts={...}",
-    "step": "target_accept= / nuts={...}",
-}
-_SAMPLER_MODULES = {"nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
 
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int, or :class:`SamplingError` unless it is an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise SamplingError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_sampler_settings(
-    draws: Any,
-    tune: Any,
-    chains: Any,
-    cores: Any,
-    target_accept: Any,
-    nuts_sampler: Any,
-    seed: Any = None,
-) -> None:
-    """Raise :class:`SamplingError` for settings NUTS cannot run with."""
-    if seed is not None:
-        check_int("seed", seed, 0)
-    check_int("draws", draws, 1)
-    check_int("tune", tune, 0)
-    check_int("chains", chains, 1)
-    if cores is not None:
-        check_int("cores", cores, 1)
-    if not isinstance(target_accept, float | int) or not 0 < float(target_accept) < 1:
-        raise SamplingError(f"target_accept must be in (0, 1), got {target_accept!r}")
-    if nuts_sampler is not None and nuts_sampler not in NUTS_SAMPLERS:
-        raise SamplingError(
-            f"nuts_sampler must be one of {', '.join(NUTS_SAMPLERS)}, got {nuts_sampler!r}"
-        )
-    module = _SAMPLER_MODULES.get(nuts_sampler)
-    if module is not None and importlib.util.find_spec(module) is None:
-        raise SamplingError(
-            f"nuts_sampler={nuts_sampler!r} needs the {module!r} package: "
-            f"pip install {module} (or use nuts_sampler='pymc')"
-        )
-
-
-def run_nuts(
-    pymc_model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int | None,
-    target_accept: float,
-    nuts_sampler: str,
-    cores: int | None,
-    progressbar: bool,
-    **kwargs: Any,
-) -> xr.DataTree:
+def run_nuts(pymc_model: pm.Model, settings: SamplerSettings, nuts_sampler: str) -> xr.DataTree:
     """``pm.sample`` with BLAS limited to one thread (chains run in parallel processes)."""
     import pymc as pm
 
-    check_sampler_settings(draws, tune, chains, cores, target_accept, nuts_sampler, seed)
-    _check_reserved(kwargs)
-    nuts = {**kwargs.pop("nuts", {}), "target_accept": float(target_accept)}
-    kwargs.setdefault("compute_convergence_checks", False)
+    cores = settings.cores
     if cores is None:
         # PyMC guesses cpu_count() // 2 (assuming hyper-threads): 1 on a 2-core machine.
         # Use the cores this process may run on; PyMC limits each worker's BLAS to 1 thread.
         usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        cores = max(1, min(chains, len(usable) if usable else os.cpu_count() or 1, 4))
+        cores = max(1, min(settings.chains, len(usable) if usable else os.cpu_count() or 1, 4))
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # our own ConvergenceWarning follows; PyMC's "fewer than 4 chains" note is noise
         warnings.filterwarnings("ignore", message=".*chains.*", category=UserWarning)
         # pip's PyTensor cannot link numpy's bundled BLAS; our models use no dense matmul
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         tree: xr.DataTree = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=seed,
-            nuts_sampler=nuts_sampler,
-            nuts=nuts,
-            progressbar=progressbar,
             model=pymc_model,
-            **kwargs,
+            nuts_sampler=nuts_sampler,
+            cores=cores,
+            **settings.pymc_kwargs(nuts_sampler),
         )
     return tree
-
-
-def _check_reserved(options: Mapping[str, Any]) -> None:
-    for reserved, ours in _RESERVED.items():
-        if reserved in options:
-            raise SamplingError(f"pass {ours} instead of {reserved!r}")
 
 
 def resolve_sampler(
@@ -159,57 +86,41 @@ def sample_posterior(
     design: Design,
     priors: Mapping[str, Prior],
     parameterization: Mapping[str, str],
-    **options: Any,
+    settings: SamplerSettings,
 ) -> Posterior:
-    """Run NUTS on the model of ``design`` (settings checked first), keep what rebuilds it
-    with the draws, and check the run (:meth:`Posterior.check_convergence`)."""
-    check_sampler_settings(
-        options["draws"],
-        options["tune"],
-        options["chains"],
-        options["cores"],
-        options["target_accept"],
-        options["nuts_sampler"],
-        options["seed"],
-    )
-    _check_reserved(options)
-    sampler = resolve_sampler(options.pop("nuts_sampler"), parameterization, priors)
+    """Run NUTS on the model of ``design``, keep what rebuilds it with the draws, and
+    check the run (:meth:`Posterior.check_convergence`)."""
+    sampler = resolve_sampler(settings.nuts_sampler, parameterization, priors)
     if sampler == "bayeslmm":
         from . import marginal
 
-        max_depth = options.pop("max_treedepth", 10)
-        check_int("max_treedepth", max_depth, 1)
-        if options:
-            extra = sorted(k for k in options if k not in _COMPILED_OPTIONS)
-            if extra:
-                raise SamplingError(
-                    f"nuts_sampler='bayeslmm' takes no option {', '.join(map(repr, extra))}; "
-                    "other samplers (nuts_sampler='pymc') pass options to pm.sample"
-                )
+        if settings.extra:
+            raise SamplingError(
+                "nuts_sampler='bayeslmm' takes no option "
+                f"{', '.join(map(repr, sorted(settings.extra)))}; other samplers "
+                "(nuts_sampler='pymc') pass options to pm.sample"
+            )
         with threadpool_limits(limits=1):
-            idata = marginal.sample(
-                design, priors, design.coords(), max_depth=max_depth,
-                **{k: options[k] for k in _COMPILED_OPTIONS},
-            )  # fmt: skip
+            idata = marginal.sample(design, priors, design.coords(), settings)
     else:
         from .model import build_pymc_model
 
-        idata = run_nuts(
-            build_pymc_model(design, priors, parameterization), nuts_sampler=sampler, **options
-        )
+        idata = run_nuts(build_pymc_model(design, priors, parameterization), settings, sampler)
         if set(parameterization.values()) == {"marginal"}:
-            _add_ranef(idata, design, options["seed"], options["cores"])
+            _add_ranef(idata, design, settings)
     annotate(idata, design, priors, parameterization, nuts_sampler=sampler)
+    idata.attrs[io.SEED] = str(settings.seed)
+    idata["sample_stats"].attrs.update(
+        max_treedepth=settings.max_treedepth, target_accept=settings.target_accept
+    )
     posterior = Posterior(idata, design, priors=priors, parameterization=parameterization)
+    if settings.log_likelihood and "log_likelihood" not in idata:
+        idata["log_likelihood"] = xr.DataTree(dataset=posterior.log_likelihood())
     posterior.check_convergence(stacklevel=4)
     return posterior
 
 
-#: the options of :func:`sample_posterior` the compiled sampler takes
-_COMPILED_OPTIONS = ("draws", "tune", "chains", "seed", "target_accept", "cores", "progressbar")
-
-
-def _add_ranef(idata: xr.DataTree, design: Design, seed: int | None, cores: int | None) -> None:
+def _add_ranef(idata: xr.DataTree, design: Design, settings: SamplerSettings) -> None:
     """Draw b exactly for every draw of a marginal model sampled by PyMC (in place)."""
     from . import marginal
 
@@ -230,8 +141,9 @@ def _add_ranef(idata: xr.DataTree, design: Design, seed: int | None, cores: int 
                 ],
                 float(point[names.SIGMA]),
             )
-    cores = marginal.default_cores(chains) if cores is None else cores
-    ranef = marginal.draw_effects(mm, theta, seed, cores).ranef
+    cores = marginal.default_cores(chains) if settings.cores is None else settings.cores
+    effects = settings.stream("effects")
+    ranef = marginal.draw_effects(mm, theta, effects, cores).ranef
     all_coords = design.coords()
     for t, b in zip(design.terms, ranef, strict=True):
         tdim = names.term_dim(t.group)
@@ -256,8 +168,9 @@ def sample_prior_predictive(
     from .model import build_pymc_model
 
     check_int("draws", draws, 1)
+    checked = check_seed(seed, SamplingError, generator=False)
     tree: xr.DataTree = pm.sample_prior_predictive(
-        draws=draws, model=build_pymc_model(design, priors, parameterization), random_seed=seed
+        draws=draws, model=build_pymc_model(design, priors, parameterization), random_seed=checked
     )
     return tree
 

@@ -10,7 +10,8 @@ proportional to n:
   from precomputed products of the non-zeros of A₂₁ (one scatter-add per evaluation);
 * block 3 is [X y]: the last diagonal element of its Cholesky factor is r.
 
-Models with a single term have the exact gradient (:meth:`BlockedDeviance.value_and_grad`).
+Models with a single term have the exact gradient (:meth:`BlockedDeviance.value_and_grad`),
+and so do those whose block 2 holds scalar terms only (:mod:`.pairs`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..design import Design, ReTerm, lower_triangle
+from .pairs import cond_var_pairs, value_and_grad_pairs
 from .pls import Deviance, PLSSolution, inv_logdet, level_blocks, template
 
 _dpotrf = sla.lapack.dpotrf
@@ -48,13 +50,12 @@ class _OtherTerms:
         """Λ₂ M (Λ₂ᵀ M with ``transpose``) for a dense M with q₂ rows."""
         if self.scalar:
             return self.scale(theta)[:, None] * M
-        spec = "dc,ldj->lcj" if transpose else "cd,ldj->lcj"
         out = np.empty_like(M)
         bounds = zip(self.offsets[:-1], self.offsets[1:], strict=True)
         for t, sl, (a, b) in zip(self.terms, self.slices, bounds, strict=True):
             T = template(theta[sl], t.nc)
             block = M[a:b].reshape(t.nl, t.nc, -1)
-            out[a:b] = np.einsum(spec, T, block).reshape(b - a, -1)
+            out[a:b] = ((T.T if transpose else T) @ block).reshape(b - a, -1)
         return out
 
     def lam_t(self, theta: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -71,13 +72,18 @@ class _OtherTerms:
 
 @dataclass(frozen=True)
 class BlockedFactor:
-    """The factorisation at θ: T₁, L₂₂ (None with one term), the [X y] factor R, log|L_θ|²."""
+    """The factorisation at θ: T₁, L₂₂ (None with one term), the [X y] factor R, log|L_θ|²;
+    for the gradient: M₁ₗ⁻¹ (ℓ₁, k₁, k₁), the pair sums g of A₂₁WA₁₂ and
+    X₂₃ = L₂₂⁻¹Λ₂ᵀ(Z₂ᵀ[X y] − A₂₁WZ₁ᵀ[X y]) (None with one term)."""
 
     theta: np.ndarray
     T1: np.ndarray
     L22: np.ndarray | None
     R: np.ndarray
     logdet: float
+    Minv: np.ndarray | None = None
+    g: np.ndarray | None = None
+    X23: np.ndarray | None = None
 
 
 class BlockedDeviance(Deviance):
@@ -94,7 +100,8 @@ class BlockedDeviance(Deviance):
         self.t1, self.sl1, self.k1, self.l1 = t1, slices[self.i1], t1.nc, t1.nl
         self.others = [i for i in range(len(terms)) if i != self.i1]
         self.b2 = _OtherTerms([terms[i] for i in self.others], [slices[i] for i in self.others])
-        self.has_gradient = not self.b2.q  # one term: the batched gradient
+        # one term: the batched gradient; scalar terms in block 2: by pairs (.pairs)
+        self.has_gradient = not self.b2.q or self.b2.scalar
 
         C = np.column_stack([design.X, design.y])  # [X y]
         self.A11 = _term_scalars(t1)
@@ -115,7 +122,11 @@ class BlockedDeviance(Deviance):
             A21 = (Z2.T @ Z1).tocsr()
             A21.sum_duplicates()
             self.A21 = A21
-            self._pairs(A21.tocoo())
+            self._couple(A21)
+
+    def _couple(self, A21: sp.csr_matrix) -> None:
+        """Set up the coupling of block 2 with block 1 (here: the pairs of non-zeros)."""
+        self._pairs(A21.tocoo())
 
     def _pairs(self, coo: sp.coo_matrix) -> None:
         """Precompute products of the non-zeros of A₂₁ that meet in one level of term 1.
@@ -147,8 +158,11 @@ class BlockedDeviance(Deviance):
             prod = (vec[a][:, :, None] * vec[b][:, None, :]).reshape(-1)
             ipos = np.repeat(ipos, k1 * k1)
             col = (lev[a][:, None] * k1 * k1 + np.arange(k1 * k1)).reshape(-1)
-        # G_lower[upos] = P @ vec(W): one sparse mat-vec per evaluation
-        self._P = sp.csr_matrix((prod, (ipos, col)), shape=(len(upos), l1 * k1 * k1))
+        # G_lower[upos] = P @ vec(W): one sparse mat-vec per evaluation; the entries come
+        # by level, so P is built column-wise without a sort where k₁ = 1
+        order = np.argsort(col, kind="stable") if k1 > 1 else slice(None)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=l1 * k1 * k1))])
+        self._P = sp.csc_matrix((prod[order], ipos[order], indptr), shape=(len(upos), l1 * k1 * k1))
         self._upos = upos.astype(np.intp)
         self._urow, self._ucol = np.divmod(self._upos, q2)
         self._upos_t = (self._ucol * q2 + self._urow).astype(np.intp)
@@ -160,20 +174,20 @@ class BlockedDeviance(Deviance):
         self._buf = np.zeros((q2, q2))
 
     # -- one evaluation --------------------------------------------------------------
-    def _block1(self, theta: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """W = Λ₁(Λ₁ᵀA₁₁Λ₁ + I)⁻¹Λ₁ᵀ per level, log|L₁|², and T₁."""
+    def _block1(self, theta: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """W = Λ₁(Λ₁ᵀA₁₁Λ₁ + I)⁻¹Λ₁ᵀ per level, log|L₁|², T₁ and M₁ₗ⁻¹."""
         th = theta[self.sl1]
         if self.k1 == 1:
             d = th[0] ** 2 * self.A11[:, 0, 0] + 1.0
             W = (th[0] ** 2 / d)[:, None, None]
-            return W, float(np.log(d).sum()), th.reshape(1, 1)
+            return W, float(np.log(d).sum()), th.reshape(1, 1), (1.0 / d)[:, None, None]
         T = template(th, self.k1)
         Minv, logdet = inv_logdet(self._m11(T))
-        return T @ Minv @ T.T, logdet, T
+        return T @ Minv @ T.T, logdet, T, Minv
 
-    def _s22(self, theta: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """Lower triangle of Λ₂ᵀ(A₂₂ − A₂₁WA₁₂)Λ₂ + I, written into a reused buffer."""
-        g = self._P @ W.ravel()
+    def _s22(self, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Lower triangle of Λ₂ᵀ(A₂₂ − A₂₁WA₁₂)Λ₂ + I (g: the pair sums of A₂₁WA₁₂),
+        written into a reused buffer."""
         S = self._buf
         if self.b2.scalar:
             s = self.b2.scale(theta)
@@ -191,16 +205,17 @@ class BlockedDeviance(Deviance):
     def factor(self, theta: np.ndarray) -> BlockedFactor:
         """Factorise at θ (raises LinAlgError where a block is not positive definite)."""
         theta = np.asarray(theta, dtype=float)
-        W, logdet1, T1 = self._block1(theta)
+        W, logdet1, T1, Minv = self._block1(theta)
         if self.k1 == 1:
             AW = self.A31 * W[None, :, :, 0]
         else:
             AW = (self.A31[:, :, None, :] @ W[None])[:, :, 0, :]
         pk = self.p + 1
         B33 = self.A33 - AW.reshape(pk, -1) @ self.A31.reshape(pk, -1).T
-        L22, logdet2 = None, 0.0
+        L22, logdet2, g, X23 = None, 0.0, None, None
         if self.b2.q:
-            L22, info = _dpotrf(self._s22(theta, W), lower=1, clean=0)
+            g = self._P @ W.ravel()
+            L22, info = _dpotrf(self._s22(theta, g), lower=1, clean=0)
             if info:
                 raise np.linalg.LinAlgError("Cholesky of the random-effects block failed")
             logdet2 = 2.0 * float(np.log(np.diagonal(L22)).sum())
@@ -212,7 +227,7 @@ class BlockedDeviance(Deviance):
         R, info = _dpotrf(B33, lower=1, clean=1)  # tiny: clean for Rx
         if info and info <= self.p:
             raise np.linalg.LinAlgError("fixed-effects block is not positive definite")
-        return BlockedFactor(theta, T1, L22, R, logdet1 + logdet2)
+        return BlockedFactor(theta, T1, L22, R, logdet1 + logdet2, Minv, g, X23)
 
     def objective(self, f: BlockedFactor) -> float:
         """The profiled criterion from a factorisation."""
@@ -237,8 +252,10 @@ class BlockedDeviance(Deviance):
 
         and ∂/∂T[r, c] = 2 Σ_l Q_l[c, r] − (coef/r²)·2 Σ_l (Z_lᵀr)[r] û_l[c].
         """
-        if not self.has_gradient:
-            raise NotImplementedError("the blocked gradient covers single-term models only")
+        if self.b2.q:
+            if not self.has_gradient:
+                raise NotImplementedError("the blocked gradient needs scalar terms in block 2")
+            return value_and_grad_pairs(self, theta)
         theta = np.asarray(theta, dtype=float)
         k, p = self.k1, self.p
         T = template(theta, k)
@@ -326,9 +343,11 @@ class BlockedDeviance(Deviance):
 
         V₁₁ = M₁₁⁻¹ + NᵀN with N = L₂₂⁻¹ M₂₁ M₁₁⁻¹ and V₂₂ = (L₂₂L₂₂ᵀ)⁻¹ (lme4's condVar).
         """
-        M11inv = np.linalg.inv(self._m11(f.T1))
         if f.L22 is None:
-            return M11inv, np.zeros((0, 0))
+            return np.linalg.inv(self._m11(f.T1)), np.zeros((0, 0))
+        if self.b2.scalar:
+            return cond_var_pairs(self, f)
+        M11inv = np.linalg.inv(self._m11(f.T1))
         theta, T1 = f.theta, f.T1
         q2 = self.b2.q
         Linv = sla.solve_triangular(f.L22, np.eye(q2), lower=True, check_finite=False)

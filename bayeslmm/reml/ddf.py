@@ -174,24 +174,24 @@ def vcov_jacobian(mg: Marginal, sigma: float) -> np.ndarray:
 def satterthwaite_df(mg: Marginal, sigma: float, reml: bool, V: np.ndarray) -> np.ndarray:
     """Satterthwaite df of each β̂_j: 2·V_jj²/(g_jᵀ C g_j), C = 2·H_D⁺ (Moore–Penrose over
     eigenvalues > 1e-8, as lmerTest), g_j = ∂V_jj/∂(θ, σ)."""
-    H = varpar_hessian(mg, sigma, reml)
-    w, U = np.linalg.eigh(H)
-    if (w < -1e-8).any():
-        warnings.warn(
-            f"the deviance's Hessian in (theta, sigma) has {int((w < -1e-8).sum())} negative "
-            "eigenvalue(s): the model may not have converged",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
-    pos = w > 1e-8
-    cov = 2.0 * (U[:, pos] / w[pos]) @ U[:, pos].T
+    cov = varpar_covariance(mg, sigma, reml)
     G = vcov_jacobian(mg, sigma)
     return 2.0 * np.diag(V) ** 2 / np.einsum("aj,ab,bj->j", G, cov, G)
 
 
 def kenward_roger(mg: Marginal, sigma: float, Phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pbkrtest's ``vcovAdj`` and ``Lb_ddf`` of each unit contrast: (Φ_A, df)."""
+    PhiA, P, Wv = kenward_roger_parts(mg, sigma, Phi)
+    p = Phi.shape[0]
+    df = np.array([lb_ddf(np.eye(p)[j], Phi, P, Wv) for j in range(p)])
+    return PhiA, df
+
+
+def kenward_roger_parts(
+    mg: Marginal, sigma: float, Phi: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """pbkrtest's ``vcovAdj`` (Kenward & Roger 1997 with a linear covariance structure,
-    so no second-derivative term) and ``Lb_ddf`` of each unit contrast: (Φ_A, df).
+    so no second-derivative term): (Φ_A, its attributes P and W).
 
     Σ = Σ_r γ_r G_r + σ²I with G_r = Z(I ⊗ E_r)Zᵀ for each covariance entry (E_r symmetric
     0/1), in q-space through Σ⁻¹ = W/σ²:
@@ -237,25 +237,33 @@ def kenward_roger(mg: Marginal, sigma: float, Phi: np.ndarray) -> tuple[np.ndarr
     U = U + U.T
     for r in range(m):
         U += Wv[r, r] * (Q[r, r] - P[r] @ Phi @ P[r])
-    PhiA = Phi + 2 * Phi @ U @ Phi
-    df = np.array([lb_ddf(np.eye(p)[j], Phi, P, Wv) for j in range(p)])
-    return PhiA, df
+    return Phi + 2 * Phi @ U @ Phi, P, Wv
 
 
 def lb_ddf(L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray) -> float:
-    """pbkrtest's ``Lb_ddf`` for one contrast L (q = 1): Kenward & Roger's E and V of the
-    scaled Wald statistic matched to F(1, df)."""
-    Lm = L[None, :]
+    """pbkrtest's ``Lb_ddf`` for a contrast matrix L (full row rank q, or one row):
+    Kenward & Roger's E and V of the scaled Wald statistic matched to F(q, df)."""
+    return kr_ddf_scale(L, V0, P, W)[0]
+
+
+def kr_ddf_scale(
+    L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray
+) -> tuple[float, float]:
+    """Kenward & Roger's denominator df and F scaling λ for Lβ = 0 (pbkrtest's
+    ``Lb_ddf`` and ``KRmodcomp``'s ``F.scaling``: 1 where df is within 0.01 of 4, else
+    df·(1 − A₂/q)/(df − 2))."""
+    Lm = np.atleast_2d(L)
     Theta = Lm.T @ np.linalg.solve(Lm @ V0 @ Lm.T, Lm)
     u = [Theta @ V0 @ Pi @ V0 for Pi in P]
+    tr = [float(np.trace(ui)) for ui in u]
     A1 = A2 = 0.0
     m = len(P)
     for i in range(m):
         for j in range(i, m):
             e = 1.0 if i == j else 2.0
-            A1 += e * W[i, j] * np.trace(u[i]) * np.trace(u[j])
+            A1 += e * W[i, j] * tr[i] * tr[j]
             A2 += e * W[i, j] * float(np.sum(u[i] * u[j].T))
-    qq = 1.0
+    qq = float(Lm.shape[0])
     B = (A1 + 6 * A2) / (2 * qq)
     g = ((qq + 1) * A1 - (qq + 4) * A2) / ((qq + 2) * A2)
     denom = 3 * qq + 2 * (1 - g)
@@ -267,4 +275,112 @@ def lb_ddf(L: np.ndarray, V0: np.ndarray, P: list[np.ndarray], W: np.ndarray) ->
     num = 1 - A2 / qq
     ratio = 1.0 if abs(num) < 1e-14 and abs(V1) < 1e-14 else num / V1
     rho = (1 / qq) * ratio**2 * V0_ / V2
-    return 4 + (qq + 2) / (qq * rho - 1)
+    df = 4 + (qq + 2) / (qq * rho - 1)
+    scale = 1.0 if abs(df - 4) < 1e-2 else df * (1 - A2 / qq) / (df - 2)
+    return df, scale
+
+
+def vcov_derivatives(mg: Marginal, sigma: float) -> np.ndarray:
+    """∂Var(β̂)/∂(θ_i, σ) as full p x p matrices, (m + 1, p, p), exact (the matrices whose
+    diagonals :func:`vcov_jacobian` gives)."""
+    q, p = mg.q, mg.p
+    MB = mg.Minv @ mg.W[:q, q : q + p].T  # M⁻¹Bᵀ
+    out = [sigma**2 * MB @ np.asarray(mg.D(i) @ MB.T) for i in range(len(mg.theta))]
+    out.append(2.0 * sigma * mg.Minv)
+    return np.array(out)
+
+
+def varpar_covariance(mg: Marginal, sigma: float, reml: bool) -> np.ndarray:
+    """C = 2·H_D⁺, the asymptotic covariance of (θ, σ) (lmerTest's ``vcov_varpar``)."""
+    H = varpar_hessian(mg, sigma, reml)
+    w, U = np.linalg.eigh(H)
+    if (w < -1e-8).any():
+        warnings.warn(
+            f"the deviance's Hessian in (theta, sigma) has {int((w < -1e-8).sum())} negative "
+            "eigenvalue(s): the model may not have converged",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
+    pos = w > 1e-8
+    return 2.0 * (U[:, pos] / w[pos]) @ U[:, pos].T
+
+
+def fstat_ddf(nu: np.ndarray) -> float:
+    """lmerTest's ``get_Fstat_ddf``: the F statistic's df from the t-statistics' df ν_m."""
+    if len(nu) == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < 1e-8):
+        return float(np.mean(nu))
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2)))
+    return 2 * E / (E - len(nu))
+
+
+class Contrasts:
+    """Estimates, SEs, df and F tests of contrasts Lβ of a fit with small-sample df.
+
+    ``ddf="satterthwaite"``: Var(Lβ̂) from vcov(β̂) and df = 2(ℓᵀVℓ)²/(gᵀCg), g_k = ℓᵀ(∂V/∂k)ℓ
+    exact (:func:`vcov_derivatives`); F tests as lmerTest's ``contestMD``: the eigenvectors
+    of LVLᵀ give independent t statistics, whose df combine by :func:`fstat_ddf`.
+    ``ddf="kenward-roger"`` (REML fits): Var from pbkrtest's adjusted Φ_A, df from
+    ``Lb_ddf``; F = (Lβ̂)ᵀ(LΦ_ALᵀ)⁻¹(Lβ̂)/q as lmerTest.  One evaluation of the fit's
+    second-order quantities (dense in q + p + 1) serves every contrast.
+    """
+
+    def __init__(self, fit: Estimates, ddf: str = "kenward-roger"):
+        self.method = ddf_method(ddf)
+        if self.method == "kenward-roger" and not fit.reml:
+            raise InferenceError(
+                "ddf='kenward-roger' needs a REML fit (as lmerTest); refit with reml=True "
+                "or use ddf='satterthwaite'"
+            )
+        check_dense(fit.design, f"ddf={ddf!r}")
+        self.beta = fit.fixef.to_numpy()
+        self.Phi = fit.vcov.to_numpy()
+        with blas_threads(1):
+            mg = Marginal(DenseDeviance(fit.design, reml=fit.reml), fit.theta.to_numpy())
+            if self.method == "satterthwaite":
+                self.V = self.Phi
+                self.cov = varpar_covariance(mg, fit.sigma, fit.reml)
+                self.J = vcov_derivatives(mg, fit.sigma)
+            else:
+                self.V, self.P, self.Wkr = kenward_roger_parts(mg, fit.sigma, self.Phi)
+
+    def rows(self, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(estimate, SE, df) of each row ℓ of L."""
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        est = L @ self.beta
+        var = np.einsum("ij,jk,ik->i", L, self.V, L)
+        if self.method == "satterthwaite":
+            g = np.einsum("ij,mjk,ik->im", L, self.J, L)
+            df = 2.0 * var**2 / np.einsum("im,mn,in->i", g, self.cov, g)
+        else:
+            df = np.array([lb_ddf(row, self.Phi, self.P, self.Wkr) for row in L])
+        return est, np.sqrt(var), df
+
+    def f_test(self, L: np.ndarray) -> tuple[float, int, float, float]:
+        """(F, NumDF, DenDF, the unscaled Wald F) of the hypothesis Lβ = 0 (L reduced to
+        full row rank).  Kenward–Roger's F is the Wald F with Φ_A times the scaling λ
+        (pbkrtest's ``KRmodcomp``, as lmerTest reports it); Satterthwaite's is unscaled."""
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        if self.method == "satterthwaite":
+            VL = L @ self.V @ L.T
+            d, U = np.linalg.eigh(VL)
+            keep = d > 1.5e-8 * max(d.max(), 0.0) if d.size else d > 0
+            PtL = U[:, keep].T @ L
+            t2 = (PtL @ self.beta) ** 2 / d[keep]
+            _, _, nu = self.rows(PtL)
+            F = float(t2.sum() / len(t2))
+            return F, len(t2), fstat_ddf(nu), F
+        L = row_basis(L)
+        Lb = L @ self.beta
+        F = float(Lb @ np.linalg.solve(L @ self.V @ L.T, Lb)) / L.shape[0]
+        df, scale = kr_ddf_scale(L, self.Phi, self.P, self.Wkr)
+        return F * scale, int(L.shape[0]), df, F
+
+
+def row_basis(L: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """Rows spanning L's row space (orthonormal, from the SVD): the same hypothesis Lβ = 0."""
+    _, s, Vt = np.linalg.svd(np.atleast_2d(L), full_matrices=False)
+    return Vt[: int((s > tol * max(s.max(), 1e-300)).sum())] if s.size else Vt[:0]

@@ -18,7 +18,7 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ import scipy.sparse as sp
 
 from ..design import Design, build_design
 from ..errors import BayesLMMError, ConvergenceWarning, DataError, SingularFitWarning
-from .blocked import BlockedDeviance
 from .bootstrap import bootstrap
 from .confint import confint
+from .crossed import blocked_deviance
 from .ddf import DDF, ddf_method, fixef_table
 from .dense import DenseDeviance
 from .io import frame_from_json, frame_to_json, from_json, to_json
@@ -46,34 +46,63 @@ _SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 
 
-def make_deviance(design: Design, reml: bool = True) -> Deviance:
-    """The criterion of ``design``: dense for small models, blocked for larger ones."""
+def make_deviance(design: Design, reml: bool = True, ratio: np.ndarray | None = None) -> Deviance:
+    """The criterion of ``design``: dense for small models, blocked for larger ones.
+
+    Weights, offsets and residual groups (at σ ratios ``ratio``) enter through the
+    equivalent homoscedastic design (:meth:`Design.working`): its criterion is ``design``'s
+    plus Σ log w_i (lme4 subtracts ``ldW``; :func:`fit_lmer` reports the difference)."""
+    if not design.is_plain:
+        design = design.working(ratio)
     if design.q + design.p + 1 <= DENSE_MAX:
         return DenseDeviance(design, reml)
-    return BlockedDeviance(design, reml)
+    return blocked_deviance(design, reml)
 
 
 def fit_lmer(design: Design, reml: bool = True) -> LmerFit:
-    """Fit ``design`` by REML (``reml=True``) or ML, as lme4's ``lmer``."""
+    """Fit ``design`` by REML (``reml=True``) or ML, as lme4's ``lmer``; with residual
+    groups (``sigma="~ 1 | g"``), nlme's ``lme(weights = varIdent(...))``
+    (:mod:`bayeslmm.reml.varident`)."""
     if design.p == 0 and reml:
         raise BayesLMMError("REML needs at least one fixed-effect column; use reml=False")
-    dev = make_deviance(design, reml)
-    lower = design.theta_lower
     with blas_threads(1):
-        opt = optimize(dev, start_theta(design), lower)
-        theta = opt.theta
-        sol = dev.solution(theta)
-        messages: list[str] = []
-        if _is_singular(design, theta):
-            messages.append(_SINGULAR_MSG)
-        elif design.nobs < 10_000 and len(theta) < 10:  # lme4 >= 1.1-35 skips larger fits
-            messages = check_convergence(dev, theta, sol.fval, opt.derivs)
-        # inside too: a threaded triangular solve of the small R_X cost ~5 ms on a busy machine
-        fit = _assemble(design, reml, sol, opt, messages)
+        if design.residual is None:
+            fit, messages = fit_at(design, reml)
+        else:
+            from .varident import best_ratios
+
+            ratio, theta, evals = best_ratios(design, reml, make_deviance)
+            fit, messages = fit_at(design, reml, ratio, theta)
+            fit.optinfo["n_evals"] = evals
+            fit.optinfo["optimizer"] += ", within NLopt LN_BOBYQA over log σ ratios"
+    warn_messages(messages)
+    return fit
+
+
+def fit_at(
+    design: Design, reml: bool, ratio: np.ndarray | None = None, start: np.ndarray | None = None
+) -> tuple[LmerFit, list[str]]:
+    """The fit at fixed σ ratios (all 1 by default) from θ = ``start`` (lme4's by default),
+    and lme4's convergence messages (not yet warned)."""
+    dev = make_deviance(design, reml, ratio)
+    lower = design.theta_lower
+    opt = optimize(dev, start_theta(dev.design) if start is None else start, lower)
+    theta = opt.theta
+    sol = dev.solution(theta)
+    messages: list[str] = []
+    if _is_singular(design, theta):
+        messages.append(_SINGULAR_MSG)
+    elif design.nobs < 10_000 and len(theta) < 10:  # lme4 >= 1.1-35 skips larger fits
+        messages = check_convergence(dev, theta, sol.fval, opt.derivs)
+    # inside blas_threads too: a threaded solve of the small R_X cost ~5 ms on a busy machine
+    return _assemble(design, reml, sol, opt, messages, ratio), messages
+
+
+def warn_messages(messages: list[str]) -> None:
+    """lme4's warnings for the messages of :func:`fit_at`."""
     for msg in messages:
         category = SingularFitWarning if msg == _SINGULAR_MSG else ConvergenceWarning
-        warnings.warn(msg, category, stacklevel=3)
-    return fit
+        warnings.warn(msg, category, stacklevel=4)
 
 
 def _is_singular(design: Design, theta: np.ndarray) -> bool:
@@ -82,12 +111,19 @@ def _is_singular(design: Design, theta: np.ndarray) -> bool:
 
 
 def _assemble(
-    design: Design, reml: bool, sol: PLSSolution, opt: OptResult, messages: list[str]
+    design: Design,
+    reml: bool,
+    sol: PLSSolution,
+    opt: OptResult,
+    messages: list[str],
+    ratio: np.ndarray | None = None,
 ) -> LmerFit:
     """The numbers of the fit; its tables (pandas) are built when first asked for."""
     n, p = design.nobs, design.p
     theta = opt.theta
     sigma = math.sqrt(sol.r2 / (n - p if reml else n))
+    w = design.row_weights(ratio)
+    fval = float(sol.fval) - (0.0 if w is None else float(np.log(w).sum()))
     Rx_inv = sla.solve_triangular(sol.Rx, np.eye(p), lower=True) if p else np.zeros((0, 0))
     u_terms = _per_term(design, sol.u)
     b_list, csd_list = [], []
@@ -99,14 +135,15 @@ def _assemble(
         else:
             cv = np.einsum("cd,lde,ce->lc", T, Vi, T).ravel()
         csd_list.append(sigma * np.sqrt(np.clip(cv, 0, None)))
-    df_ = p + len(theta) + 1
-    loglik = -sol.fval / 2
+    nratio = 0 if design.residual is None else design.residual.ngroups - 1
+    df_ = p + len(theta) + 1 + nratio
+    loglik = -fval / 2
     return LmerFit(
         design=design,
         reml=reml,
         sigma=sigma,
-        reml_criterion=float(sol.fval) if reml else None,
-        deviance=None if reml else float(sol.fval),
+        reml_criterion=fval if reml else None,
+        deviance=None if reml else fval,
         loglik=float(loglik),
         aic=float(-2 * loglik + 2 * df_),
         bic=float(-2 * loglik + math.log(n) * df_),
@@ -126,6 +163,7 @@ def _assemble(
         _vcov=sigma**2 * Rx_inv.T @ Rx_inv,
         _theta=np.asarray(theta, dtype=float),
         _conditional_sd=np.concatenate(csd_list),
+        _ratio=None if ratio is None else np.asarray(ratio, dtype=float).copy(),
     )
 
 
@@ -193,6 +231,37 @@ class LmerFit:
     _theta: np.ndarray
     _conditional_sd: np.ndarray  # in Z's column order, like b
     data_name: str | None = field(default=None)
+    _ratio: np.ndarray | None = field(default=None)  # σ ratios of the residual groups
+
+    @cached_property
+    def sigma_ratio(self) -> pd.Series | None:
+        """σ of each residual group over the reference level's σ (nlme's ``varIdent``
+        coefficients, 1 for the first level); None for a model with one σ."""
+        res = self.design.residual
+        if res is None:
+            return None
+        ratio = np.ones(res.ngroups) if self._ratio is None else self._ratio
+        return pd.Series(ratio, index=pd.Index(list(res.levels), name=res.factor), name="ratio")
+
+    @property
+    def sigma_by_group(self) -> pd.Series | None:
+        """Each residual group's σ (``sigma * sigma_ratio``); None for one σ."""
+        ratio = self.sigma_ratio
+        return None if ratio is None else (self.sigma * ratio).rename("sigma")
+
+    @property
+    def design_options(self) -> dict[str, str | None]:
+        """How the model frame gives the weights, offset and residual groups (``weights``,
+        ``offset``, ``sigma`` as ``Model`` takes them; None for none)."""
+        return design_options(self.design)
+
+    @property
+    def working(self) -> LmerFit:
+        """This fit on its homoscedastic design (:meth:`Design.working` at the fitted σ
+        ratios): the same β, θ, σ and b, for the algebra that assumes ε ~ N(0, σ²I)."""
+        if self.design.is_plain:
+            return self
+        return replace(self, design=self.design.working(self._ratio), _ratio=None)
 
     # -- the tables, built on first use ------------------------------------------------
     @cached_property
@@ -213,8 +282,23 @@ class LmerFit:
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
-        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
-        return _varcorr(self.design, self._theta, self.sigma)
+        """R's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor; with residual
+        groups the ``Residual`` row is the reference level's σ and one ``Residual`` row per
+        other level (var1 the level) follows."""
+        table = _varcorr(self.design, self._theta, self.sigma)
+        groups = self.sigma_by_group
+        if groups is None:
+            return table
+        extra = pd.DataFrame(
+            {
+                "grp": "Residual",
+                "var1": pd.Series(groups.index[1:], dtype=object),
+                "var2": pd.Series([None] * (len(groups) - 1), dtype=object),
+                "vcov": groups.to_numpy()[1:] ** 2,
+                "sdcor": groups.to_numpy()[1:],
+            }
+        )
+        return pd.concat([table, extra], ignore_index=True)
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -244,9 +328,11 @@ class LmerFit:
 
     @cached_property
     def fitted(self) -> np.ndarray:
-        """Xβ̂ + Zb̂."""
+        """Xβ̂ + Zb̂ (+ the offset)."""
         design = self.design
         fitted = design.X @ self._beta
+        if design.offset is not None:
+            fitted = fitted + design.offset
         for t, bi in zip(design.terms, _per_term(design, self.b), strict=True):
             fitted = fitted + np.einsum("nk,nk->n", t.X, bi[t.codes])
         return fitted
@@ -328,7 +414,7 @@ class LmerFit:
         """
         from .explore import nakagawa_r2
 
-        return nakagawa_r2(self.design, self._beta, self._theta, self.sigma)
+        return nakagawa_r2(self.working.design, self._beta, self._theta, self.sigma)
 
     # -- inference -------------------------------------------------------------------
     def confint(
@@ -353,7 +439,7 @@ class LmerFit:
         ``corr_Subject[(Intercept), Days]``, ``sigma``), None for all.  Returns a
         DataFrame indexed by label with columns ``lower`` and ``upper``.
         """
-        return confint(self, method, level, parm, nsim=nsim, seed=seed, progress=progress)
+        return confint(self.working, method, level, parm, nsim=nsim, seed=seed, progress=progress)
 
     def bootstrap(
         self,
@@ -364,7 +450,7 @@ class LmerFit:
         """Parametric bootstrap (lme4's ``bootMer``): the estimates of ``nsim`` refits to
         responses simulated from the fit, one row per refit, one column per parameter
         label; reproducible with ``seed``."""
-        return bootstrap(self, nsim, seed, progress)
+        return bootstrap(self.working, nsim, seed, progress)
 
     def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """t-tests of the fixed effects as lmerTest's ``summary(m, ddf=...)``: columns
@@ -374,15 +460,82 @@ class LmerFit:
         of Var(β̂_j) in (θ, σ) and C twice the inverse Hessian of the deviance there.
         ``ddf="kenward-roger"`` (REML fits): Kenward & Roger's adjusted covariance and df.
         """
-        return fixef_table(self, ddf)
+        return fixef_table(self.working, ddf)
+
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F tests of the fixed terms as lmerTest's ``anova(m, type = 3)`` (``type=2``:
+        type II), indexed by term: ``Sum Sq``, ``Mean Sq``, ``NumDF``, ``DenDF``,
+        ``F value``, ``Pr(>F)``.  ``ddf``: ``"satterthwaite"`` (lmerTest's default) or
+        ``"kenward-roger"``.  For likelihood-ratio tests between models see
+        :func:`bayeslmm.anova`."""
+        from .ftests import f_tests
+
+        return f_tests(self.design, self.working, type, ddf)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        at: dict[str, Any] | None = None,
+        *,
+        ddf: str = "kenward-roger",
+        level: float = 0.95,
+    ) -> Any:
+        """Estimated marginal means as emmeans 1.8's ``emmeans(fit, specs, by = , at = )``:
+        the model's predictions on the reference grid (every combination of the fixed
+        part's factors, numeric variables at their mean or at ``at``), averaged with equal
+        weights over the factors not in ``specs``/``by``.  A DataFrame indexed by the
+        levels, with emmeans' columns ``emmean``, ``SE``, ``df``, ``lower.CL``,
+        ``upper.CL`` (level ``level``); ``ddf`` "kenward-roger" (emmeans' default for
+        lmer) or "satterthwaite".  ``.pairs()`` and ``.contrast(method)`` give
+        contrasts (``estimate``, ``SE``, ``df``, ``t.ratio``, ``p.value``; ``adjust=``
+        "none" by default, or "tukey", "bonferroni", "holm", "sidak")."""
+        from .emmeans import emmeans
+
+        return emmeans(self.design, self.working, specs, by, at, ddf=ddf, level=level)
 
     # -- text ------------------------------------------------------------------------
     def summary(self, ddf: str | None = None) -> str:
         """lme4's ``summary(fit)`` text; with ``ddf`` ("satterthwaite" or
-        "kenward-roger") lmerTest's, whose fixed-effect table adds df and p-values."""
+        "kenward-roger") lmerTest's, whose fixed-effect table adds df and p-values.
+        Weighted fits scale the residuals as lme4 (Pearson residuals); a line names the
+        weights and the offset, and residual groups get nlme's "Variance function"
+        block (the σ ratios)."""
+        work = self.working
         if ddf is None:
-            return summary_text(self)
-        return summary_text(self, self.fixef_table(ddf), DDF[ddf_method(ddf)])
+            text = summary_text(work)
+        else:
+            text = summary_text(work, self.fixef_table(ddf), DDF[ddf_method(ddf)])
+        extra = self._breadth_lines()
+        if not extra:
+            return text
+        head, sep, tail = text.partition("\nFixed effects:")
+        return head + "\n" + "\n".join(extra) + "\n" + sep + tail
+
+    def _breadth_lines(self) -> list[str]:
+        """The summary's lines on weights, offset and residual groups (none for a plain
+        model)."""
+        d, lines = self.design, []
+        if d.weights is not None:
+            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
+        if d.offset is not None:
+            parts = [f"offset({t})" for t in d.offset_terms]
+            if d.offset_column is not None:
+                parts.append(d.offset_column or "offset= values")
+            lines.append(f"Offset: {' + '.join(parts)}")
+        ratio = self.sigma_ratio
+        if ratio is not None:
+            labels = [str(v) for v in ratio.index]
+            width = [max(len(lab), 9) for lab in labels]
+            lines += [
+                "Variance function:",
+                " Structure: Different standard deviations per stratum",
+                f" Formula: ~1 | {ratio.index.name}",
+                " Parameter estimates:",
+                " " + " ".join(f"{lab:>{w}}" for lab, w in zip(labels, width, strict=True)),
+                " " + " ".join(f"{v:>{w}.7f}" for v, w in zip(ratio, width, strict=True)),
+            ]
+        return lines
 
     def __repr__(self) -> str:
         return self.summary()
@@ -393,6 +546,7 @@ class LmerFit:
         out: dict[str, Any] = {
             "formula": self.design.formula,
             "frame": frame_to_json(self.design.frame),
+            "design_options": self.design_options,
         }
         for name in _SAVED:
             out[name] = to_json(getattr(self, name))
@@ -401,10 +555,12 @@ class LmerFit:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LmerFit:
         """Rebuild a fit from :meth:`to_dict`'s output (no refitting)."""
+        frame = frame_from_json(d["frame"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            design = build_design(d["formula"], frame_from_json(d["frame"]))
-        saved = {name: from_json(d[name]) for name in _SAVED}
+            design = build_design(d["formula"], frame, **saved_options(d))
+        saved = {name: from_json(d[name]) for name in _SAVED if name in d}
+        ratio = saved.pop("sigma_ratio", None)
         for key in ("fitted", "residuals", "u", "b"):
             saved[key] = np.asarray(saved[key], dtype=float)
         csd = saved["conditional_sd"]
@@ -416,6 +572,7 @@ class LmerFit:
             _conditional_sd=np.concatenate(
                 [csd[t.factor][list(t.cnames)].to_numpy().ravel() for t in design.terms]
             ),
+            _ratio=None if ratio is None else np.asarray(ratio, dtype=float),
             **{k: v for k, v in saved.items() if k in _FIELDS},
         )
         fit.__dict__.update({k: v for k, v in saved.items() if k not in _FIELDS})
@@ -426,11 +583,27 @@ class LmerFit:
         Path(path).write_text(json.dumps(self.to_dict()))
 
 
+def design_options(design: Design) -> dict[str, str | None]:
+    """How ``design``'s frame gives its weights, offset and residual groups back."""
+    res = design.residual
+    col = design.offset_column
+    return {
+        "weights": None if design.weights is None else "(weights)",
+        "offset": None if col is None else col or "(offset)",
+        "sigma": None if res is None else f"~ 1 | {res.factor}",
+    }
+
+
+def saved_options(d: dict[str, Any]) -> dict[str, Any]:
+    """:func:`design_options` read back (none for files written before they existed)."""
+    return {k: v for k, v in d.get("design_options", {}).items() if v is not None}
+
+
 #: what :meth:`LmerFit.to_dict` writes, in order
 _SAVED = (
     "reml", "fixef", "vcov", "theta", "sigma", "varcorr", "reml_criterion", "deviance",
     "loglik", "aic", "bic", "df", "nobs", "ngroups", "ranef", "conditional_sd", "coef",
-    "fitted", "residuals", "is_singular", "optinfo", "u", "b", "data_name",
+    "fitted", "residuals", "is_singular", "optinfo", "u", "b", "data_name", "sigma_ratio",
 )  # fmt: skip
 _FIELDS = {f.name for f in fields(LmerFit)}
 

@@ -27,6 +27,9 @@ _OPT_SETTINGS = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "xtol_rel": 1e-4, "maxeval"
 _POLISH_SETTINGS = {"xtol_abs": 1e-8, "ftol_abs": 1e-9, "xtol_rel": 1e-6, "maxeval": 100_000}
 _BOUNDARY_TOL = 1e-5  # lme4's boundary.tol
 _GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
+_BFGS_GTOL = 1e-4  # max|∇| at which a scaled-start BFGS may stop
+#: lme4 (>= 1.1-35) checks the gradient and Hessian of fits with fewer θ and rows only
+CHECK_MAX_THETA, CHECK_MAX_NOBS = 10, 10_000
 BFGS = "BFGS (exact gradient)"
 BOBYQA = "nloptwrap (NLopt LN_BOBYQA)"
 _THREADPOOLS: list[ThreadpoolController] = []  # scanning for BLAS libraries costs ~3 ms
@@ -156,6 +159,8 @@ def bfgs(
     Hinv: np.ndarray,
     start: tuple[float, np.ndarray] | None = None,
     maxiter: int = 200,
+    rescale: bool = False,
+    gtol: float = np.inf,
 ) -> BFGSResult:
     """BFGS on an exact gradient, ``fun(x) = (f, ∇f)``, from the inverse Hessian ``Hinv``
     (and ``start`` = fun(x) when known).
@@ -164,6 +169,9 @@ def bfgs(
     is below 1e-10·max(1, |f|), one last step is taken.  A direction that is not a
     descent restarts from scaled steepest descent.  A line search that fails counts as
     converged when the decrement is below 1e-8·max(1, |f|) (the criterion's precision).
+    ``rescale``: ``Hinv`` is only a first step's scale; before the first update it becomes
+    (sᵀy / yᵀy)·I (Nocedal & Wright, eq. 6.20).  ``gtol``: the decrement test stops only
+    where max|∇f| <= gtol too (a young ``Hinv`` underestimates the decrement).
     """
     x = np.asarray(x, dtype=float).copy()
     f, g = fun(x) if start is None else start
@@ -177,7 +185,7 @@ def bfgs(
             Hinv = np.eye(len(x)) / max(1.0, float(np.abs(g).max()))
             p = -Hinv @ g
             decrement = -float(g @ p) / 2
-        last = decrement <= 1e-10 * max(1.0, abs(f))
+        last = decrement <= 1e-10 * max(1.0, abs(f)) and float(np.abs(g).max()) <= gtol
         alpha = 1.0
         for _ in range(40):
             xn = x + alpha * p
@@ -197,6 +205,8 @@ def bfgs(
         x, f, g = xn, fn, gn
         sy = float(s @ yv)
         if sy > 1e-12 * math.sqrt(float(s @ s) * float(yv @ yv)):
+            if rescale:
+                Hinv, rescale = np.eye(len(x)) * (sy / float(yv @ yv)), False
             Hy = Hinv @ yv
             Hinv = (
                 Hinv
@@ -207,31 +217,44 @@ def bfgs(
 
 
 def quasi_newton(dev: Deviance, x: np.ndarray, maxiter: int = 200) -> OptResult | None:
-    """:func:`bfgs` on the exact gradient, from a finite-difference Hessian at the start.
+    """:func:`bfgs` on the exact gradient, from a finite-difference Hessian at the start
+    (or, where :attr:`Deviance.scaled_start`, from a scaled identity: crossed designs with
+    many θ, where nθ gradients for a Hessian cost more than the iterations they save).
 
     The criterion depends on each term's TTᵀ only, so a template with a negative
     diagonal entry is the same model as the one with that column negated: θ is searched
     without bounds (no boundary traps: for a scalar term θ = 0 is always stationary) and
     mapped back to θ >= lower at the end.  Returns None when it does not converge (the
     caller then uses BOBYQA); else the optimum, with the gradient and a fresh Hessian
-    there for lme4's convergence check.
+    there for lme4's convergence check (only where fits check it: fewer than
+    :data:`CHECK_MAX_THETA` θ and :data:`CHECK_MAX_NOBS` rows).
     """
     x = np.asarray(x, dtype=float).copy()
     f, g = dev.value_and_grad(x)
     if not np.isfinite(f):
         return None
     grad = dev.gradient
-    Hinv = np.linalg.inv(positive_definite(hessian(grad, x, g)))  # BFGS on the inverse
-    res = bfgs(dev.value_and_grad, x, Hinv, start=(f, g), maxiter=maxiter)
+    if dev.scaled_start:
+        Hinv = np.eye(len(x)) / max(1.0, float(np.abs(g).max()))
+        res = bfgs(
+            dev.value_and_grad, x, Hinv, start=(f, g), maxiter=max(maxiter, 20 * len(x)),
+            rescale=True, gtol=_BFGS_GTOL,
+        )  # fmt: skip
+        nevals = 1 + res.nevals
+    else:
+        Hinv = np.linalg.inv(positive_definite(hessian(grad, x, g)))  # BFGS on the inverse
+        res = bfgs(dev.value_and_grad, x, Hinv, start=(f, g), maxiter=maxiter)
+        nevals = 1 + len(x) + res.nevals
     if not res.converged:
         return None
     x, f, g = res.x, res.f, res.g
-    nevals = 1 + len(x) + res.nevals
     canonical = _canonical(dev.design, x)
     if (canonical != x).any():
         x = canonical
         f, g = dev.value_and_grad(x)
         nevals += 1
+    if len(x) >= CHECK_MAX_THETA or dev.n >= CHECK_MAX_NOBS:
+        return OptResult(x, float(f), nevals, BFGS)
     return OptResult(x, float(f), nevals + len(x), BFGS, (g, hessian(grad, x, g)))
 
 

@@ -103,6 +103,8 @@ class Deviance(ABC):
 
     #: whether :meth:`value_and_grad` gives the exact gradient
     has_gradient: bool
+    #: whether BFGS starts from a scaled identity (else a finite-difference Hessian)
+    scaled_start: bool = False
 
     def __init__(self, design: Design, reml: bool = True):
         self.design = design
