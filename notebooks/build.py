@@ -106,6 +106,13 @@ b308 = fit.ranef["Subject"].loc["308", "(Intercept)"]
 print(f"{fit.fixef['(Intercept)']:.5f} + {b308:.6f} = {fit.fixef['(Intercept)'] + b308:.4f}")
 fit.coef["Subject"].head()"""),
         md("""
+Each subject's intercept is its own deviation pulled toward the population value. The
+picture shows it: the open circle is the subject's own least-squares intercept (its own
+line, fitted alone), the filled one the mixed model's $\\hat\\beta_0 + \\hat b_j$; every
+arrow points toward the population intercept (the black line)."""),
+        code("""
+blm.plot_shrinkage(fit, None)"""),
+        md("""
 ## Why "estimated together"
 Given the variance components, $\\hat\\beta$ and $\\hat b$ solve **one** linear system,
 Henderson's mixed-model equations:
