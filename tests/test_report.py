@@ -179,6 +179,18 @@ def test_chromium_renders_every_section(report_path, tmp_path):
     assert (image[-40:].min(axis=2) > 240).all()  # the page ended inside the window
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is absent (apt-get install chromium)")
+def test_chromium_prints_the_report_on_a_few_pages(report_path, tmp_path):
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}", report_path.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pages = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+    assert 2 <= pages <= 12  # every section, images kept whole (print style), no blank run
+
+
 if __name__ == "__main__":  # the README's screenshot
     import tempfile
 
