@@ -164,6 +164,19 @@ class Design:
         return pd.DataFrame(self.columns)
 
     @property
+    def weight_offset_note(self) -> list[str]:
+        """Summary lines naming the weights and the offset, if any."""
+        lines = []
+        if self.weights is not None:
+            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
+        if self.offset is not None:
+            parts = [f"offset({t})" for t in self.offset_terms]
+            if self.offset_column is not None:
+                parts.append(self.offset_column or "offset= values")
+            lines.append(f"Offset: {' + '.join(parts)}")
+        return lines
+
+    @property
     def is_plain(self) -> bool:
         """No weights, offset or residual groups: y = Xβ + Zb + ε with ε ~ N(0, σ²I)."""
         return self.weights is None and self.offset is None and self.residual is None
@@ -500,8 +513,10 @@ def build_design(
     frame = dict(cols.values)
     if w is not None:
         frame["(weights)"] = w
-    if off_all is not None:
-        frame[offset if isinstance(offset, str) else "(offset)"] = off_all[cols.keep]
+    if off_all is not None:  # R's (offset) column; a named one also by its name (new rows)
+        frame["(offset)"] = off_all[cols.keep]
+        if isinstance(offset, str):
+            frame[offset] = off_all[cols.keep]
     resid = None
     if resid_factor is not None:
         levels, codes = _first_appearance(*_grouping_factor(cols, (resid_factor,)))
@@ -527,6 +542,12 @@ def build_design(
         offset_column=None if offset is None else offset if isinstance(offset, str) else "",
         residual=resid,
     )
+
+
+def frame_options(frame: pd.DataFrame) -> dict[str, str]:
+    """The ``weights=`` / ``offset=`` a saved model frame gives back: R's ``(weights)`` and
+    ``(offset)`` columns, which :func:`build_design` writes into ``Design.frame``."""
+    return {k: f"({k})" for k in ("weights", "offset") if f"({k})" in frame.columns}
 
 
 def _first_appearance(levels: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -162,6 +162,13 @@ def parse_specs(
 ) -> tuple[list[str], list[str]]:
     """``specs`` (``"A"``, ``"~ A"``, ``"A + B"``, ``"~ A | B"``, a list) and ``by`` as
     factor names, checked against the fixed part."""
+    if isinstance(specs, str) and specs.split("~")[0].strip() and "~" in specs:
+        lhs, rhs = specs.split("~", 1)
+        raise EmmeansError(
+            f"specs {specs!r}: emmeans' '{lhs.strip()} ~ ...' form is "
+            f"fit.emmeans('{rhs.strip()}').contrast('{lhs.strip()}') here "
+            "(.pairs() for pairwise)"
+        )
     if isinstance(specs, str) and "|" in specs:
         specs, extra = specs.split("|", 1)
         by = _names(by, "by") + _names(extra, "by")

@@ -142,3 +142,19 @@ def test_weighted_posterior_loo_and_model_identity():
     other = blm.Model("Reaction ~ Days + (1 | Subject)", d).fit_reml()
     with pytest.raises(blm.ComparisonError, match="weights differ"):
         blm.compare(other, post)
+
+
+def test_saved_weighted_posterior_keeps_weights_and_offset(tmp_path):
+    d = blm.load_dataset("sleepstudy")
+    d = d.assign(o=0.3 * d["Days"])
+    model = blm.Model("Reaction ~ Days + (1 | Subject)", d, weights=1 + d["Days"] % 2, offset="o")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = model.sample(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+    assert "Weights:" in post.summary() and "Offset: o" in post.summary()
+    back = blm.load_posterior(post.save(tmp_path / "w.nc"))
+    np.testing.assert_array_equal(back.design.weights, model.design.weights)
+    np.testing.assert_allclose(back.design.offset, model.design.offset)
+    np.testing.assert_allclose(
+        back.predict(summary=False).to_numpy(), post.predict(summary=False).to_numpy()
+    )

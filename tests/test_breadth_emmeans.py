@@ -135,3 +135,12 @@ def test_bad_specs_name_the_culprit(oats_fit):
         oats_fit.anova(type=1)
     with pytest.raises(EmmeansError, match="lacks"):
         oats_fit.emmeans("Variety", at={"Variety": ["Nope"]})
+
+
+def test_emmeans_formula_specs(oats_fit):
+    a, b = oats_fit.emmeans("~ Variety"), oats_fit.emmeans(["Variety"])
+    pd.testing.assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b))
+    with pytest.raises(EmmeansError, match="'nitro' is numeric"):
+        oats_fit.emmeans("~ Variety | nitro")
+    with pytest.raises(EmmeansError, match=r"\.contrast\('pairwise'\)"):
+        oats_fit.emmeans("pairwise ~ Variety")

@@ -233,3 +233,24 @@ def test_reference_group_is_the_first_rows_as_in_nlme():
     assert back.sigma == pytest.approx(ref["sigma"] * ref["sigma_ratio"]["Female"], rel=1e-3)
     assert back.sigma_ratio["Male"] == pytest.approx(1 / ref["sigma_ratio"]["Female"], rel=1e-3)
     assert back.loglik == pytest.approx(ref["logLik"], abs=1e-5)
+
+
+def test_prediction_summaries_use_the_working_design_and_each_rows_sigma():
+    d = load_dataset("sleepstudy")
+    f = "Reaction ~ Days + (Days | Subject)"
+    plain = Model(f, d).fit_reml().predict(summary=True, kind="response")
+    ones = Model(f, d, weights=np.ones(len(d))).fit_reml().predict(summary=True, kind="response")
+    np.testing.assert_allclose(ones.to_numpy(), plain.to_numpy(), rtol=1e-9)
+    model = Model("distance ~ age + Sex + (age | Subject)", orthodont(), sigma="~ 1 | Sex")
+    fit = model.fit_reml()
+    mean = fit.predict(summary=True)
+    resp = fit.predict(summary=True, kind="response")
+    sex = orthodont()["Sex"].astype(str).to_numpy()
+    expected = np.sqrt(mean["sd"] ** 2 + (fit.sigma * fit.sigma_ratio[sex].to_numpy()) ** 2)
+    np.testing.assert_allclose(resp["sd"], expected, rtol=1e-12)
+    new = orthodont().iloc[[0, 70]]
+    resp_new = fit.predict(new, summary=True, kind="response")
+    np.testing.assert_allclose(resp_new["sd"], resp["sd"].iloc[[0, 70]], rtol=1e-12)
+    other = Model("distance ~ age + (age | Subject)", orthodont(), sigma="~ 1 | Sex").fit_reml()
+    with pytest.raises(DataError, match="a response prediction needs each row's residual"):
+        other.predict(new.drop(columns="Sex"), summary=True, kind="response")

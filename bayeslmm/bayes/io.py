@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..design import Design, build_design
+from ..design import Design, build_design, frame_options
 from ..errors import BayesLMMError
 from .priors import Prior
 
@@ -101,7 +101,7 @@ def read(path: Path) -> Saved:
     frame = dataset_to_frame(tree[FRAME].to_dataset())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the saved frame has complete rows
-        design = build_design(attrs[FORMULA], frame)
+        design = build_design(attrs[FORMULA], frame, **frame_options(frame))
     priors = {k: Prior(d, a, r) for k, (d, a, r) in json.loads(attrs[PRIORS]).items()}
     return Saved(
         tree=tree,

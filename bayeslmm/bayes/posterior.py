@@ -419,6 +419,7 @@ class Posterior:
             f"Formula: {d.formula}",
             f"Number of obs: {d.nobs}, groups:  {ngr}",
             *d.missing_note,
+            *d.weight_offset_note,
             f"Draws: {diag.chains} chains x {diag.draws}; "
             f"intervals: {self.ci_kind.upper()} {self.ci_prob:g}",
             "",

@@ -391,7 +391,37 @@ class LmerFit:
         if random_effects is not None or isinstance(group_effects, bool | np.bool_):
             flag = group_effects if random_effects is None else random_effects
             group_effects = "observed" if flag else "none"
-        return predict_fit(
+        plain = self.design.is_plain or not summary
+        out = predict_fit(
+            self.design if plain else self.working.design,
+            newdata if plain or newdata is not None else self.design.frame,
+            beta=self._beta,
+            b=self.b,
+            theta=self._theta,
+            sigma=self.sigma,
+            vcov=self._vcov,
+            group_effects=group_effects,
+            kind=kind if plain else "mean",
+            summary=summary,
+            ci_prob=ci_prob,
+            ci_kind=ci_kind,
+        )
+        if plain or not isinstance(out, pd.DataFrame):
+            return out
+        return self._with_residual(out, newdata, kind, group_effects)
+
+    def _with_residual(
+        self, table: pd.DataFrame, newdata: pd.DataFrame | None, kind: str, group_effects: Any
+    ) -> pd.DataFrame:
+        """A prediction summary of a weighted / heteroscedastic fit: the working design's
+        SDs (the algebra of Var(β̂, b̂) needs it), the point predictions (with the offset)
+        of the model's own design and, for ``kind="response"``, each row's residual
+        variance σ̂²·δ_g² / w (weight 1 for new rows; δ from newdata's group column)."""
+        from .explore import predict_fit
+
+        lb, ub = table.columns[2], table.columns[3]
+        z = (table[ub] - table["mean"]) / table["sd"].where(table["sd"] > 0)
+        point = predict_fit(
             self.design,
             newdata,
             beta=self._beta,
@@ -400,11 +430,39 @@ class LmerFit:
             sigma=self.sigma,
             vcov=self._vcov,
             group_effects=group_effects,
-            kind=kind,
-            summary=summary,
-            ci_prob=ci_prob,
-            ci_kind=ci_kind,
         )
+        var = table["sd"].to_numpy() ** 2
+        if kind == "response":
+            var = var + (self.sigma * self._row_scale(newdata)) ** 2
+        sd = np.sqrt(var)
+        zz = float(np.nanmax(z)) if np.isfinite(z).any() else 0.0
+        out = {"mean": point, "sd": sd, lb: point - zz * sd, ub: point + zz * sd}
+        return pd.DataFrame(out, index=table.index if newdata is not None else None)
+
+    def _row_scale(self, newdata: pd.DataFrame | None) -> np.ndarray:
+        """Each row's residual SD over σ̂: the design's own rows, or newdata's (weight 1,
+        its residual group's ratio)."""
+        d = self.design
+        if newdata is None:
+            scale = d.residual_scale(self._ratio)
+            return np.ones(d.nobs) if scale is None else scale
+        res = d.residual
+        if res is None:
+            return np.ones(len(newdata))
+        if res.factor not in newdata.columns:
+            raise DataError(
+                f"newdata lacks column '{res.factor}': a response prediction needs each "
+                "row's residual group (sigma=)"
+            )
+        ratio = self.sigma_ratio
+        assert ratio is not None
+        labels = newdata[res.factor].astype(str)
+        unknown = sorted(set(labels) - set(ratio.index))
+        if unknown:
+            raise DataError(
+                f"newdata's column '{res.factor}' has residual groups {unknown} the data lack"
+            )
+        return ratio.reindex(labels).to_numpy()
 
     def r2(self) -> pd.Series:
         """Nakagawa–Johnson–Schielzeth R², ``marginal`` (fixed effects) and
@@ -515,14 +573,7 @@ class LmerFit:
     def _breadth_lines(self) -> list[str]:
         """The summary's lines on weights, offset and residual groups (none for a plain
         model)."""
-        d, lines = self.design, []
-        if d.weights is not None:
-            lines.append("Weights: precision weights w (Var(e_i) = sigma^2 / w_i)")
-        if d.offset is not None:
-            parts = [f"offset({t})" for t in d.offset_terms]
-            if d.offset_column is not None:
-                parts.append(d.offset_column or "offset= values")
-            lines.append(f"Offset: {' + '.join(parts)}")
+        lines = self.design.weight_offset_note
         ratio = self.sigma_ratio
         if ratio is not None:
             labels = [str(v) for v in ratio.index]
