@@ -2,8 +2,9 @@
 (a fraction of a second, for the HTML report; ``blm.plot_trace`` is ArviZ's richer view).
 
 Row per parameter (the labels of ``blm.compare``): the draws of each chain against
-iteration, and the rank plot (Vehtari et al. 2021): the ranks of all draws pooled, one
-histogram per chain.  Chains that mix have flat, overlapping rank histograms.
+iteration (at most 500 per chain, evenly spaced), and the rank plot (Vehtari et al.
+2021): the ranks of all draws pooled, one histogram per chain.  Chains that mix have
+flat, overlapping rank histograms.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 #: bins of the rank histograms
 RANK_BINS = 20
+#: draws per chain drawn in a trace (every k-th beyond it; the rank plot uses them all)
+TRACE_POINTS = 500
 
 
 def rank_counts(draws: np.ndarray, bins: int = RANK_BINS) -> np.ndarray:
@@ -42,8 +45,10 @@ def plot_chains(posterior: Posterior) -> Figure:
     axes = fig.subplots(len(labels), 2, squeeze=False, width_ratios=[2.2, 1.0], sharex="col")
     for row, (label, x) in enumerate(zip(labels, values, strict=True)):
         trace, rank = axes[row]
+        step = max(1, x.shape[1] // TRACE_POINTS)  # the eye sees no more; drawing costs
+        iteration = np.arange(0, x.shape[1], step)
         for c, chain in enumerate(x):
-            trace.plot(chain, lw=0.4, alpha=0.7, color=f"C{c}")
+            trace.plot(iteration, chain[::step], lw=0.5, alpha=0.75, color=f"C{c}")
         trace.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
         counts = rank_counts(x)
         for c, count in enumerate(counts):

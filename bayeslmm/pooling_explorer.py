@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+#: the largest rows x random effects the explorer takes (dense Z: 40 MB)
+MAX_CELLS = 5_000_000
+
+
 class PoolingExplorer:
     """Partial pooling of one grouping factor at adjustable Σ, σ (see the module doc)."""
 
@@ -55,6 +59,11 @@ class PoolingExplorer:
         start = reml if reml is not None else posterior_mean
         if start is None:
             raise PoolingError("give a REML fit or a posterior to start from")
+        if design.nobs * design.q > MAX_CELLS:
+            raise PoolingError(
+                f"the explorer solves densely: {design.nobs} rows x {design.q} random effects "
+                f"is more than {MAX_CELLS:,} cells; explore a subset of the groups"
+            )
         self.design, self.reml, self.posterior_mean = design, reml, posterior_mean
         self.factor = resolve_factor(design, factor)
         self._pool = pooling(design, self.factor)
@@ -218,13 +227,24 @@ class PoolingExplorer:
         if self._widget is not None:
             self._widget.refresh()
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget where a kernel runs it; the small multiple as PNG beside it, which a
+        page of stored outputs (or a front end without widgets) shows instead."""
+        import base64
+        import contextlib
 
-        try:
-            display(self.widget)
-        except ImportError:  # no ipywidgets: the static picture
-            display(self.small_multiple())
+        bundle: dict[str, Any] = {}
+        with contextlib.suppress(ImportError):  # no ipywidgets: the picture alone
+            bundle |= self.widget.box._repr_mimebundle_() or {}
+        bundle["text/plain"] = repr(self)
+        png = self.png(self.small_multiple())
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+        return bundle
+
+    def __repr__(self) -> str:
+        return (
+            f"<PoolingExplorer of {self.design.formula}: {self.factor}, {len(self.view.n)} levels>"
+        )
 
     def png(self, figure: Figure) -> bytes:
         """A figure as PNG bytes (what the panel shows)."""

@@ -85,7 +85,7 @@ class PoolingPanel:
             )  # fmt: skip
         self.sliders[names.SIGMA] = _log_slider(names.SIGMA, sigma, sigma, 2.0)
         self.sliders["kept"] = widgets.IntSlider(
-            value=ex.kept, min=1, max=ex.max_kept, description="observations kept per group",
+            value=ex.kept, min=1, max=ex.max_kept, description="kept per group (first rows)",
             continuous_update=False, style={"description_width": "180px"},
             layout={"width": "520px"},
         )  # fmt: skip
@@ -133,9 +133,6 @@ class PoolingPanel:
             self._hold = False
         self.image.value = self.ex.png(self.ex.figure())
         self.table.value = self.ex.table.round(3).to_html()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.box._repr_mimebundle_(**kwargs)
 
 
 def build_widget(ex: Controlled) -> PoolingPanel:

@@ -85,7 +85,7 @@ nav a { margin-right: .8em; }
 """
 
 
-def _png(fig: Figure, dpi: int = 80) -> str:
+def _png(fig: Figure, dpi: int = 72) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")

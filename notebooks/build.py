@@ -3,6 +3,9 @@
     python notebooks/build.py            # write + execute all (full-size sampling)
     python notebooks/build.py 01 03      # only these
 
+Every figure is stored as an image (``%matplotlib inline`` in the setup cell: the package's
+figures display as PNG), and progress bars as their one final line (:func:`clean_streams`).
+
 The notebooks read ``BAYESLMM_NB_DRAWS`` / ``BAYESLMM_NB_CHAINS`` (defaults 1000 / 4), so CI
 can execute them quickly (tests/test_notebooks.py); the saved outputs are the full-size run.
 """
@@ -18,6 +21,7 @@ from nbclient import NotebookClient
 HERE = Path(__file__).parent
 
 SETUP = """\
+%matplotlib inline
 import os
 import warnings
 
@@ -44,6 +48,17 @@ NOTEBOOKS = {
     "01_fixed_and_random_effects": [
         md("""
 # 1. Fixed and random effects, estimated together
+
+> **The question** (Cross Validated, "How are random effects included in the LMM and how are
+> they calculated?"): *are the fixed effects estimated first and the random effects
+> afterwards, or together, and how is a random effect calculated at all?*
+>
+> **The answer in words.** Together. Once the variances of the random effects are known,
+> the fixed effects and every group's random effect come out of **one** linear system, in
+> which each random effect is a group's own deviation from the fixed effects, pulled toward
+> zero by a penalty that grows as the between-group variance shrinks. Estimating the
+> variances (REML) is the only iterative part. The Bayesian sampler calculates the random
+> effects from the very same system, once per posterior draw.
 
 A linear mixed model writes the response as
 
@@ -90,6 +105,13 @@ pd.concat({"ranef": fit.ranef["Subject"], "conditional_sd": fit.conditional_sd["
 b308 = fit.ranef["Subject"].loc["308", "(Intercept)"]
 print(f"{fit.fixef['(Intercept)']:.5f} + {b308:.6f} = {fit.fixef['(Intercept)'] + b308:.4f}")
 fit.coef["Subject"].head()"""),
+        md("""
+Each subject's intercept is its own deviation pulled toward the population value. The
+picture shows it: the open circle is the subject's own least-squares intercept (its own
+line, fitted alone), the filled one the mixed model's $\\hat\\beta_0 + \\hat b_j$; every
+arrow points toward the population intercept (the black line)."""),
+        code("""
+blm.plot_shrinkage(fit, None)"""),
         md("""
 ## Why "estimated together"
 Given the variance components, $\\hat\\beta$ and $\\hat b$ solve **one** linear system,
@@ -209,6 +231,16 @@ between-species variance. Notebook 2 looks at that pull — partial pooling — 
         md("""
 # 2. Partial pooling
 
+> **The question:** *what does "partial pooling" of random effects actually do to each
+> group's estimate?*
+>
+> **The answer in words.** Each group's line ends up between its own fit (no pooling) and
+> the population line (complete pooling). How far it moves depends on two things only: how
+> much the group's own data say (more observations, less noise: it stays nearer its own
+> fit) and how much groups differ (a large between-group SD τ: little pooling; τ → 0: all
+> groups share the population line). The explorer at the end of this notebook lets you move
+> τ and σ and watch exactly that, computed from the closed form without refitting.
+
 Three ways to estimate each subject's line in `sleepstudy`:
 
 * **no pooling** — fit each subject alone (lme4's `lmList`);
@@ -300,15 +332,58 @@ slopes.loc[["309", "335", "308"]]"""),
         code("""
 fig = blm.plot_shrinkage(sparse_fit, None)
 fig"""),
+        md("""
+## Move τ and σ yourself
+Given the between-subject covariance $\\Sigma$ and the residual SD $\\sigma$, the
+partial-pooling estimates are not fitted but *calculated*: they solve one penalised least
+squares problem (notebook 1). So they can be recomputed in a millisecond for any $\\Sigma$,
+$\\sigma$, without refitting. `blm.explore_pooling` does that behind sliders:
+
+* one slider per random-effect SD, one for the correlation and one for $\\sigma$, starting at
+  the REML estimates; the observations kept per subject (the first *k* days);
+* buttons for the REML estimates, the posterior means, and data simulated from the current
+  values;
+* the arrows (own fit → partial pooling) inside the population ellipse, each subject's
+  lines, and the shrinkage table, all recomputed on every move.
+
+Slide `sd_Subject[Days]` toward its left end and every subject's slope collapses onto the
+population slope (complete pooling); slide it right and each keeps its own (no pooling).
+Raising $\\sigma$ pools harder, because each subject's data then say less; so does keeping
+fewer days. (Sliders need a running Jupyter kernel; a page that only shows stored outputs
+shows the picture below instead.)"""),
+        code("""
+explorer = blm.explore_pooling(fit, posterior)
+explorer"""),
+        md("""
+What the explorer shows, it exposes: `explorer.coefficients` (each subject's line at the
+current values), `explorer.table` (the shrinkage table), `explorer.arrows`. At the REML
+values the coefficients are lme4's `coef`; setting a value from code works like a slider:"""),
+        code("""
+at_reml = explorer.coefficients
+explorer.set(explorer.setting.scaled(0.25))     # every SD of Subject a quarter of REML's
+pd.concat({"REML": at_reml, "SDs x 0.25": explorer.coefficients}, axis=1).head()"""),
+        md("""
+The same picture at three values of the SDs, for a page without a kernel: a tenth of the
+REML values (nearly complete pooling), the REML values, and ten times them (nearly no
+pooling)."""),
+        code("""
+explorer.set(explorer.reml)
+explorer.small_multiple((0.1, 1.0, 10.0))"""),
     ],
     "03_generative_story": [
         md("""
 # 3. The generative story
 
-A common confusion: "a random slope means we draw a random value of the predictor." It does
-not. `Days` is data and stays fixed; what is random is each subject's **coefficient** on
-`Days`. The clearest way to see this is to run the model forwards: draw the covariance, draw
-each group's effects, draw the responses."""),
+> **The question:** *what does a random slope generate? Is it a random value of the
+> predictor?*
+>
+> **The answer in words.** No. The predictor (`Days`) is data and stays fixed. A random slope
+> generates one slope **per subject**, drawn from a population distribution with its own
+> mean (the fixed slope) and SD (τ); each subject's responses then scatter around that
+> subject's own line. Running the model forwards, step by step, makes this concrete.
+
+The clearest way to see it is to run the model forwards: draw the covariance, draw each
+group's effects, draw the responses."""),
         code(SETUP),
         code("""
 sleep = blm.load_dataset("sleepstudy")
@@ -405,6 +480,14 @@ ax.set_title("LKJ prior draws");"""),
     "04_posterior_exploration": [
         md("""
 # 4. Exploring the posterior
+
+> **The question:** *the random effects are "calculated", but how sure can we be of them, and
+> of the variances behind them?*
+>
+> **The answer in words.** The posterior answers it directly: every parameter, the variance
+> components and each subject's effect included, gets a distribution rather than a single
+> number. We first check that the sampler can be trusted, then read the uncertainty off the
+> draws, and check the model against the data it should have generated.
 
 The Bayesian path gives a full distribution for every parameter — including the variance
 components, which REML reports as single numbers. This notebook checks the sampler, looks at
@@ -603,6 +686,15 @@ fig"""),
         md("""
 # 5. Intervals from both sides: profile likelihood, bootstrap, t-tests and the posterior
 
+> **The question:** *how well are the fixed effects and the variance components determined,
+> and do frequentist and Bayesian intervals agree?*
+>
+> **The answer in words.** With many groups (18 subjects) the profile, bootstrap and
+> posterior intervals tell the same story. With very few groups (3 species) the variance
+> components are barely determined: the profile intervals reach zero, and the posterior
+> intervals then lean on the prior. The fixed effects' small-sample degrees of freedom show
+> the same thing.
+
 Right after `summary()`, lme4 users reach for three things: `confint(m)` (profile intervals
 for every parameter), lmerTest's t-tests with small-sample degrees of freedom, and
 `anova(m0, m1)`. bayeslmm's REML fit has all three — `fit.confint()`,
@@ -779,6 +871,30 @@ the method and the prior."""),
 }
 
 
+def _final_line(text: str) -> str:
+    """A stream as a terminal leaves it: of each line redrawn with carriage returns
+    (a progress bar), only its last state."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def clean_streams(nb) -> None:
+    """Merge each cell's consecutive stream outputs of one name and keep the final state of
+    redrawn lines: a progress bar is stored as its one finished line."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged: list = []
+        for out in cell.outputs:
+            if out.output_type == "stream" and merged and merged[-1].get("name") == out.name:
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.output_type == "stream":
+                out.text = _final_line(out.text)
+        cell.outputs = merged
+
+
 def build(name: str, cells: list, execute: bool = True) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
@@ -791,6 +907,7 @@ def build(name: str, cells: list, execute: bool = True) -> Path:
         NotebookClient(
             nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
         ).execute()
+        clean_streams(nb)
     path = HERE / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path

@@ -141,9 +141,10 @@ def test_auto_integrates_the_random_effects_out(sleep_model):
     }
 
 
-def test_auto_keeps_latent_effects_when_marginal_costs_more():
+def test_auto_integrates_one_factor_when_crossing_is_dear():
     """A sparse crossing whose second factor has 1,100 levels (a dense block 2 of 1,100
-    columns: about 665 ms a gradient): "auto" says why and chooses per term."""
+    columns: about 665 ms a marginal gradient): "auto" integrates the factor with the most
+    effects out and samples the other one, and says why."""
     rng = np.random.default_rng(0)
     n = 4000
     data = pd.DataFrame(
@@ -154,46 +155,34 @@ def test_auto_keeps_latent_effects_when_marginal_costs_more():
         }
     )
     model = blm.Model("y ~ 1 + (1 | a) + (1 | b)", data)
-    with pytest.warns(blm.ParameterizationWarning, match="dense block of 1,100 columns"):
-        chosen = parameterization.choose_parameterization(model.design)
-    assert set(chosen.values()) <= {"centered", "noncentered"}
+    choice = parameterization.auto_choice(model.design)
+    assert choice.form["a"] == "marginal"
+    assert choice.form["b"] in ("centered", "noncentered")
+    assert "effects of a are integrated out and the other 1,100 effects sampled" in choice.reason
+    assert choice.ms_partial is not None and choice.ms_partial < choice.ms_marginal / 10
+    assert parameterization.choose_parameterization(model.design) == choice.form
 
 
-def test_auto_keeps_latent_effects_for_densely_crossed_factors():
-    """Fully crossed subjects x 100 items (random intercepts): Σ m² = subjects · 100²
-    pairs at 8 ms per million plus 0.5 ms for the 100-column block 2: 300 subjects (24.5
-    ms a gradient) stay latent, 200 (16.5 ms) integrate out; so do 2,000 students who
-    each meet 10 of 200 instructors (5.6 ms), not 10 of 400 (33.6 ms: the dense block);
-    penicillin's 24 plates x 6 samples integrate out."""
+def test_auto_cost_model_by_design():
+    """Fully crossed subjects x 100 items: the marginal gradient walks subjects · 100²
+    pairs (8 ms per million) and the partial one subjects · 100 couplings, so "auto"
+    integrates the subjects only; penicillin's 24 plates x 6 samples and pastes' nested
+    casks (small blocks) integrate everything; one grouping factor always does."""
     rng = np.random.default_rng(1)
-    for subjects, expected in [(300, "24"), (200, None)]:
+    for subjects in (20, 200):
         grid = pd.MultiIndex.from_product([range(subjects), range(100)], names=["s", "i"])
         data = grid.to_frame().astype(str).assign(y=rng.normal(size=len(grid)))
         design = blm.Model("y ~ 1 + (1 | s) + (1 | i)", data).design
-        reason = parameterization.marginal_unavailable(design)
-        if expected is None:
-            assert reason is None
-            continue
-        assert reason == (
-            f"each gradient of the marginal density would take about {expected} ms (more "
-            "than 20): the levels of s meet 3,000,000 pairs of levels of the other grouping "
-            "factors, which form a dense block of 100 columns (parameterization='marginal' "
-            "forces the integrated form)"
-        )
-    for instructors, latent in [(200, False), (400, True)]:
-        s = np.repeat(np.arange(2000), 10)
-        data = pd.DataFrame(
-            {
-                "s": s.astype(str),
-                "i": rng.permuted(np.tile(np.arange(instructors), 20000 // instructors)),
-                "y": rng.normal(size=s.size),
-            }
-        )
-        data["i"] = data["i"].astype(str)
-        design = blm.Model("y ~ 1 + (1 | s) + (1 | i)", data).design
-        assert (parameterization.marginal_unavailable(design) is not None) == latent
-    pen = blm.Model("diameter ~ (1|plate) + (1|sample)", blm.load_dataset("penicillin"))
-    assert parameterization.marginal_unavailable(pen.design) is None
+        choice = parameterization.auto_choice(design)
+        assert choice.form["i"] == "marginal" if subjects == 20 else choice.form["s"] == "marginal"
+        assert set(choice.form.values()) != {"marginal"}
+    for name, formula in [
+        ("penicillin", "diameter ~ (1|plate) + (1|sample)"),
+        ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+    ]:
+        design = blm.Model(formula, blm.load_dataset(name)).design
+        assert set(parameterization.choose_parameterization(design).values()) == {"marginal"}
 
 
 def test_latent_parameterization_rule(sleep_model):

@@ -218,6 +218,19 @@ def test_bad_settings_name_the_parameter(explorer):
         blm.explore_pooling(blm.lmer(FORMULA, blm.load_dataset("sleepstudy")), factor="Subjekt")
 
 
+def test_too_large_a_design_is_refused_naming_its_size():
+    rng = np.random.default_rng(0)
+    n = 60_000
+    g, x = rng.integers(0, 100, n), rng.normal(size=n)
+    a, b = rng.normal(size=(2, 100))
+    data = pd.DataFrame(
+        {"y": a[g] + (1 + b[g]) * x + rng.normal(size=n), "x": x, "g": g.astype(str)}
+    )
+    fit = blm.lmer("y ~ x + (x | g)", data)
+    with pytest.raises(blm.PoolingError, match="60000 rows x 200 random effects"):
+        blm.explore_pooling(fit)
+
+
 def test_static_fallback_is_a_small_multiple_at_three_taus(explorer):
     fig = explorer.small_multiple()
     assert len(fig.axes) == 6

@@ -17,6 +17,7 @@ import pytest
 
 import bayeslmm as blm
 from bayeslmm.design import build_design
+from bayeslmm.reml import crossed as crossed_module
 from bayeslmm.reml import optimize
 from bayeslmm.reml.blocked import BlockedDeviance
 from bayeslmm.reml.crossed import CrossedDeviance, blocked_deviance, dense_coupling
@@ -105,8 +106,9 @@ def test_pairs_gradient_equals_the_dense_factor(formula, make, reml):
     _check_against_dense(dev, design, reml)
 
 
-def test_the_factor_is_chosen_by_the_coupling():
-    """Fully crossed designs couple densely, nested and sparse ones by pairs."""
+def test_the_factor_is_chosen_by_the_coupling(monkeypatch):
+    """Fully crossed designs couple densely, nested and sparse ones by pairs, and so do
+    crossed ones whose dense A₂₁ would be too large."""
     crossed = build_design(KB07_REDUCED, simulate_kb07())
     nested = build_design(NESTED, simulate_nested())
     sparse = build_design(INSTEVAL, simulate_insteval(6000, 1000, 300, 8))
@@ -114,6 +116,9 @@ def test_the_factor_is_chosen_by_the_coupling():
     for design in (nested, sparse):
         dev = blocked_deviance(design)
         assert type(dev) is BlockedDeviance and dev.has_gradient
+    monkeypatch.setattr(crossed_module, "DENSE_ENTRIES_MAX", 128 * 224 - 1)
+    assert not dense_coupling(crossed)  # A₂₁ is 128 x 224
+    assert dense_coupling(build_design(TWO_CONDITION, simulate_two_condition(12, 10)))
 
 
 def _bobyqa_fit(design):

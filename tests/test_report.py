@@ -67,6 +67,17 @@ def test_report_holds_every_section_with_the_fits_numbers(fits, report_path):
     assert ">7<" in sections["versions"] and "pymc" in sections["versions"]
 
 
+def test_rank_counts_split_the_pooled_ranks_by_chain():
+    from bayeslmm.chain_plots import rank_counts
+
+    low, high = np.arange(100.0), np.arange(100.0) + 1000  # chain 0 entirely below chain 1
+    counts = rank_counts(np.stack([low, high]), bins=4)
+    np.testing.assert_array_equal(counts, [[50, 50, 0, 0], [0, 0, 50, 50]])
+    mixed = rank_counts(np.random.default_rng(1).normal(size=(4, 4000)), bins=10)
+    assert (mixed.sum(axis=1) == 4000).all()
+    assert np.abs(mixed - 400).max() < 4 * np.sqrt(400)  # flat where the chains agree
+
+
 def test_report_is_self_contained(report_path):
     text = report_path.read_text()
     assert not re.search(r"(https?:)?//[\w.-]+\.\w", text.replace("<!DOCTYPE html>", ""))
@@ -166,6 +177,18 @@ def test_chromium_renders_every_section(report_path, tmp_path):
             blue = (np.abs(band.astype(int) - [31, 119, 180]).max(axis=2) <= 12).sum()
             assert blue > 300, f"no figure drawn in {name}"
     assert (image[-40:].min(axis=2) > 240).all()  # the page ended inside the window
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is absent (apt-get install chromium)")
+def test_chromium_prints_the_report_on_a_few_pages(report_path, tmp_path):
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}", report_path.resolve().as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pages = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+    assert 2 <= pages <= 12  # every section, images kept whole (print style), no blank run
 
 
 if __name__ == "__main__":  # the README's screenshot

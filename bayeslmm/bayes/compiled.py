@@ -42,6 +42,8 @@ LOG2PI = math.log(2.0 * math.pi)
 NORMAL, STUDENT_T, CAUCHY, LAPLACE = 0, 1, 2, 3
 HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY, EXPONENTIAL = 10, 11, 12, 13
 GAMMA, INVERSE_GAMMA, LOG_NORMAL, WEIBULL = 14, 15, 16, 17
+#: ``Parameters.term_block`` of a term whose effects are sampled (partially marginal kernel)
+LATENT = 3
 
 
 class Parameters(NamedTuple):
@@ -438,18 +440,18 @@ def _factor(theta, d, T):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ztr(d, delta):
-    """Zᵀr = Zᵀe − ZᵀX(β − β_ols) by blocks."""
+def _ztr(d, Zte1, Zte2, delta):
+    """Zᵀr = Zᵀe − ZᵀX(β − β_ols) by blocks (Zte1, Zte2: Zᵀe)."""
     z1 = np.empty((d.l1, d.k1))
     for lv in range(d.l1):
         for a in range(d.k1):
-            s = d.Zte1[lv, a]
+            s = Zte1[lv, a]
             for j in range(d.par.p):
                 s -= d.ZtX1[lv, a, j] * delta[j]
             z1[lv, a] = s
     z2 = np.empty(d.q2)
     for i in range(d.q2):
-        s = d.Zte2[i]
+        s = Zte2[i]
         for j in range(d.par.p):
             s -= d.ZtX2[i, j] * delta[j]
         z2[i] = s
@@ -545,25 +547,35 @@ def _loglik_blocked(theta, d, T, grad):
     """The marginal log-likelihood by blocks (any design): (ℓ, pwrss, G1, G2) with
     ∂ℓ/∂β written into ``grad[:p]`` and G the template-restricted ∂ℓ/∂Λ̃ (block 1 as one
     k₁ x k₁ matrix, block-2 terms in G2)."""
+    out = _loglik_rhs(theta, d, T, grad, d.ete, d.Xte, d.Zte1, d.Zte2)
+    return out[0], out[1], out[2], out[3]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _loglik_rhs(theta, d, T, grad, ete, Xte, Zte1, Zte2):
+    """:func:`_loglik_blocked` with the data's right-hand sides eᵀe, Xᵀe, Z₁ᵀe and Z₂ᵀe
+    given (the partially marginal kernel passes those of e − Z_s b_s); also returns the
+    conditional means (Λ̃₁v₁, Λ̃₂v₂) of the integrated effects."""
     nterms, kmax = d.par.term_k.shape[0], d.par.kmax
     p, l1, k1, q2 = d.par.p, d.l1, d.k1, d.q2
     F = _factor(theta, d, T)
     if not F.ok:
-        return -math.inf, 0.0, np.zeros((k1, k1)), np.zeros((nterms, kmax, kmax))
+        G1, G2 = np.zeros((k1, k1)), np.zeros((nterms, kmax, kmax))
+        return -math.inf, 0.0, G1, G2, np.zeros((l1, k1)), np.zeros(q2)
     sigma = F.sigma
     s2 = sigma * sigma
     delta = np.empty(p)
     for j in range(p):
         delta[j] = theta[j] - d.beta_ols[j]
     Xtr = np.empty(p)  # Xᵀr = Xᵀe − XᵀXδ
-    rtr = d.ete
+    rtr = ete
     for j in range(p):
         s = 0.0
         for m in range(p):
             s += d.XtX[j, m] * delta[m]
-        Xtr[j] = d.Xte[j] - s
-        rtr += delta[j] * (s - 2.0 * d.Xte[j])
-    z1, z2 = _ztr(d, delta)
+        Xtr[j] = Xte[j] - s
+        rtr += delta[j] * (s - 2.0 * Xte[j])
+    z1, z2 = _ztr(d, Zte1, Zte2, delta)
     c1, c2 = _lam(d, F, z1, z2, True)
     v1, v2 = _solve(d, F, c1, c2)
     cv = 0.0
@@ -670,7 +682,7 @@ def _loglik_blocked(theta, d, T, grad):
                     for m in range(q2):
                         s += B[o + a, m] * P22[m, o + b]
                     G2[t, a, b] += w2[o + a] * v2[o + b] / s2 - s
-    return lp, pwrss, G1, G2
+    return lp, pwrss, G1, G2, b1, b2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -998,6 +1010,9 @@ def _prior_terms(theta, par, n, T, Lc, nrm, lp, pwrss, G1, G2, grad):
         k = par.term_k[t]
         for a in range(k):
             for b in range(a + 1):
+                if par.term_block[t] == LATENT:  # G2 holds ∂ℓ/∂T itself
+                    GT[t, a, b] = G2[t, a, b]
+                    continue
                 if par.term_block[t] == 1:
                     o = par.term_off1[t]
                     g = G1[o + a, o + b]
@@ -1052,50 +1067,55 @@ def draw_b(thetas, d, seed, b1, b2):
     the conditional mode and its covariance σ²Λ̃M⁻¹Λ̃ᵀ (lme4's condVar at fixed Σ, σ)."""
     np.random.seed(seed)
     nterms, kmax = d.par.term_k.shape[0], d.par.kmax
-    l1, k1, q2 = d.l1, d.k1, d.q2
     T = np.empty((nterms, kmax, kmax))
     Lc = np.empty((nterms, kmax, kmax))
     nrm = np.empty((nterms, kmax))
-    delta = np.empty(d.par.p)
+    for i in range(thetas.shape[0]):
+        _templates(thetas[i], d.par, T, Lc, nrm)
+        _draw_row(thetas[i], d, T, d.Zte1, d.Zte2, b1[i], b2[i])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _draw_row(theta, d, T, Zte1, Zte2, b1, b2):
+    """:func:`draw_b` at one θ, with Zᵀe given (Z₁ᵀe, Z₂ᵀe): b1 (l1, k1), b2 (q2,)."""
+    l1, k1, q2 = d.l1, d.k1, d.q2
+    F = _factor(theta, d, T)
     e1 = np.empty((l1, k1))
     e2 = np.empty(q2)
-    for i in range(thetas.shape[0]):
-        theta = thetas[i]
-        _templates(theta, d.par, T, Lc, nrm)
-        F = _factor(theta, d, T)
+    for lv in range(l1):
+        for a in range(k1):
+            e1[lv, a] = np.random.standard_normal()
+    for j in range(q2):
+        e2[j] = np.random.standard_normal()
+    if not F.ok:
         for lv in range(l1):
             for a in range(k1):
-                e1[lv, a] = np.random.standard_normal()
+                b1[lv, a] = math.nan
         for j in range(q2):
-            e2[j] = np.random.standard_normal()
-        if not F.ok:
-            for lv in range(l1):
-                for a in range(k1):
-                    b1[i, lv, a] = math.nan
-            for j in range(q2):
-                b2[i, j] = math.nan
-            continue
-        for j in range(d.par.p):
-            delta[j] = theta[j] - d.beta_ols[j]
-        z1, z2 = _ztr(d, delta)
-        c1, c2 = _lam(d, F, z1, z2, True)
-        v1, v2 = _solve(d, F, c1, c2)
-        if q2 > 0:  # x = L⁻ᵀε: x₂ = L₂₂⁻ᵀε₂, x₁ = L₁₁⁻ᵀε₁ − E x₂
-            _bsolve(F.L22, e2)
-        for lv in range(l1):
-            _bsolve(F.L11[lv], e1[lv])
-        _sub12(d, F.E, e2, e1)
-        for lv in range(l1):
-            for a in range(k1):
-                v1[lv, a] += F.sigma * e1[lv, a]
-        for j in range(q2):
-            v2[j] += F.sigma * e2[j]
-        r1, r2 = _lam(d, F, v1, v2, False)
-        for lv in range(l1):
-            for a in range(k1):
-                b1[i, lv, a] = r1[lv, a]
-        for j in range(q2):
-            b2[i, j] = r2[j]
+            b2[j] = math.nan
+        return
+    delta = np.empty(d.par.p)
+    for j in range(d.par.p):
+        delta[j] = theta[j] - d.beta_ols[j]
+    z1, z2 = _ztr(d, Zte1, Zte2, delta)
+    c1, c2 = _lam(d, F, z1, z2, True)
+    v1, v2 = _solve(d, F, c1, c2)
+    if q2 > 0:  # x = L⁻ᵀε: x₂ = L₂₂⁻ᵀε₂, x₁ = L₁₁⁻ᵀε₁ − E x₂
+        _bsolve(F.L22, e2)
+    for lv in range(l1):
+        _bsolve(F.L11[lv], e1[lv])
+    _sub12(d, F.E, e2, e1)
+    for lv in range(l1):
+        for a in range(k1):
+            v1[lv, a] += F.sigma * e1[lv, a]
+    for j in range(q2):
+        v2[j] += F.sigma * e2[j]
+    r1, r2 = _lam(d, F, v1, v2, False)
+    for lv in range(l1):
+        for a in range(k1):
+            b1[lv, a] = r1[lv, a]
+    for j in range(q2):
+        b2[j] = r2[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1208,6 +1228,207 @@ def draw_b_one_factor_fixef(thetas, d, seed, b1, beta):
 
 
 # --------------------------------------------------------------------------------------
+# partially marginal: one grouping factor (and β) integrated out, the other effects sampled
+# --------------------------------------------------------------------------------------
+
+
+class PartialData(NamedTuple):
+    """The partially marginal kernel's data (Lai, Domke & Sheldon 2024): ``base`` integrates
+    block 1 (and β, and any dense block 2) out of y − Z_s b_s, where b_s, the effects of
+    the sampled (``LATENT``) terms, are θ[hdim:], per unit (one level of a term) centred
+    (b_s itself) or not (b_s = T z, z ~ N(0, I)).  Only the right-hand sides of ``base``
+    depend on b_s: eᵀe − 2b_sᵀZ_sᵀe + b_sᵀZ_sᵀZ_sb_s, Z₁ᵀe − Z₁ᵀZ_sb_s, and Z₂ᵀe (or Xᵀe)
+    − (Z₂ or X)ᵀZ_sb_s, from sparse products computed once."""
+
+    base: KernelData
+    hdim: int  # θ[:hdim]: base.par's parameters (β?, SDs, correlations, log σ)
+    dim: int
+    lat_term: np.ndarray  # (nu,) term of each sampled unit
+    lat_off: np.ndarray  # (nu,) its first entry in b_s (θ[hdim + off])
+    centred: np.ndarray  # (nterms,) 1: the term's effects are sampled as they are
+    Zte: np.ndarray  # (qs,) Z_sᵀe
+    ZtZ_ptr: np.ndarray  # (qs + 1,) CSR of Z_sᵀZ_s
+    ZtZ_col: np.ndarray
+    ZtZ_val: np.ndarray
+    c1_ptr: np.ndarray  # (l1 + 1,) CSR over block-1 levels of Z₁ₗᵀZ_s
+    c1_off: np.ndarray  # (nnz,) first b_s entry of the unit
+    c1_k: np.ndarray  # (nnz,) its columns
+    c1_val: np.ndarray  # (nnz, k1, kmax)
+    ZtB: np.ndarray  # (qs, q2) Z_sᵀ[Z₂ X_c] (base block 2: dense terms, integrated β)
+    ZtX: np.ndarray  # (qs, p) Z_sᵀX_c when β is sampled
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _latent_b(theta, d, T):
+    """b_s from θ: centred units as they are, the others T z."""
+    qs = d.dim - d.hdim
+    b = np.empty(qs)
+    for u in range(d.lat_term.shape[0]):
+        t, o = d.lat_term[u], d.lat_off[u]
+        k = d.base.par.term_k[t]
+        for a in range(k):
+            if d.centred[t]:
+                b[o + a] = theta[d.hdim + o + a]
+                continue
+            s = 0.0
+            for m in range(a + 1):
+                s += T[t, a, m] * theta[d.hdim + o + m]
+            b[o + a] = s
+    return b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _partial_rhs(theta, d, b):
+    """(eᵀe, Xᵀe, Z₁ᵀe, Z₂ᵀe) of e − Z_sb_s, and Z_sᵀZ_sb_s."""
+    base = d.base
+    qs = b.shape[0]
+    zzb = np.zeros(qs)
+    for i in range(qs):
+        s = 0.0
+        for e in range(d.ZtZ_ptr[i], d.ZtZ_ptr[i + 1]):
+            s += d.ZtZ_val[e] * b[d.ZtZ_col[e]]
+        zzb[i] = s
+    ete = base.ete
+    for i in range(qs):
+        ete += b[i] * (zzb[i] - 2.0 * d.Zte[i])
+    Zte1 = base.Zte1.copy()
+    for lv in range(base.l1):
+        for e in range(d.c1_ptr[lv], d.c1_ptr[lv + 1]):
+            o, k = d.c1_off[e], d.c1_k[e]
+            for a in range(base.k1):
+                s = 0.0
+                for c in range(k):
+                    s += d.c1_val[e, a, c] * b[o + c]
+                Zte1[lv, a] -= s
+    Zte2 = base.Zte2.copy()
+    Xte = base.Xte.copy()
+    for i in range(qs):
+        for j in range(base.q2):
+            Zte2[j] -= d.ZtB[i, j] * b[i]
+        for j in range(base.par.p):
+            Xte[j] -= d.ZtX[i, j] * b[i]
+    return ete, Xte, Zte1, Zte2, zzb
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _latent_prior(theta, d, T, g, G2, grad):
+    """The sampled effects' prior and the chain rule from g = ∂ℓ/∂b_s: θ[hdim:]'s gradient
+    into ``grad``, ∂(ℓ + log prior)/∂T of every sampled term into ``G2`` (absolute T);
+    returns the log prior.  Non-centred: z ~ N(0, I).  Centred: b ~ N(0, TTᵀ), with
+    w = T⁻¹b: −½‖w‖² − Σ log T_ii, ∂/∂b = −T⁻ᵀw, ∂/∂T = T⁻ᵀwwᵀ − diag(1/T_ii)."""
+    par = d.base.par
+    nterms, kmax = par.term_k.shape[0], par.kmax
+    h = d.hdim
+    lp = 0.0
+    W = np.zeros((nterms, kmax, kmax))
+    nl = np.zeros(nterms)
+    w = np.empty(kmax)
+    for u in range(d.lat_term.shape[0]):
+        t, o = d.lat_term[u], d.lat_off[u]
+        k = par.term_k[t]
+        nl[t] += 1.0
+        lp -= 0.5 * k * LOG2PI
+        if not d.centred[t]:
+            for a in range(k):
+                z = theta[h + o + a]
+                s = -z
+                for m in range(a, k):
+                    s += T[t, m, a] * g[o + m]  # Tᵀg
+                grad[h + o + a] = s
+                lp -= 0.5 * z * z
+                for m in range(a + 1):
+                    G2[t, a, m] += g[o + a] * theta[h + o + m]
+            continue
+        for a in range(k):  # w = T⁻¹b
+            s = theta[h + o + a]
+            for m in range(a):
+                s -= T[t, a, m] * w[m]
+            w[a] = s / T[t, a, a]
+            lp -= 0.5 * w[a] * w[a]
+        for a in range(k):
+            for m in range(k):
+                W[t, a, m] += w[a] * w[m]
+        for a in range(k - 1, -1, -1):  # w ← T⁻ᵀw
+            s = w[a]
+            for m in range(a + 1, k):
+                s -= T[t, m, a] * w[m]
+            w[a] = s / T[t, a, a]
+        for a in range(k):
+            grad[h + o + a] = g[o + a] - w[a]
+    for t in range(nterms):
+        if par.term_block[t] != LATENT or not d.centred[t]:
+            continue
+        k = par.term_k[t]
+        for a in range(k):
+            lp -= nl[t] * math.log(T[t, a, a])
+            G2[t, a, a] -= nl[t] / T[t, a, a]
+        for m in range(k):  # column m of T⁻ᵀW: back substitution
+            for a in range(k - 1, -1, -1):
+                s = W[t, a, m]
+                for c in range(a + 1, k):
+                    s -= T[t, c, a] * w[c]
+                w[a] = s / T[t, a, a]
+            for a in range(m, k):
+                G2[t, a, m] += w[a]
+    return lp
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def logp_grad_partial(theta, d, grad):
+    """:func:`logp_grad` for :class:`PartialData`: the base's marginal log-likelihood of
+    y − Z_sb_s, the gradient in b_s, Z_sᵀV⁻¹r = (Z_sᵀr − Z_sᵀZ₁b̂₁ − Z_sᵀ[Z₂ X]b̂₂)/σ²
+    (b̂ the integrated effects' conditional means), and the sampled effects' prior."""
+    base = d.base
+    T, Lc, nrm = _start(theta, base.par, grad)
+    b = _latent_b(theta, d, T)
+    ete, Xte, Zte1, Zte2, zzb = _partial_rhs(theta, d, b)
+    lp, pwrss, G1, G2, bh1, bh2 = _loglik_rhs(theta, base, T, grad, ete, Xte, Zte1, Zte2)
+    if lp == -math.inf:
+        return -math.inf
+    s2 = math.exp(2.0 * theta[d.hdim - 1])
+    qs = b.shape[0]
+    g = np.empty(qs)
+    for i in range(qs):
+        s = d.Zte[i] - zzb[i]
+        for j in range(base.q2):
+            s -= d.ZtB[i, j] * bh2[j]
+        for j in range(base.par.p):
+            s -= d.ZtX[i, j] * (theta[j] - base.beta_ols[j])
+        g[i] = s
+    for lv in range(base.l1):
+        for e in range(d.c1_ptr[lv], d.c1_ptr[lv + 1]):
+            o, k = d.c1_off[e], d.c1_k[e]
+            for c in range(k):
+                s = 0.0
+                for a in range(base.k1):
+                    s += d.c1_val[e, a, c] * bh1[lv, a]
+                g[o + c] -= s
+    for i in range(qs):
+        g[i] /= s2
+    lp += _latent_prior(theta, d, T, g, G2, grad)
+    return _prior_terms(theta, base.par, base.n, T, Lc, nrm, lp, pwrss, G1, G2, grad)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def draw_b_partial(thetas, d, seed, b1, b2, bs):
+    """:func:`draw_b` for :class:`PartialData`: b_s from θ into bs (N, qs), then the
+    integrated effects given b_s exactly (b1 (N, l1, k1), b2 (N, q2))."""
+    np.random.seed(seed)
+    par = d.base.par
+    nterms, kmax = par.term_k.shape[0], par.kmax
+    T = np.empty((nterms, kmax, kmax))
+    Lc = np.empty((nterms, kmax, kmax))
+    nrm = np.empty((nterms, kmax))
+    for i in range(thetas.shape[0]):
+        _templates(thetas[i], par, T, Lc, nrm)
+        b = _latent_b(thetas[i], d, T)
+        _, _, Zte1, Zte2, _ = _partial_rhs(thetas[i], d, b)
+        _draw_row(thetas[i], d.base, T, Zte1, Zte2, b1[i], b2[i])
+        for j in range(b.shape[0]):
+            bs[i, j] = b[j]
+
+
+# --------------------------------------------------------------------------------------
 # a reference target with known moments, to validate the sampler
 # --------------------------------------------------------------------------------------
 
@@ -1246,6 +1467,8 @@ def _logp_fn(theta, data, grad):
         return lambda theta, data, grad: logp_grad_one_factor_fixef(theta, data, grad)
     if cls is KernelData:
         return lambda theta, data, grad: logp_grad(theta, data, grad)
+    if cls is PartialData:
+        return lambda theta, data, grad: logp_grad_partial(theta, data, grad)
     if cls is GaussianTarget:
         return lambda theta, data, grad: gaussian_logp_grad(theta, data, grad)
     return None

@@ -31,7 +31,7 @@ import xarray as xr
 from scipy.special import gammaln
 
 from .. import names
-from ..design import Design
+from ..design import Design, ReTerm
 from ..errors import SamplingError
 from ..rng import int_seeds
 from . import compiled as nb
@@ -158,7 +158,7 @@ class MarginalModel:
     slopes' columns are centred at ``x_mean``: fixef[(Intercept)] = Intercept − x_meanᵀβ.
     """
 
-    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData
+    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData | nb.PartialData
     design: Design
     x_mean: np.ndarray
     term_sd: tuple[int, ...]
@@ -166,13 +166,25 @@ class MarginalModel:
     fixef_prior: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
+    def integrated(self) -> nb.OneFactor | nb.OneFactorFixef | nb.KernelData:
+        """The data of the integrated part (all of it unless effects are sampled)."""
+        return self.data.base if isinstance(self.data, nb.PartialData) else self.data
+
+    @property
     def dim(self) -> int:
-        return int(self.data.par.dim)
+        """θ's length (with the sampled effects, if any)."""
+        d = self.data
+        return int(d.dim) if isinstance(d, nb.PartialData) else int(d.par.dim)
+
+    @property
+    def hdim(self) -> int:
+        """The length of θ's hyperparameter part (β?, SDs, correlations, log σ)."""
+        return int(self.integrated.par.dim)
 
     @property
     def p(self) -> int:
         """The number of β in θ (0 when β is integrated out)."""
-        return int(self.data.par.p)
+        return int(self.integrated.par.p)
 
 
 def unsupported_prior(priors: Mapping[str, Prior]) -> str | None:
@@ -207,7 +219,11 @@ def normal_fixef_prior(
 
 
 def build(
-    design: Design, priors: Mapping[str, Prior] | None, *, integrate_fixef: bool = True
+    design: Design,
+    priors: Mapping[str, Prior] | None,
+    *,
+    integrate_fixef: bool = True,
+    latent: Mapping[int, bool] | None = None,
 ) -> MarginalModel:
     """The sufficient statistics and parameter layout of ``design`` with ``priors``
     (None: no priors, for :func:`draw_effects` after another sampler).
@@ -215,8 +231,11 @@ def build(
     With ``integrate_fixef`` and Normal priors on every β, β joins b as a block of effects
     with a known covariance (β − m ~ N(0, S)): NUTS then samples only Σ and σ, and β is
     drawn with b.  With few groups the posterior of β widens with the SDs (a funnel in
-    (β, log sd)); integrated, that geometry is gone.
+    (β, log sd)); integrated, that geometry is gone.  ``latent`` (term index -> centred)
+    names terms whose effects are sampled (the partially marginal kernel,
+    :class:`.compiled.PartialData`): θ gets their effects after log σ.
     """
+    latent = dict(latent or {})
     work = design.working()  # weights and offset folded into the rows (itself when plain)
     X, y = work.X, work.y
     n, p = X.shape
@@ -240,6 +259,7 @@ def build(
 
     terms = list(work.terms)
     b1, b2 = block_terms(design)
+    b2 = [i for i in b2 if i not in latent]
     codes1, l1 = terms[b1[0]].codes, terms[b1[0]].nl
     Z1 = np.column_stack([terms[i].X for i in b1])
     k1 = Z1.shape[1]
@@ -277,15 +297,8 @@ def build(
     columns2 = [terms[i].Z() for i in b2]
     keys, vals = [], []
     for i in b2:
-        t = terms[i]
-        key = codes1.astype(np.int64) * t.nl + t.codes
-        ukey, inv = np.unique(key, return_inverse=True)
-        v = np.zeros((len(ukey), k1, kmax))
-        for a in range(k1):
-            for c in range(t.nc):
-                v[:, a, c] = np.bincount(inv, weights=Z1[:, a] * t.X[:, c], minlength=len(ukey))
-        level, level2 = np.divmod(ukey, t.nl)
-        keys.append(np.column_stack([level, base[i] + level2]))
+        met, v = _coupling(codes1, Z1, terms[i], kmax)
+        keys.append(np.column_stack([met[:, 0], base[i] + met[:, 1]]))
         vals.append(v)
     if fixef_prior is not None:  # every block-1 level meets the β unit: Z₁ₗᵀXc
         unit_term.append(len(terms))
@@ -362,7 +375,9 @@ def build(
         kmax=kmax,
         term_k=np.array([t.nc for t in terms] + [p] * len(fixed), dtype=np.int64),
         term_block=np.array(
-            [1 if i in b1 else 2 for i in range(len(terms))] + [2] * len(fixed), dtype=np.int64
+            [1 if i in b1 else nb.LATENT if i in latent else 2 for i in range(len(terms))]
+            + [2] * len(fixed),
+            dtype=np.int64,
         ),
         term_off1=np.concatenate([off1, np.array(fixed, dtype=np.int64)]),
         term_sd=np.array(term_sd + fixed, dtype=np.int64),
@@ -391,15 +406,15 @@ def build(
         "Zte1": Zte1,
         "ZtX1": ZtX1,
     }
-    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData
-    if fixef_prior is not None and not b2 and k1 <= 2:
+    data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData | nb.PartialData
+    if fixef_prior is not None and not b2 and k1 <= 2 and not latent:
         data = nb.OneFactorFixef(
             **{k: v for k, v in common.items() if k not in ("beta_ols", "Xte", "XtX", "ZtX1")},
             Xte=Xc.T @ e,
             XtX=np.ascontiguousarray(Xc.T @ Xc),
             ZtX1=np.ascontiguousarray(vals[-1][:, :, :p]),
         )
-    elif q2 == 0 and k1 <= 2:
+    elif q2 == 0 and k1 <= 2 and not latent:
         data = nb.OneFactor(**common)
     else:
         data = nb.KernelData(
@@ -416,7 +431,86 @@ def build(
             a12_term=unit_term_a[units] if len(units) else units,
             a12_val=val,
         )
+    if latent:
+        data = _partial(data, work, latent, e, Xk, Z1, codes1, columns2)
     return MarginalModel(data, design, x_mean, tuple(term_sd), tuple(term_corr), fixef_prior)
+
+
+def _coupling(
+    codes1: np.ndarray, Z1: np.ndarray, t: ReTerm, kmax: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Z₁ₗᵀZ_u for every (block-1 level l, level u of term t) that meet: keys (nnz, 2) and
+    blocks (nnz, k₁, kmax)."""
+    k1 = Z1.shape[1]
+    key = codes1.astype(np.int64) * t.nl + t.codes
+    ukey, inv = np.unique(key, return_inverse=True)
+    v = np.zeros((len(ukey), k1, kmax))
+    for a in range(k1):
+        for c in range(t.nc):
+            v[:, a, c] = np.bincount(inv, weights=Z1[:, a] * t.X[:, c], minlength=len(ukey))
+    return np.column_stack(np.divmod(ukey, t.nl)), v
+
+
+def _partial(
+    base: nb.KernelData | nb.OneFactor | nb.OneFactorFixef,
+    design: Design,
+    latent: Mapping[int, bool],
+    e: np.ndarray,
+    Xk: np.ndarray,
+    Z1: np.ndarray,
+    codes1: np.ndarray,
+    columns2: list,
+) -> nb.PartialData:
+    """The partially marginal kernel's data: ``base`` (block 1, β and any dense block 2
+    integrated out of y − Z_sb_s) and the products of Z_s, the sampled terms' columns,
+    with e, Z_s, Z₁ (per block-1 level), Z₂ (with X_c when β is integrated) and X_c."""
+    assert isinstance(base, nb.KernelData)
+    terms = design.terms
+    order = sorted(latent)
+    lat_term, lat_off, offs = [], [], {}
+    qs = 0
+    for i in order:
+        offs[i] = qs
+        for _ in range(terms[i].nl):
+            lat_term.append(i)
+            lat_off.append(qs)
+            qs += terms[i].nc
+    Zs = sp.hstack([terms[i].Z() for i in order], format="csc")
+    ZtZ = (Zs.T @ Zs).tocsr()
+    ZtZ.sort_indices()
+    keys, vals = [], []
+    for i in order:
+        key, v = _coupling(codes1, Z1, terms[i], base.par.kmax)
+        keys.append(np.column_stack([key[:, 0], offs[i] + key[:, 1] * terms[i].nc]))
+        vals.append(v)
+    kv, val = np.concatenate(keys), np.concatenate(vals)
+    srt = np.lexsort((kv[:, 1], kv[:, 0]))
+    kv, val = kv[srt], np.ascontiguousarray(val[srt])
+    k_of = np.zeros(qs, dtype=np.int64)
+    for i in order:
+        k_of[offs[i] : offs[i] + terms[i].q] = terms[i].nc
+    Z2 = sp.hstack(columns2, format="csc") if columns2 else sp.csc_matrix((len(e), 0))
+    hdim = int(base.par.dim)
+    return nb.PartialData(
+        base=base,
+        hdim=hdim,
+        dim=hdim + qs,
+        lat_term=np.asarray(lat_term, dtype=np.int64),
+        lat_off=np.asarray(lat_off, dtype=np.int64),
+        centred=np.array(
+            [bool(latent.get(i, False)) for i in range(len(base.par.term_k))], dtype=np.bool_
+        ),
+        Zte=np.asarray(Zs.T @ e).ravel(),
+        ZtZ_ptr=ZtZ.indptr.astype(np.int64),
+        ZtZ_col=ZtZ.indices.astype(np.int64),
+        ZtZ_val=ZtZ.data.astype(float),
+        c1_ptr=np.searchsorted(kv[:, 0], np.arange(base.l1 + 1)).astype(np.int64),
+        c1_off=kv[:, 1].astype(np.int64),
+        c1_k=k_of[kv[:, 1]],
+        c1_val=val,
+        ZtB=np.ascontiguousarray((Zs.T @ Z2).toarray()),
+        ZtX=np.ascontiguousarray(np.asarray(Zs.T @ Xk).reshape(qs, Xk.shape[1])),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -465,7 +559,7 @@ def constrained(
             L = correlation_factor(theta[..., c : c + t.nc * (t.nc - 1) // 2], t.nc)
             out[names.corr_chol(t.group)] = L
             out[names.corr(t.group)] = L @ np.swapaxes(L, -1, -2)
-    out[names.SIGMA] = np.exp(theta[..., mm.dim - 1])
+    out[names.SIGMA] = np.exp(theta[..., mm.hdim - 1])
     return out
 
 
@@ -474,9 +568,9 @@ def unconstrained(
 ) -> np.ndarray:
     """θ of the parameter values fixef (original scale; unused when β is integrated out),
     SDs (> 0), correlation matrices (positive definite) and σ (the inverse of
-    :func:`constrained`)."""
+    :func:`constrained`); sampled effects, if any, at 0."""
     design = mm.design
-    theta = np.empty(mm.dim)
+    theta = np.zeros(mm.dim)
     if mm.p:
         theta[: design.p] = fixef
         if design.intercept_index is not None:
@@ -487,7 +581,7 @@ def unconstrained(
             L = np.linalg.cholesky(corr_t)
             for j, (r, col) in enumerate(spiral(t.nc)):
                 theta[c + j] = L[r, col] / L[r, r]
-    theta[-1] = math.log(sigma)
+    theta[mm.hdim - 1] = math.log(sigma)
     return theta
 
 
@@ -495,11 +589,17 @@ def logp(mm: MarginalModel, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """The log posterior density of θ (unconstrained, Jacobians included) and its gradient."""
     grad = np.empty(mm.dim)
     theta = np.ascontiguousarray(theta, dtype=float)
-    if isinstance(mm.data, nb.OneFactor):
-        return float(nb.logp_grad_one_factor(theta, mm.data, grad)), grad
-    if isinstance(mm.data, nb.OneFactorFixef):
-        return float(nb.logp_grad_one_factor_fixef(theta, mm.data, grad)), grad
-    return float(nb.logp_grad(theta, mm.data, grad)), grad
+    return float(KERNELS[type(mm.data)](theta, mm.data, grad)), grad
+
+
+#: the compiled log density of each kernel data type (one registry: the sampler reaches the
+#: same functions through ``compiled.logp_fn``)
+KERNELS = {
+    nb.OneFactor: nb.logp_grad_one_factor,
+    nb.OneFactorFixef: nb.logp_grad_one_factor_fixef,
+    nb.KernelData: nb.logp_grad,
+    nb.PartialData: nb.logp_grad_partial,
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -511,12 +611,21 @@ def scales(mm: MarginalModel) -> np.ndarray:
     """The order of magnitude of each parameter's posterior spread, which starts the metric:
     the least-squares standard errors for β (in y's units), 1 for the log-scale and
     correlation parameters."""
-    d = mm.data
+    d = mm.integrated
     out = np.ones(mm.dim)
     if d.par.p:
         resid2 = max(d.ete / max(d.n - d.par.p, 1.0), 1e-300)
         se = np.sqrt(np.abs(np.diag(np.linalg.pinv(d.XtX))) * resid2)
         out[: d.par.p] = np.where(se > 0, se, 1.0)
+    if isinstance(mm.data, nb.PartialData):  # centred effects: a quarter of sd(y)
+        sy = float(np.std(mm.design.y)) or 1.0
+        for u, t in enumerate(mm.data.lat_term):
+            if mm.data.centred[t]:
+                o = mm.hdim + mm.data.lat_off[u]
+                term = mm.design.terms[t]
+                out[o : o + term.nc] = [
+                    0.25 * sy / (np.std(term.X[:, c]) or 1.0) for c in range(term.nc)
+                ]
     return out
 
 
@@ -537,7 +646,7 @@ def initial_points(mm: MarginalModel, chains: int, rng: np.random.Generator) -> 
     from scipy.optimize import minimize
 
     design = mm.design.working()
-    d = mm.data
+    d = mm.integrated
     sy = float(np.std(design.y)) or 1.0
     sd = [
         np.array([0.25 * sy / (np.std(t.X[:, c]) or 1.0) for c in range(t.nc)])
@@ -624,12 +733,14 @@ def draw_effects(
     (chains, draws, dim).  Blocks of :data:`EFFECT_BLOCK` draws run ``cores`` at a time in
     threads, block i with the i-th child of ``SeedSequence(seed)`` (or of ``seed``, a
     SeedSequence): the draws do not depend on ``cores``."""
-    d = mm.data
+    part = mm.data if isinstance(mm.data, nb.PartialData) else None
+    d = mm.integrated
     chains, ndraw = theta.shape[:2]
     flat = np.ascontiguousarray(theta.reshape(-1, mm.dim))
     N = flat.shape[0]
     b1 = np.empty((N, d.l1, d.k1))
     b2 = np.empty((N, d.q2 if isinstance(d, nb.KernelData) else 0))
+    bs = np.empty((N, mm.dim - mm.hdim))
     fixef = np.empty((N, mm.design.p if isinstance(d, nb.OneFactorFixef) else 0))
     blocks = max(1, -(-N // EFFECT_BLOCK))
     bounds = np.minimum(np.arange(blocks + 1) * EFFECT_BLOCK, N)
@@ -638,7 +749,9 @@ def draw_effects(
 
     def job(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
-        if isinstance(d, nb.OneFactor):
+        if part is not None:
+            nb.draw_b_partial(flat[a:b], part, seeds[i], b1[a:b], b2[a:b], bs[a:b])
+        elif isinstance(d, nb.OneFactor):
             nb.draw_b_one_factor(flat[a:b], d, seeds[i], b1[a:b])
         elif isinstance(d, nb.OneFactorFixef):
             nb.draw_b_one_factor_fixef(flat[a:b], d, seeds[i], b1[a:b], fixef[a:b])
@@ -652,6 +765,10 @@ def draw_effects(
         if d.par.term_block[i] == 1:
             o = d.par.term_off1[i]
             b = b1[:, :, o : o + t.nc]
+        elif d.par.term_block[i] == nb.LATENT:
+            assert part is not None
+            o = part.lat_off[int(np.flatnonzero(part.lat_term == i)[0])]
+            b = bs[:, o : o + t.q].reshape(N, t.nl, t.nc)
         else:
             assert isinstance(d, nb.KernelData)
             first = int(np.flatnonzero(d.unit_term == i)[0])
@@ -678,12 +795,13 @@ def sample(
     priors: Mapping[str, Prior],
     coords: Mapping[str, list],
     settings: SamplerSettings,
+    latent: Mapping[int, bool] | None = None,
 ) -> xr.DataTree:
-    """Sample the marginal posterior and draw b; the draws as a DataTree with PyMC's
-    variable names and named coordinates (groups ``posterior``, ``sample_stats``,
-    ``observed_data``).  Each random stage uses its own child of the seed
-    (:func:`bayeslmm.rng.seed_stream`)."""
-    mm = build(design, priors)
+    """Sample the marginal posterior (partially marginal with ``latent`` terms, see
+    :func:`build`) and draw b; the draws as a DataTree with PyMC's variable names and
+    named coordinates (groups ``posterior``, ``sample_stats``, ``observed_data``).  Each
+    random stage uses its own child of the seed (:func:`bayeslmm.rng.seed_stream`)."""
+    mm = build(design, priors, latent=latent)
     s = settings
     cores = default_cores(s.chains) if s.cores is None else s.cores
     rng = np.random.default_rng(s.stream("start"))

@@ -1,11 +1,12 @@
 """How the random effects are sampled: integrated out ("marginal") or, per term, centred
 or non-centred.
 
-``parameterization="auto"`` integrates b out (:mod:`.marginal`) wherever that is
-available at a gradient cost of at most ``GRADIENT_MS_MAX`` (every design but large
-crossed ones: :func:`marginal_unavailable`): the sampled posterior then has no funnel and
-no centring choice, and a gradient costs O(levels).  Otherwise (an InstEval-sized crossed
-design) "auto" keeps the latent form, says so, and chooses per term as follows.
+``parameterization="auto"`` integrates b out (:mod:`.marginal`): every effect
+("marginal": the sampled posterior then has no funnel and no centring choice), or, where
+crossed factors make that dear, the effects of the factor with the most effects only
+("partial": the other terms' effects are sampled, centred or not per term as below); the
+choice is by estimated time per iteration (:func:`auto_choice`).  "centered" and
+"noncentered" give the latent forms (PyMC), per term as follows.
 
 Per term, the information ratio
 ``r_c = τ̂_c² / v̂_c`` compares the between-level variance of the per-level least-squares
@@ -32,16 +33,17 @@ non-centred: centring it on β alone diverged on pastes (74 divergences vs 36).
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from ..design import Design, ReTerm
-from ..errors import ParameterizationWarning, SamplingError
+from ..errors import SamplingError
 
-Parameterization = Literal["auto", "marginal", "centered", "noncentered"]
-FORMS = ("auto", "marginal", "centered", "noncentered")
+Parameterization = Literal["auto", "marginal", "partial", "centered", "noncentered"]
+FORMS = ("auto", "marginal", "partial", "centered", "noncentered")
 
 #: information ratio at and above which a latent term is centred
 CENTER_RATIO = 3.0
@@ -51,12 +53,15 @@ CENTER_RATIO = 3.0
 #: 8.5 / 7.7 ms; 2000 students x 200, 400, 800 instructors (10 ratings each) 5.6 / 5.7,
 #: 33.6 / 30, 258 / 260 ms.
 MS_PER_MILLION_PAIRS, MS_PER_MILLION_Q2_CUBED = 8.0, 0.5
-#: the dearest marginal gradient "auto" accepts (a default fit: about 9 minutes on 2
-#: cores).  Set by time to a trustworthy posterior (``benchmarks/bench_scaling.py
-#: --crossed``): 100 subjects x 100 items fully crossed, ``(1 + cond | subject) + (1 |
-#: item)``, marginal 235 s, R-hat 1.006, min ESS 3,265; latent 32-68 s but R-hat
-#: 1.013-1.10, ESS 35-350.
-GRADIENT_MS_MAX = 20.0
+#: the partially marginal gradient (2-core x86_64, shared): ms per 10⁶ block-1 x sampled
+#: couplings (pairs of levels met x k₁ x k) and per block-1 level x k₁²; predicted /
+#: measured: 40 x 40 and 100 x 100 2-condition crossed 0.085 / 0.078, 0.31 / 0.21 ms,
+#: KB07-shaped reduced 0.42 / 0.42, nested 300 x 4 0.46 / 0.47 ms
+MS_PER_MILLION_ENTRIES, MS_PER_LEVEL_K2 = 3.0, 3.7e-4
+#: leapfrog steps per iteration per dim^¼ (:func:`leapfrogs`)
+LEAPFROGS_PER_DIM4 = 8.0
+#: the partially marginal form is chosen when estimated this many times cheaper
+PARTIAL_MARGIN = 0.5
 
 
 def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
@@ -103,9 +108,9 @@ def information_ratio(design: Design, term: ReTerm) -> np.ndarray:
 
 
 def choose_parameterization(design: Design, parameterization: str = "auto") -> dict[str, str]:
-    """``"marginal"`` for every term, or ``"centered"``/``"noncentered"`` per term group,
-    from a :data:`Parameterization` (see the module docstring).  When "auto" cannot
-    integrate the effects out it warns (:class:`ParameterizationWarning`) with the reason."""
+    """Per term group ``"marginal"``, ``"centered"`` or ``"noncentered"`` from a
+    :data:`Parameterization` (see the module docstring); "partial" and, where it pays,
+    "auto" mix integrated (``"marginal"``) and sampled terms (:func:`auto_choice`)."""
     if parameterization not in FORMS:
         raise SamplingError(
             f"parameterization must be one of {', '.join(repr(f) for f in FORMS)}, "
@@ -113,15 +118,10 @@ def choose_parameterization(design: Design, parameterization: str = "auto") -> d
         )
     if parameterization in ("marginal", "centered", "noncentered"):
         return {t.group: parameterization for t in design.terms}
-    reason = marginal_unavailable(design)
-    if reason is None:
-        return {t.group: "marginal" for t in design.terms}
-    warnings.warn(
-        f"parameterization='auto' keeps the random effects as sampled parameters: {reason}",
-        ParameterizationWarning,
-        stacklevel=3,
-    )
-    return latent_parameterization(design)
+    if parameterization == "partial":
+        return partial_parameterization(design)
+    choice = auto_choice(design)
+    return choice.form
 
 
 def latent_parameterization(design: Design) -> dict[str, str]:
@@ -147,28 +147,100 @@ def block_terms(design: Design) -> tuple[list[int], list[int]]:
     return block1, [i for i in range(len(design.terms)) if i not in block1]
 
 
-def marginal_unavailable(design: Design) -> str | None:
-    """Why integrating b out would not pay (None when it does).  A marginal gradient costs
-    O(l₁k₁³ + Σ_l m_l² + q₂³): per level of block 1, per pair of the m_l block-2 units
-    that level meets, and the dense block 2 of q₂ columns; when the crossed part is
-    estimated above ``GRADIENT_MS_MAX`` the latent model (whose gradient grows with the
-    rows instead) reaches a usable posterior sooner, though crossed latent models mix
-    slowly."""
-    block1, block2 = block_terms(design)
-    q2 = sum(design.terms[i].q for i in block2)
+@dataclass(frozen=True)
+class Choice:
+    """What ``parameterization="auto"`` chose (``form``: per term group) and why
+    (``reason``, with the estimated milliseconds per NUTS iteration of each option)."""
+
+    form: dict[str, str]
+    reason: str
+    ms_marginal: float
+    ms_partial: float | None
+
+
+def leapfrogs(dim: int) -> float:
+    """The leapfrog steps a NUTS iteration takes, estimated from the sampled dimension:
+    ``LEAPFROGS_PER_DIM4 · dim^¼`` (measured at the defaults: 7 parameters about 12, 21
+    about 25, 87 and 207 (partially marginal crossed designs) 27-30)."""
+    return LEAPFROGS_PER_DIM4 * float(dim) ** 0.25
+
+
+def _hyper_dim(design: Design) -> int:
+    return 1 + sum(t.nc + t.nc * (t.nc - 1) // 2 for t in design.terms)
+
+
+def _met(design: Design, block1: list[int], others: list[int]) -> tuple[np.ndarray, int]:
+    """Per level of block 1, the block-2 columns it meets; and the (level, level) pairs
+    weighted by k₁ x k (the couplings the partially marginal gradient walks)."""
     codes1 = design.terms[block1[0]].codes
+    k1 = sum(design.terms[i].nc for i in block1)
     meets = np.zeros(design.terms[block1[0]].nl)
-    for i in block2:
+    entries = 0
+    for i in others:
         t = design.terms[i]
         level = np.unique(codes1.astype(np.int64) * t.nl + t.codes) // t.nl
         meets += t.nc * np.bincount(level, minlength=len(meets))
+        entries += len(level) * t.nc * k1
+    return meets, entries
+
+
+def auto_choice(design: Design) -> Choice:
+    """The fastest form to a trustworthy posterior, by estimated time per NUTS iteration
+    (gradient time x :func:`leapfrogs`; iterations are the same): b integrated out
+    ("marginal"), or the grouping factor with the most effects integrated out and the other
+    terms' effects sampled ("partial", centred or not per term by the latent rule).  The
+    partial form is chosen when estimated ``PARTIAL_MARGIN`` times cheaper (the marginal
+    one has no funnel to mix through).  The latent forms are never chosen: the partial one
+    has the same sampled effects and fewer (Lai, Domke & Sheldon 2024: never worse)."""
+    block1, block2 = block_terms(design)
+    k1 = sum(design.terms[i].nc for i in block1)
+    l1 = design.terms[block1[0]].nl
+    per_level = MS_PER_LEVEL_K2 * l1 * k1 * k1
+    q2 = sum(design.terms[i].q for i in block2)
+    meets, entries = _met(design, block1, block2)
     pairs = int((meets**2).sum())
-    ms = (MS_PER_MILLION_PAIRS * pairs + MS_PER_MILLION_Q2_CUBED * float(q2) ** 3) / 1e6
-    if ms > GRADIENT_MS_MAX:
-        return (
-            f"each gradient of the marginal density would take about {ms:,.0f} ms (more than "
-            f"{GRADIENT_MS_MAX:.0f}): the levels of {design.terms[block1[0]].factor} meet "
-            f"{pairs:,} pairs of levels of the other grouping factors, which form a dense "
-            f"block of {q2:,} columns (parameterization='marginal' forces the integrated form)"
+    grad_m = per_level + (MS_PER_MILLION_PAIRS * pairs + MS_PER_MILLION_Q2_CUBED * q2**3) / 1e6
+    dim = _hyper_dim(design)
+    ms_m = grad_m * leapfrogs(dim)
+    marginal = {t.group: "marginal" for t in design.terms}
+    if not block2:
+        return Choice(marginal, "one grouping factor: its effects are integrated out", ms_m, None)
+    grad_p = per_level + MS_PER_MILLION_ENTRIES * entries / 1e6
+    ms_p = grad_p * leapfrogs(dim + q2)
+    factor = design.terms[block1[0]].factor
+    costs = f"(estimated {ms_m:,.2f} ms an iteration integrated, {ms_p:,.2f} ms partially)"
+    if ms_p < PARTIAL_MARGIN * ms_m:
+        return Choice(
+            partial_parameterization(design),
+            f"the effects of {factor} are integrated out and the other {q2:,} effects sampled "
+            f"{costs}: integrating all would couple {pairs:,} pairs of levels",
+            ms_m,
+            ms_p,
         )
-    return None
+    return Choice(marginal, f"every effect is integrated out {costs}", ms_m, ms_p)
+
+
+def partial_parameterization(design: Design) -> dict[str, str]:
+    """The partially marginal form: the terms of block 1 (the grouping factor with the most
+    effects) ``"marginal"``, every other term sampled, centred or not by the latent rule
+    (:func:`latent_parameterization`); with one grouping factor, the marginal form."""
+    block1, _ = block_terms(design)
+    latent = latent_parameterization(design)
+    return {
+        t.group: "marginal" if i in block1 else latent[t.group] for i, t in enumerate(design.terms)
+    }
+
+
+def is_compiled_form(parameterization: Mapping[str, str]) -> bool:
+    """Whether the compiled sampler runs this form: marginal, or partially marginal (some
+    terms integrated out, the others sampled)."""
+    return "marginal" in set(parameterization.values())
+
+
+def latent_terms(design: Design, parameterization: Mapping[str, str]) -> dict[int, bool]:
+    """The sampled terms of a partially marginal form: term index -> centred."""
+    return {
+        i: parameterization[t.group] == "centered"
+        for i, t in enumerate(design.terms)
+        if parameterization[t.group] != "marginal"
+    }

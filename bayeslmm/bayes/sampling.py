@@ -24,7 +24,7 @@ from ..errors import SamplingError
 from ..rng import check_seed
 from . import io
 from .io import annotate
-from .parameterization import choose_parameterization
+from .parameterization import choose_parameterization, is_compiled_form, latent_terms
 from .posterior import Posterior
 from .priors import Prior
 from .settings import SamplerSettings, check_int
@@ -64,8 +64,20 @@ def resolve_sampler(
     form with priors it evaluates, else PyMC's."""
     from .marginal import unsupported_prior
 
-    marginal = set(parameterization.values()) == {"marginal"}
+    marginal = is_compiled_form(parameterization)
+    partial = marginal and set(parameterization.values()) != {"marginal"}
     unsupported = unsupported_prior(priors) if marginal else None
+    if partial and nuts_sampler not in (None, "bayeslmm"):
+        raise SamplingError(
+            "the partially marginal form (some terms integrated out, others sampled) runs on "
+            "nuts_sampler='bayeslmm' only: choose parameterization='marginal', 'centered' or "
+            "'noncentered' for another sampler"
+        )
+    if partial and unsupported is not None:
+        raise SamplingError(
+            f"the partially marginal form's sampler does not evaluate {unsupported}: choose "
+            "parameterization='marginal', 'centered' or 'noncentered'"
+        )
     if nuts_sampler is None:
         return "bayeslmm" if marginal and unsupported is None else "pymc"
     if nuts_sampler == "bayeslmm":
@@ -101,7 +113,10 @@ def sample_posterior(
                 "(nuts_sampler='pymc') pass options to pm.sample"
             )
         with threadpool_limits(limits=1):
-            idata = marginal.sample(design, priors, design.coords(), settings)
+            idata = marginal.sample(
+                design, priors, design.coords(), settings,
+                latent=latent_terms(design, parameterization),
+            )  # fmt: skip
     else:
         from .model import build_pymc_model
 

@@ -137,7 +137,7 @@ class BlockedDeviance(Deviance):
         k1, l1, q2 = self.k1, self.l1, self.b2.q
         level, comp = np.divmod(coo.col, k1)
         key = level.astype(np.int64) * q2 + coo.row
-        ukey, inv = np.unique(key, return_inverse=True)
+        ukey, inv = _unique(key, l1 * q2)
         vec = np.zeros((len(ukey), k1))
         np.add.at(vec, (inv, comp), coo.data)
         lev, row = np.divmod(ukey, q2)  # sorted by level, then row
@@ -377,3 +377,15 @@ def _term_scalars(term: ReTerm) -> np.ndarray:
             out[:, c, d] = s
             out[:, d, c] = s
     return out
+
+
+def _unique(key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(key, return_inverse=True) for integer keys in [0, size), by a dense
+    marker where ``size`` allows (no sort)."""
+    if size > 50_000_000:
+        return np.unique(key, return_inverse=True)
+    index = np.zeros(size, dtype=np.intp)
+    index[key] = 1
+    ukey = np.flatnonzero(index)
+    index[ukey] = np.arange(len(ukey))
+    return ukey, index[key]

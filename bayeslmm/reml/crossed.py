@@ -31,15 +31,17 @@ import scipy.sparse as sp
 
 from ..design import Design, lower_triangle
 from .blocked import BlockedDeviance
-from .pls import PLSSolution, level_blocks, template
+from .pls import PLSSolution, chol_inverse, level_blocks, template
 
-_dpotrf, _dpotri, _dsyrk = sla.lapack.dpotrf, sla.lapack.dpotri, sla.blas.dsyrk
+_dpotrf, _dsyrk = sla.lapack.dpotrf, sla.blas.dsyrk
 _dtrtrs = sla.lapack.dtrtrs
 
 #: the dense coupling is used where A₂₁ has at least this share of non-zeros ...
 DENSE_SHARE = 0.25
-#: ... and block 2 is at most this large (its selected inverse is a dense q₂ x q₂)
+#: ... and block 2 is at most this large (its selected inverse is a dense q₂ x q₂) ...
 DENSE_Q2_MAX = 3000
+#: ... and A₂₁ (q₂ x q₁, held dense) has at most this many entries (160 MB)
+DENSE_ENTRIES_MAX = 20_000_000
 
 
 def dense_coupling(design: Design) -> bool:
@@ -51,13 +53,14 @@ def dense_coupling(design: Design) -> bool:
     i1 = int(np.argmax([t.q for t in terms]))
     t1 = terms[i1]
     q2 = sum(t.q for i, t in enumerate(terms) if i != i1)
-    if q2 > DENSE_Q2_MAX:
+    if q2 > DENSE_Q2_MAX or q2 * t1.q > DENSE_ENTRIES_MAX:  # (bounds the markers below too)
         return False
-    pairs = sum(
-        len(np.unique(t.codes.astype(np.int64) * t1.nl + t1.codes)) * t.nc
-        for i, t in enumerate(terms)
-        if i != i1
-    )
+    pairs = 0
+    for i, t in enumerate(terms):
+        if i != i1:
+            seen = np.zeros(t.nl * t1.nl, dtype=bool)
+            seen[t.codes.astype(np.int64) * t1.nl + t1.codes] = True
+            pairs += int(seen.sum()) * t.nc
     return pairs * t1.nc >= DENSE_SHARE * q2 * t1.q
 
 
@@ -200,7 +203,7 @@ class CrossedDeviance(BlockedDeviance):
     def _logdet_blocks(self, f: CrossedFactor) -> list[np.ndarray]:
         """The level-diagonal blocks of Ω⁻¹ΛᵀA_ZZ per term (module doc), ML's share."""
         theta, b2, l1, k1, q2 = f.theta, self.b2, self.l1, self.k1, self.b2.q
-        Sinv = self._sinv(f)
+        Sinv = chol_inverse(f.L22)
         U = Sinv @ f.K  # S⁻¹K; VₗᵀVₗ = KₗᵀUₗ
         K3 = np.transpose(f.K.reshape(q2, l1, k1), (1, 2, 0))  # (ℓ₁, k₁, q₂)
         U3 = U.reshape(q2, l1, k1).transpose(1, 0, 2)  # (ℓ₁, q₂, k₁)
@@ -219,12 +222,6 @@ class CrossedDeviance(BlockedDeviance):
             blocks.append(G - self._per_level(U[a:b], f.AF[a:b], k))
         return blocks
 
-    @staticmethod
-    def _sinv(f: CrossedFactor) -> np.ndarray:
-        """S⁻¹ = (L₂₂L₂₂ᵀ)⁻¹, both triangles."""
-        Sinv = _dpotri(f.L22, lower=1)[0]
-        return np.tril(Sinv) + np.tril(Sinv, -1).T
-
     def solution(self, theta: np.ndarray) -> PLSSolution:
         """β̂, r², R_X, û and the conditional variance blocks at θ by blocks."""
         f = self.factor(theta)
@@ -234,7 +231,7 @@ class CrossedDeviance(BlockedDeviance):
         coef = np.concatenate([-beta, [1.0]])
         u = self._back(f, f.E1 @ coef[:, None], f.E2 @ coef[:, None])[:, 0]
         # (Ω⁻¹)₁₁'s level blocks L₁ₗ⁻ᵀ(I + VₗᵀVₗ)L₁ₗ⁻¹ and (Ω⁻¹)₂₂ = S⁻¹
-        Sinv = self._sinv(f)
+        Sinv = chol_inverse(f.L22)
         K3 = np.transpose(f.K.reshape(q2, l1, k1), (1, 2, 0))
         inner = K3 @ (Sinv @ f.K).reshape(q2, l1, k1).transpose(1, 0, 2)
         inner[:, np.arange(k1), np.arange(k1)] += 1.0

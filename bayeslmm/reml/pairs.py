@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..design import lower_triangle
+from .pls import chol_inverse
 
 #: a :class:`~.blocked.BlockedDeviance` and its :class:`~.blocked.BlockedFactor` (typed
 #: loosely: :mod:`.blocked` imports this module)
@@ -33,12 +34,6 @@ BlockedDeviance = Any
 BlockedFactor = Any
 
 _dpotri, _dtrtrs = sla.lapack.dpotri, sla.lapack.dtrtrs
-
-
-def _sinv(L22: np.ndarray) -> np.ndarray:
-    """S⁻¹ = (L₂₂L₂₂ᵀ)⁻¹, both triangles."""
-    Sinv = _dpotri(L22, lower=1)[0]
-    return np.tril(Sinv) + np.tril(Sinv, -1).T
 
 
 def _level_sums(dev: BlockedDeviance, s: np.ndarray, Sinv_u: np.ndarray) -> np.ndarray:
@@ -63,7 +58,7 @@ def _row_sums(
 def cond_var_pairs(dev: BlockedDeviance, f: BlockedFactor) -> tuple[np.ndarray, np.ndarray]:
     """Diagonal blocks of (ΛᵀZᵀZΛ + I)⁻¹ (module doc): block 1 (ℓ₁, k₁, k₁), S⁻¹."""
     assert f.L22 is not None and f.Minv is not None
-    Sinv = _sinv(f.L22)
+    Sinv = chol_inverse(f.L22)
     MT = f.Minv @ f.T1.T
     Y = _level_sums(dev, dev.b2.scale(f.theta), Sinv.flat[dev._upos])
     return f.Minv + MT @ Y @ np.transpose(MT, (0, 2, 1)), Sinv

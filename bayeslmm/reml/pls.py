@@ -64,6 +64,14 @@ def level_blocks(V: np.ndarray, term: ReTerm) -> np.ndarray:
     return np.einsum("lcld->lcd", V.reshape(term.nl, term.nc, term.nl, term.nc))
 
 
+def chol_inverse(L: np.ndarray) -> np.ndarray:
+    """(LLᵀ)⁻¹, both triangles, from a lower Cholesky factor L (LAPACK potri)."""
+    from scipy.linalg import lapack
+
+    inv = lapack.dpotri(L, lower=1)[0]
+    return np.tril(inv) + np.tril(inv, -1).T
+
+
 def inv_logdet(M: np.ndarray) -> tuple[np.ndarray, float]:
     """Inverses and Σ log det of a batch (ℓ, k, k) of symmetric positive definite
     matrices; closed forms for k <= 2."""
