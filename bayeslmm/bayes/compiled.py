@@ -795,15 +795,16 @@ def _loglik_one_factor(theta, d, T, grad):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _level_stats(d, lv):
-    """Level lv's (a00, a01, a11, z0, z1) of Z₁ₗᵀZ₁ₗ and Z₁ₗᵀy′, zero-padded to 2 x 2."""
+def _level_stats(d, Zte1, lv):
+    """Level lv's (a00, a01, a11, z0, z1) of Z₁ₗᵀZ₁ₗ and Z₁ₗᵀy′ (``Zte1``), zero-padded
+    to 2 x 2."""
     if d.k1 == 1:
-        return d.A11[lv, 0, 0], 0.0, 0.0, d.Zte1[lv, 0], 0.0
-    return d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1], d.Zte1[lv, 0], d.Zte1[lv, 1]
+        return d.A11[lv, 0, 0], 0.0, 0.0, Zte1[lv, 0], 0.0
+    return d.A11[lv, 0, 0], d.A11[lv, 0, 1], d.A11[lv, 1, 1], Zte1[lv, 0], Zte1[lv, 1]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch):
+def _one_factor_fixef_solve(d, Xte, Zte1, l00, l10, l11, sb, Minv, E, u, Sch):
     """The first pass over the levels of :class:`OneFactorFixef` data (k₁ <= 2 in closed
     form, k₁ = 1 as a 2 x 2 with a zero second column): per level M_l⁻¹ (``Minv`` (l1, 3):
     i00, i01, i11), E_l = M_l⁻¹F_l (F_l = Λ̃ᵀZ₁ₗᵀXcΛ̃_β) and u_l = M_l⁻¹c_l (c_l =
@@ -815,14 +816,14 @@ def _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch):
     F1 = np.empty(p)
     rt = np.empty(p)
     for i in range(p):
-        rt[i] = sb[i] * d.Xte[i]
+        rt[i] = sb[i] * Xte[i]
         for j in range(p):
             Sch[i, j] = sb[i] * d.XtX[i, j] * sb[j]
         Sch[i, i] += 1.0
     logdet = 0.0
     cv = 0.0
     for lv in range(d.l1):
-        a00, a01, a11, z0, z1 = _level_stats(d, lv)
+        a00, a01, a11, z0, z1 = _level_stats(d, Zte1, lv)
         _, _, _, _, m00, m01, m11, det = _level_m(a00, a01, a11, l00, l10, l11)
         logdet += math.log(det)
         i00, i01, i11 = m11 / det, -m01 / det, m00 / det
@@ -852,11 +853,11 @@ def _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _loglik_one_factor_fixef(theta, d, T):
-    """:func:`_loglik_blocked` for :class:`OneFactorFixef` data: block 1 per level in
+def _loglik_one_factor_fixef(theta, d, T, ete, Xte, Zte1):
+    """:func:`_loglik_rhs` for :class:`OneFactorFixef` data: block 1 per level in
     closed form, β − m (p columns, Λ̃_β = diag(prior SDs)/σ) as block 2; two passes over
     the levels (the solve, then the gradient with P_ll = M_l⁻¹ + E_lS⁻¹E_lᵀ and
-    P_lβ = −E_lS⁻¹)."""
+    P_lβ = −E_lS⁻¹).  Also returns the conditional means Λ̃v of b (l1, k1) and β − m."""
     par = d.par
     nterms, kmax = par.term_k.shape[0], par.kmax
     k1, l1, p = d.k1, d.l1, d.XtX.shape[0]
@@ -871,12 +872,14 @@ def _loglik_one_factor_fixef(theta, d, T):
     E = np.empty((l1, 2, p))
     u = np.empty((l1, 2))
     Sch = np.empty((p, p))
-    logdet, cv, rt = _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch)
+    logdet, cv, rt = _one_factor_fixef_solve(d, Xte, Zte1, l00, l10, l11, sb, Minv, E, u, Sch)
     G1 = np.zeros((k1, k1))
     G2 = np.zeros((nterms, kmax, kmax))
     LS = np.empty((p, p))
+    bh1 = np.zeros((l1, k1))
+    bb = np.empty(p)  # Λ̃_β v_β
     if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
-        return -math.inf, 0.0, G1, G2
+        return -math.inf, 0.0, G1, G2, bh1, bb
     for i in range(p):
         logdet += 2.0 * math.log(LS[i, i])
     vb = rt.copy()
@@ -884,18 +887,17 @@ def _loglik_one_factor_fixef(theta, d, T):
     _bsolve(LS, vb)
     for i in range(p):
         cv += rt[i] * vb[i]
-    pwrss = _pwrss(d.ete, cv)
+    pwrss = _pwrss(ete, cv)
     lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[par.dim - 1]) + logdet + pwrss / s2)
 
     Sinv = np.empty((p, p))
     _chol_inverse(LS, Sinv)
-    bb = np.empty(p)  # Λ̃_β v_β
     wb = np.empty(p)  # w_β = Xcᵀy′ − Σ C_lᵀΛ̃v_l − XcᵀXcΛ̃_βv_β
     gb = np.zeros(p)  # diag of −Σ C_lᵀΛ̃P_lβ
     for j in range(p):
         bb[j] = sb[j] * vb[j]
     for i in range(p):
-        s = d.Xte[i]
+        s = Xte[i]
         for j in range(p):
             s -= d.XtX[i, j] * bb[j]
         wb[i] = s
@@ -903,11 +905,14 @@ def _loglik_one_factor_fixef(theta, d, T):
     P1 = np.empty(p)
     g00 = g01 = g10 = g11 = 0.0
     for lv in range(l1):
-        a00, a01, a11, z0, z1 = _level_stats(d, lv)
+        a00, a01, a11, z0, z1 = _level_stats(d, Zte1, lv)
         v0, v1 = u[lv, 0], u[lv, 1]
         for j in range(p):
             v0 -= E[lv, 0, j] * vb[j]
             v1 -= E[lv, 1, j] * vb[j]
+        bh1[lv, 0] = l00 * v0
+        if two:
+            bh1[lv, 1] = l10 * v0 + l11 * v1
         p00, p01, p11 = Minv[lv, 0], Minv[lv, 1], Minv[lv, 2]
         for j in range(p):
             s0 = 0.0
@@ -950,14 +955,14 @@ def _loglik_one_factor_fixef(theta, d, T):
         for m in range(p):
             s += d.XtX[j, m] * sb[m] * Sinv[m, j]
         G2[t_b, j, j] = gb[j] + wb[j] * vb[j] / s2 - s
-    return lp, pwrss, G1, G2
+    return lp, pwrss, G1, G2, bh1, bb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def logp_grad_one_factor_fixef(theta, d, grad):
     """:func:`logp_grad` for :class:`OneFactorFixef` data."""
     T, Lc, nrm = _start(theta, d.par, grad)
-    lp, pwrss, G1, G2 = _loglik_one_factor_fixef(theta, d, T)
+    lp, pwrss, G1, G2, _, _ = _loglik_one_factor_fixef(theta, d, T, d.ete, d.Xte, d.Zte1)
     return _prior_terms(theta, d.par, d.n, T, Lc, nrm, lp, pwrss, G1, G2, grad)
 
 
@@ -1166,16 +1171,28 @@ def draw_b_one_factor(thetas, d, seed, b1):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def draw_b_one_factor_fixef(thetas, d, seed, b1, beta):
-    """:func:`draw_b` for :class:`OneFactorFixef` data: (β − m, b) jointly.  x = L⁻ᵀε
-    by blocks: x_β ~ N(0, S⁻¹) (S = L_SL_Sᵀ: x_β = L_S⁻ᵀε_β), then per level
-    x_l = R_lε_l − E_lx_β (R_lR_lᵀ = M_l⁻¹); β − m = Λ̃_β(v_β + σx_β), b_l = Λ̃(v_l + σx_l)."""
+    """:func:`draw_b` for :class:`OneFactorFixef` data: (β − m, b) jointly
+    (:func:`_draw_row_fixef`)."""
     np.random.seed(seed)
     par = d.par
     nterms, kmax = par.term_k.shape[0], par.kmax
-    k1, l1, p = d.k1, d.l1, d.XtX.shape[0]
     T = np.empty((nterms, kmax, kmax))
     Lc = np.empty((nterms, kmax, kmax))
     nrm = np.empty((nterms, kmax))
+    for i in range(thetas.shape[0]):
+        _templates(thetas[i], par, T, Lc, nrm)
+        _draw_row_fixef(thetas[i], d, T, d.Xte, d.Zte1, b1[i], beta[i])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _draw_row_fixef(theta, d, T, Xte, Zte1, b1, beta):
+    """One draw of (β − m, b) for :class:`OneFactorFixef` data at θ, with Xcᵀy′ and Z₁ᵀy′
+    given.  x = L⁻ᵀε by blocks: x_β ~ N(0, S⁻¹) (S = L_SL_Sᵀ: x_β = L_S⁻ᵀε_β), then per
+    level x_l = R_lε_l − E_lx_β (R_lR_lᵀ = M_l⁻¹); β − m = Λ̃_β(v_β + σx_β),
+    b_l = Λ̃(v_l + σx_l)."""
+    par = d.par
+    nterms = par.term_k.shape[0]
+    k1, l1, p = d.k1, d.l1, d.XtX.shape[0]
     Minv = np.empty((l1, 3))
     E = np.empty((l1, 2, p))
     u = np.empty((l1, 2))
@@ -1183,48 +1200,45 @@ def draw_b_one_factor_fixef(thetas, d, seed, b1, beta):
     LS = np.empty((p, p))
     sb = np.empty(p)
     xb = np.empty(p)
-    for i in range(thetas.shape[0]):
-        theta = thetas[i]
-        _templates(theta, par, T, Lc, nrm)
-        sigma = math.exp(theta[par.dim - 1])
-        l00, l10, l11 = _lambda1(par, T, sigma)
+    sigma = math.exp(theta[par.dim - 1])
+    l00, l10, l11 = _lambda1(par, T, sigma)
+    for j in range(p):
+        sb[j] = par.fixed_sd[nterms - 1, j] / sigma
+    logdet, _, rt = _one_factor_fixef_solve(d, Xte, Zte1, l00, l10, l11, sb, Minv, E, u, Sch)
+    for j in range(p):
+        xb[j] = np.random.standard_normal()
+    if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
         for j in range(p):
-            sb[j] = par.fixed_sd[nterms - 1, j] / sigma
-        logdet, _, rt = _one_factor_fixef_solve(d, l00, l10, l11, sb, Minv, E, u, Sch)
-        for j in range(p):
-            xb[j] = np.random.standard_normal()
-        if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
-            for j in range(p):
-                beta[i, j] = math.nan
-            for lv in range(l1):
-                for a in range(k1):
-                    b1[i, lv, a] = math.nan
-            continue
-        vb = rt.copy()
-        _fsolve(LS, vb)
-        _bsolve(LS, vb)
-        _bsolve(LS, xb)
-        for j in range(p):
-            xb[j] = vb[j] + sigma * xb[j]  # v_β + σx_β
-            beta[i, j] = sb[j] * xb[j]
+            beta[j] = math.nan
         for lv in range(l1):
-            i00, i01, i11 = Minv[lv, 0], Minv[lv, 1], Minv[lv, 2]
-            e0 = np.random.standard_normal()
-            r00 = math.sqrt(i00)
-            x0 = u[lv, 0] + sigma * r00 * e0
-            for j in range(p):
-                x0 -= E[lv, 0, j] * xb[j]
-            if k1 == 1:
-                b1[i, lv, 0] = l00 * x0
-                continue
-            e1 = np.random.standard_normal()
-            r10 = i01 / r00
-            r11 = math.sqrt(max(i11 - r10 * r10, 0.0))
-            x1 = u[lv, 1] + sigma * (r10 * e0 + r11 * e1)
-            for j in range(p):
-                x1 -= E[lv, 1, j] * xb[j]
-            b1[i, lv, 0] = l00 * x0
-            b1[i, lv, 1] = l10 * x0 + l11 * x1
+            for a in range(k1):
+                b1[lv, a] = math.nan
+        return
+    vb = rt.copy()
+    _fsolve(LS, vb)
+    _bsolve(LS, vb)
+    _bsolve(LS, xb)
+    for j in range(p):
+        xb[j] = vb[j] + sigma * xb[j]  # v_β + σx_β
+        beta[j] = sb[j] * xb[j]
+    for lv in range(l1):
+        i00, i01, i11 = Minv[lv, 0], Minv[lv, 1], Minv[lv, 2]
+        e0 = np.random.standard_normal()
+        r00 = math.sqrt(i00)
+        x0 = u[lv, 0] + sigma * r00 * e0
+        for j in range(p):
+            x0 -= E[lv, 0, j] * xb[j]
+        if k1 == 1:
+            b1[lv, 0] = l00 * x0
+            continue
+        e1 = np.random.standard_normal()
+        r10 = i01 / r00
+        r11 = math.sqrt(max(i11 - r10 * r10, 0.0))
+        x1 = u[lv, 1] + sigma * (r10 * e0 + r11 * e1)
+        for j in range(p):
+            x1 -= E[lv, 1, j] * xb[j]
+        b1[lv, 0] = l00 * x0
+        b1[lv, 1] = l10 * x0 + l11 * x1
 
 
 # --------------------------------------------------------------------------------------
@@ -1240,7 +1254,8 @@ class PartialData(NamedTuple):
     depend on b_s: eᵀe − 2b_sᵀZ_sᵀe + b_sᵀZ_sᵀZ_sb_s, Z₁ᵀe − Z₁ᵀZ_sb_s, and Z₂ᵀe (or Xᵀe)
     − (Z₂ or X)ᵀZ_sb_s, from sparse products computed once."""
 
-    base: KernelData
+    base: KernelData | OneFactorFixef  # OneFactorFixef: k₁ <= 2, β integrated, no block 2
+    beta_ols: np.ndarray  # (p,) the base's β_ols when β is sampled (else empty)
     hdim: int  # θ[:hdim]: base.par's parameters (β?, SDs, correlations, log σ)
     dim: int
     lat_term: np.ndarray  # (nu,) term of each sampled unit
@@ -1279,7 +1294,8 @@ def _latent_b(theta, d, T):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _partial_rhs(theta, d, b):
-    """(eᵀe, Xᵀe, Z₁ᵀe, Z₂ᵀe) of e − Z_sb_s, and Z_sᵀZ_sb_s."""
+    """(eᵀe, Z₁ᵀe) of e − Z_sb_s, Z_sᵀZ_sb_s, and the updates [Z₂ X_c]ᵀZ_sb_s (``Zb``)
+    and X_cᵀZ_sb_s (``Xb``, β sampled) of the base's other right-hand sides."""
     base = d.base
     qs = b.shape[0]
     zzb = np.zeros(qs)
@@ -1300,14 +1316,57 @@ def _partial_rhs(theta, d, b):
                 for c in range(k):
                     s += d.c1_val[e, a, c] * b[o + c]
                 Zte1[lv, a] -= s
-    Zte2 = base.Zte2.copy()
-    Xte = base.Xte.copy()
+    Zb = np.zeros(d.ZtB.shape[1])
+    Xb = np.zeros(d.ZtX.shape[1])
     for i in range(qs):
-        for j in range(base.q2):
-            Zte2[j] -= d.ZtB[i, j] * b[i]
-        for j in range(base.par.p):
-            Xte[j] -= d.ZtX[i, j] * b[i]
-    return ete, Xte, Zte1, Zte2, zzb
+        for j in range(Zb.shape[0]):
+            Zb[j] += d.ZtB[i, j] * b[i]
+        for j in range(Xb.shape[0]):
+            Xb[j] += d.ZtX[i, j] * b[i]
+    return ete, Zte1, zzb, Zb, Xb
+
+
+def _base_loglik(theta, base, T, grad, ete, Zte1, Zb, Xb):
+    """The integrated part's log-likelihood of e − Z_sb_s: (ℓ, pwrss, G1, G2, b̂₁, b̂₂)."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+@overload(_base_loglik, jit_options={"nogil": True, "error_model": "numpy"})
+def _base_loglik_impl(theta, base, T, grad, ete, Zte1, Zb, Xb):
+    if getattr(base, "instance_class", None) is OneFactorFixef:
+
+        def fixef(theta, base, T, grad, ete, Zte1, Zb, Xb):
+            Xte = base.Xte - Zb
+            return _loglik_one_factor_fixef(theta, base, T, ete, Xte, Zte1)
+
+        return fixef
+
+    def blocked(theta, base, T, grad, ete, Zte1, Zb, Xb):
+        Zte2 = base.Zte2 - Zb
+        Xte = base.Xte - Xb
+        return _loglik_rhs(theta, base, T, grad, ete, Xte, Zte1, Zte2)
+
+    return blocked
+
+
+def _base_draw(theta, base, T, Zte1, Zb, Xb, b1, b2):
+    """An exact draw of the integrated effects given b_s (b2: block 2, or β − m)."""
+    raise NotImplementedError  # compiled through the overload below
+
+
+@overload(_base_draw, jit_options={"nogil": True, "error_model": "numpy"})
+def _base_draw_impl(theta, base, T, Zte1, Zb, Xb, b1, b2):
+    if getattr(base, "instance_class", None) is OneFactorFixef:
+
+        def fixef(theta, base, T, Zte1, Zb, Xb, b1, b2):
+            _draw_row_fixef(theta, base, T, base.Xte - Zb, Zte1, b1, b2)
+
+        return fixef
+
+    def blocked(theta, base, T, Zte1, Zb, Xb, b1, b2):
+        _draw_row(theta, base, T, Zte1, base.Zte2 - Zb, b1, b2)
+
+    return blocked
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1381,8 +1440,8 @@ def logp_grad_partial(theta, d, grad):
     base = d.base
     T, Lc, nrm = _start(theta, base.par, grad)
     b = _latent_b(theta, d, T)
-    ete, Xte, Zte1, Zte2, zzb = _partial_rhs(theta, d, b)
-    lp, pwrss, G1, G2, bh1, bh2 = _loglik_rhs(theta, base, T, grad, ete, Xte, Zte1, Zte2)
+    ete, Zte1, zzb, Zb, Xb = _partial_rhs(theta, d, b)
+    lp, pwrss, G1, G2, bh1, bh2 = _base_loglik(theta, base, T, grad, ete, Zte1, Zb, Xb)
     if lp == -math.inf:
         return -math.inf
     s2 = math.exp(2.0 * theta[d.hdim - 1])
@@ -1390,10 +1449,10 @@ def logp_grad_partial(theta, d, grad):
     g = np.empty(qs)
     for i in range(qs):
         s = d.Zte[i] - zzb[i]
-        for j in range(base.q2):
+        for j in range(d.ZtB.shape[1]):
             s -= d.ZtB[i, j] * bh2[j]
-        for j in range(base.par.p):
-            s -= d.ZtX[i, j] * (theta[j] - base.beta_ols[j])
+        for j in range(d.ZtX.shape[1]):
+            s -= d.ZtX[i, j] * (theta[j] - d.beta_ols[j])
         g[i] = s
     for lv in range(base.l1):
         for e in range(d.c1_ptr[lv], d.c1_ptr[lv + 1]):
@@ -1412,7 +1471,8 @@ def logp_grad_partial(theta, d, grad):
 @njit(cache=True, nogil=True, error_model="numpy")
 def draw_b_partial(thetas, d, seed, b1, b2, bs):
     """:func:`draw_b` for :class:`PartialData`: b_s from θ into bs (N, qs), then the
-    integrated effects given b_s exactly (b1 (N, l1, k1), b2 (N, q2))."""
+    integrated effects given b_s exactly (b1 (N, l1, k1), b2 (N, q2): block 2 of a
+    :class:`KernelData` base, β − m of a :class:`OneFactorFixef` one)."""
     np.random.seed(seed)
     par = d.base.par
     nterms, kmax = par.term_k.shape[0], par.kmax
@@ -1422,8 +1482,8 @@ def draw_b_partial(thetas, d, seed, b1, b2, bs):
     for i in range(thetas.shape[0]):
         _templates(thetas[i], par, T, Lc, nrm)
         b = _latent_b(thetas[i], d, T)
-        _, _, Zte1, Zte2, _ = _partial_rhs(thetas[i], d, b)
-        _draw_row(thetas[i], d.base, T, Zte1, Zte2, b1[i], b2[i])
+        _, Zte1, _, Zb, Xb = _partial_rhs(thetas[i], d, b)
+        _base_draw(thetas[i], d.base, T, Zte1, Zb, Xb, b1[i], b2[i])
         for j in range(b.shape[0]):
             bs[i, j] = b[j]
 

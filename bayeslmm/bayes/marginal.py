@@ -407,7 +407,7 @@ def build(
         "ZtX1": ZtX1,
     }
     data: nb.OneFactor | nb.OneFactorFixef | nb.KernelData | nb.PartialData
-    if fixef_prior is not None and not b2 and k1 <= 2 and not latent:
+    if fixef_prior is not None and not b2 and k1 <= 2:
         data = nb.OneFactorFixef(
             **{k: v for k, v in common.items() if k not in ("beta_ols", "Xte", "XtX", "ZtX1")},
             Xte=Xc.T @ e,
@@ -464,7 +464,7 @@ def _partial(
     """The partially marginal kernel's data: ``base`` (block 1, β and any dense block 2
     integrated out of y − Z_sb_s) and the products of Z_s, the sampled terms' columns,
     with e, Z_s, Z₁ (per block-1 level), Z₂ (with X_c when β is integrated) and X_c."""
-    assert isinstance(base, nb.KernelData)
+    assert not isinstance(base, nb.OneFactor)
     terms = design.terms
     order = sorted(latent)
     lat_term, lat_off, offs = [], [], {}
@@ -493,6 +493,7 @@ def _partial(
     hdim = int(base.par.dim)
     return nb.PartialData(
         base=base,
+        beta_ols=base.beta_ols if isinstance(base, nb.KernelData) else np.zeros(0),
         hdim=hdim,
         dim=hdim + qs,
         lat_term=np.asarray(lat_term, dtype=np.int64),
@@ -750,7 +751,8 @@ def draw_effects(
     def job(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
         if part is not None:
-            nb.draw_b_partial(flat[a:b], part, seeds[i], b1[a:b], b2[a:b], bs[a:b])
+            rest = b2 if isinstance(d, nb.KernelData) else fixef
+            nb.draw_b_partial(flat[a:b], part, seeds[i], b1[a:b], rest[a:b], bs[a:b])
         elif isinstance(d, nb.OneFactor):
             nb.draw_b_one_factor(flat[a:b], d, seeds[i], b1[a:b])
         elif isinstance(d, nb.OneFactorFixef):
