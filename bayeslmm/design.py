@@ -400,6 +400,11 @@ def build_design(
     column g its own residual SD (nlme's ``varIdent``).
     """
     parsed = parse_formula(formula)
+    if not parsed.bars:
+        raise FormulaError(
+            f"formula {formula!r} has no random-effect term: a mixed model needs at least "
+            "one, like (1 | g)"
+        )
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(data) == 0:

@@ -70,10 +70,12 @@ class PoolingPanel:
         self.ex = ex
         self._hold = False
         s = ex.setting
+        home = ex.reml or s  # the ranges centre on the estimates, whatever the start
         sigma = s.sigma
         self.sliders: dict[str, Any] = {}
         for (group, column), value in s.sd.items():
-            reference = value if value > 0 else sigma
+            estimate = home.sd[(group, column)]
+            reference = estimate if estimate > 0 else home.sigma
             label = names.sd_label(group, column)
             self.sliders[label] = _log_slider(label, value, reference, DECADES)
         for (group, a, b), value in s.corr.items():
@@ -83,7 +85,7 @@ class PoolingPanel:
                 continuous_update=False, style={"description_width": "180px"},
                 layout={"width": "520px"},
             )  # fmt: skip
-        self.sliders[names.SIGMA] = _log_slider(names.SIGMA, sigma, sigma, 2.0)
+        self.sliders[names.SIGMA] = _log_slider(names.SIGMA, sigma, home.sigma, 2.0)
         self.sliders["kept"] = widgets.IntSlider(
             value=ex.kept, min=1, max=ex.max_kept, description="kept per group (first rows)",
             continuous_update=False, style={"description_width": "180px"},
@@ -127,7 +129,12 @@ class PoolingPanel:
         self._hold = True
         try:
             for label, value in self.ex.setting.labels().items():
-                self.sliders[label].value = value
+                slider = self.sliders[label]
+                if isinstance(slider, widgets.FloatLogSlider) and value > 0:
+                    exponent = math.log10(value)  # a value set from code widens the range
+                    slider.min = min(slider.min, math.floor(exponent))
+                    slider.max = max(slider.max, math.ceil(exponent))
+                slider.value = value
             self.sliders["kept"].value = self.ex.kept
         finally:
             self._hold = False

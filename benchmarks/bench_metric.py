@@ -38,13 +38,17 @@ def main() -> None:
     print("| k | dim | ROBUST_MIN | seed | warm s | min ESS θ | ESS/s | grad evals / draw | "
           "divergences |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     warnings.simplefilter("ignore")
-    for k in (4, 6, 8):
+    import sys
+
+    ks = [int(k) for k in sys.argv[1].split(",")] if len(sys.argv) > 1 else [4, 6, 8]
+    seeds = (1, 2) if len(sys.argv) > 1 else (1, 2, 3)
+    for k in ks:
         xs = " + ".join(f"x{i}" for i in range(1, k))
         model = blm.Model(f"y ~ 1 + {xs} + (1 + {xs} | g)", simulate(k))
         mm = marginal.build(model.design, model._priors())
         for robust in (0.0, 2.0):
             runner.ROBUST_MIN = robust
-            for seed in (1, 2, 3):
+            for seed in seeds:
                 start = marginal.initial_points(mm, 4, np.random.default_rng(seed))
                 t0 = time.perf_counter()
                 run = runner.run_chains(

@@ -12,7 +12,9 @@ starts (``marginal.initial_points``):
 
 Time (warm: caches loaded, second call in the process), min bulk ESS over θ (the package's
 ``diagnose``), ESS/s, divergences and gradient evaluations per draw.  ``--cold`` times the
-first call in this (fresh) process: run it with an empty ``NUMBA_CACHE_DIR``.
+first call in this (fresh) process: run it with an empty ``NUMBA_CACHE_DIR`` and
+``--sampler`` (one sampler per process, so that neither inherits the other's compiled
+kernel).
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def measure(name: str, sampler: str, seed: int = 1, repeat: int = 2) -> dict:
     start = marginal.initial_points(mm, CHAINS, np.random.default_rng(seed))
     fn = run_ours if sampler == "bayeslmm" else run_nutpie
     times = []
+    from threadpoolctl import threadpool_limits
+
     for _ in range(repeat):  # the first call compiles (cold), the last one is warm
         t0 = time.perf_counter()
-        theta, div, steps = fn(mm, start, seed)
+        with threadpool_limits(limits=1):  # as model.sample runs: chains in threads
+            theta, div, steps = fn(mm, start, seed)
         times.append(time.perf_counter() - t0)
     _, ess, _ = diagnose(theta)
     ess_min = float(np.nanmin(ess))
@@ -119,6 +124,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", help="comma-separated battery cases (default: all) or 'large'")
     p.add_argument("--cold", action="store_true", help="one call per sampler (a fresh process)")
+    p.add_argument("--sampler", choices=("bayeslmm", "nutpie"), help="only this one")
     args = p.parse_args()
     from cases import CASES
 
@@ -131,7 +137,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in names:
-            for sampler in ("bayeslmm", "nutpie"):
+            for sampler in [args.sampler] if args.sampler else ["bayeslmm", "nutpie"]:
                 r = measure(name, sampler, repeat=1 if args.cold else 2)
                 rows.append(r)
                 print(f"| {r['case']} | {sampler} | {r['first']:.2f} | {r['warm']:.2f} | "

@@ -254,3 +254,8 @@ def test_prediction_summaries_use_the_working_design_and_each_rows_sigma():
     other = Model("distance ~ age + (age | Subject)", orthodont(), sigma="~ 1 | Sex").fit_reml()
     with pytest.raises(DataError, match="a response prediction needs each row's residual"):
         other.predict(new.drop(columns="Sex"), summary=True, kind="response")
+
+
+def test_a_formula_without_random_effects_is_a_formula_error():
+    with pytest.raises(FormulaError, match="no random-effect term"):
+        Model("Reaction ~ Days", load_dataset("sleepstudy"))

@@ -202,6 +202,14 @@ def test_simulated_data_follow_the_settings_variances(fit):
     assert (np.abs(np.cov(own.T) - expected) < 4 * se).all()
 
 
+def test_a_value_set_from_code_widens_its_sliders_range(explorer, fit):
+    explorer.set(explorer.reml.scaled(1e6))
+    slider = explorer.sliders["sd_Subject[Days]"]
+    assert slider.value == pytest.approx(1e6 * fit.varcorr["sdcor"].iloc[1])
+    slider.value = 3.0  # still reaches the estimates' range
+    assert explorer.setting.sd[("Subject", "Days")] == pytest.approx(3.0)
+
+
 def test_bad_settings_name_the_parameter(explorer):
     s = explorer.setting
     with pytest.raises(blm.PoolingError, match=r"sd_Subject\[Days\]"):

@@ -174,3 +174,38 @@ def test_a_start_outside_the_support_moves_or_fails_clearly():
     with pytest.raises(SamplingError, match="initial metric is not positive definite"):
         runner.run_chains(nowhere, np.zeros((1, 2)), -np.eye(2), draws=5, tune=5, seed=1,
                           target_accept=0.8)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_nutpie_cross_check():
+    """An independent NUTS (nutpie's, in Rust, its own adaptation) on the same kernel:
+    θ's means and SDs of sleepstudy's (Days | Subject) agree with the compiled sampler's
+    within 5 Monte Carlo standard errors (ESS > 2000 each)."""
+    nutpie = pytest.importorskip("nutpie")
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    import bayeslmm as blm
+    from bayeslmm.bayes import marginal
+
+    model = blm.Model("Reaction ~ Days + (Days | Subject)", blm.load_dataset("sleepstudy"))
+    mm = marginal.build(model.design, model._priors())
+    start = marginal.initial_points(mm, 4, np.random.default_rng(1))
+    ours = runner.run_chains(
+        mm.data, start.points, start.metric, draws=1000, tune=1000, seed=1, target_accept=0.9
+    ).theta.reshape(-1, mm.dim)
+
+    def make_logp_fn():
+        return lambda x, **_: marginal.logp(mm, x)
+
+    points = iter(np.tile(start.points, (4, 1)))
+    pymodel = from_pyfunc(
+        mm.dim, make_logp_fn, lambda *a, **k: (lambda x, **_: {"theta": x}),
+        [np.dtype("float64")], [(mm.dim,)], ["theta"],
+        make_initial_point_fn=lambda _seed: next(points).copy(),
+    )  # fmt: skip
+    trace = nutpie.sample(pymodel, draws=1000, tune=1000, chains=4, seed=2, progress_bar=False)
+    theirs = trace["posterior"]["theta"].to_numpy().reshape(-1, mm.dim)
+    sd = ours.std(0)
+    mcse = sd * np.sqrt(1 / 2000 + 1 / 2000)
+    np.testing.assert_array_less(np.abs(ours.mean(0) - theirs.mean(0)), 5 * mcse)
+    np.testing.assert_allclose(theirs.std(0), sd, rtol=0.1)
