@@ -349,9 +349,23 @@ def _scale_block2(d, Tr, B, rows):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _factor(theta, d, T):
     """Factorise M = I + Λ̃ᵀZᵀZΛ̃ by blocks at θ (T: the absolute templates)."""
-    nterms, kmax = d.par.term_k.shape[0], d.par.kmax
-    k1, l1, q2 = d.k1, d.l1, d.q2
     sigma = math.exp(theta[d.par.dim - 1])
+    Tr, Lam1 = _relative_templates(d, T, sigma)
+    L11, AL, logdet, ok = _factor_block1(d, Lam1)
+    nnz, kmax = d.a12_off.shape[0], d.par.kmax
+    M12 = np.zeros((nnz, d.k1, kmax))
+    E = np.zeros((nnz, d.k1, kmax))
+    L22 = np.zeros((d.q2, d.q2))
+    if ok and d.q2 > 0:
+        logdet2, ok = _factor_block2(d, Tr, Lam1, L11, M12, E, L22)
+        logdet += logdet2
+    return Factor(sigma, Tr, Lam1, L11, AL, M12, E, L22, ok, logdet)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _relative_templates(d, T, sigma):
+    """T̃ = T/σ per term, and Λ̃₁ (block 1's terms on one k₁ x k₁ lower triangle)."""
+    nterms, kmax, k1 = d.par.term_k.shape[0], d.par.kmax, d.k1
     Tr = np.empty((nterms, kmax, kmax))
     for t in range(nterms):
         for i in range(kmax):
@@ -364,11 +378,18 @@ def _factor(theta, d, T):
             for i in range(d.par.term_k[t]):
                 for j in range(i + 1):
                     Lam1[o + i, o + j] = Tr[t, i, j]
+    return Tr, Lam1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _factor_block1(d, Lam1):
+    """Block 1 level by level: AL = A₁₁Λ̃₁, L₁₁ = chol(I + Λ̃₁ᵀ AL), with log|L₁₁|² summed
+    (ok False at a pivot under the floor)."""
+    l1, k1 = d.l1, d.k1
     L11 = np.empty((l1, k1, k1))
     AL = np.empty((l1, k1, k1))
     M = np.empty((k1, k1))
     logdet = 0.0
-    ok = True
     for lv in range(l1):
         for m in range(k1):
             for b in range(k1):
@@ -385,58 +406,73 @@ def _factor(theta, d, T):
                 M[b, a] = s
             M[a, a] += 1.0
         if not _chol(M, L11[lv], UNIT_PIVOT):
-            ok = False
-            break
+            return L11, AL, logdet, False
         for i in range(k1):
             logdet += 2.0 * math.log(L11[lv, i, i])
-    nnz = d.a12_off.shape[0]
-    M12 = np.zeros((nnz, k1, kmax))
-    E = np.zeros((nnz, k1, kmax))
-    L22 = np.zeros((q2, q2))
-    if ok and q2 > 0:
-        S = np.empty((q2, q2))
-        for i in range(q2):
-            for j in range(q2):
-                S[i, j] = d.A22[i, j]
-        _scale_block2(d, Tr, S, False)
-        _scale_block2(d, Tr, S, True)
-        for i in range(q2):
-            S[i, i] += 1.0
-        col = np.empty(k1)
-        for lv in range(l1):
-            lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
-            for e in range(lo, hi):
-                t, k = d.a12_term[e], d.a12_k[e]
-                for a in range(k1):  # M12_e = Λ̃₁ᵀ a_e T̃_t
-                    for b in range(k):
-                        s = 0.0
-                        for m in range(a, k1):
-                            for c in range(b, k):
-                                s += Lam1[m, a] * d.a12_val[e, m, c] * Tr[t, c, b]
-                        M12[e, a, b] = s
-                for b in range(k):
-                    for a in range(k1):
-                        col[a] = M12[e, a, b]
-                    _fsolve(L11[lv], col)
-                    _bsolve(L11[lv], col)
-                    for a in range(k1):
-                        E[e, a, b] = col[a]
-            for e in range(lo, hi):  # S −= Σ M12_eᵀ E_f, lower triangle (units sorted)
-                ou, ku = d.a12_off[e], d.a12_k[e]
-                for f in range(lo, e + 1):
-                    ow, kw = d.a12_off[f], d.a12_k[f]
-                    for a in range(ku):
-                        for b in range(kw if f < e else a + 1):
-                            s = 0.0
-                            for m in range(k1):
-                                s += M12[e, m, a] * E[f, m, b]
-                            S[ou + a, ow + b] -= s
-        if _chol(S, L22, UNIT_PIVOT):
-            for i in range(q2):
-                logdet += 2.0 * math.log(L22[i, i])
-        else:
-            ok = False
-    return Factor(sigma, Tr, Lam1, L11, AL, M12, E, L22, ok, logdet)
+    return L11, AL, logdet, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _factor_block2(d, Tr, Lam1, L11, M12, E, L22):
+    """The coupling M12_e = Λ̃₁ᵀ a_e T̃_t, E_e = L₁₁⁻ᵀL₁₁⁻¹M12_e, and L₂₂ = chol of the Schur
+    complement I + Λ̃₂ᵀA₂₂Λ̃₂ − Σ M12ᵀE (filled in place); returns (log|L₂₂|², ok)."""
+    q2 = d.q2
+    S = np.empty((q2, q2))
+    for i in range(q2):
+        for j in range(q2):
+            S[i, j] = d.A22[i, j]
+    _scale_block2(d, Tr, S, False)
+    _scale_block2(d, Tr, S, True)
+    for i in range(q2):
+        S[i, i] += 1.0
+    for lv in range(d.l1):
+        _level_coupling(d, Tr, Lam1, L11, lv, M12, E)
+        _schur_update(d, lv, M12, E, S)
+    if not _chol(S, L22, UNIT_PIVOT):
+        return 0.0, False
+    logdet = 0.0
+    for i in range(q2):
+        logdet += 2.0 * math.log(L22[i, i])
+    return logdet, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _level_coupling(d, Tr, Lam1, L11, lv, M12, E):
+    """Level ``lv``'s coupling blocks M12_e = Λ̃₁ᵀ a_e T̃_t and E_e = (L₁₁L₁₁ᵀ)⁻¹M12_e."""
+    k1 = d.k1
+    col = np.empty(k1)
+    for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+        t, k = d.a12_term[e], d.a12_k[e]
+        for a in range(k1):
+            for b in range(k):
+                s = 0.0
+                for m in range(a, k1):
+                    for c in range(b, k):
+                        s += Lam1[m, a] * d.a12_val[e, m, c] * Tr[t, c, b]
+                M12[e, a, b] = s
+        for b in range(k):
+            for a in range(k1):
+                col[a] = M12[e, a, b]
+            _fsolve(L11[lv], col)
+            _bsolve(L11[lv], col)
+            for a in range(k1):
+                E[e, a, b] = col[a]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _schur_update(d, lv, M12, E, S):
+    """S −= Σ M12_eᵀ E_f over level ``lv``'s pairs, lower triangle (units sorted)."""
+    lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+    for e in range(lo, hi):
+        ou, ku = d.a12_off[e], d.a12_k[e]
+        for f in range(lo, e + 1):
+            ow, kw = d.a12_off[f], d.a12_k[f]
+            for a in range(ku):
+                for b in range(kw if f < e else a + 1):
+                    s = 0.0
+                    for m in range(d.k1):
+                        s += M12[e, m, a] * E[f, m, b]
+                    S[ou + a, ow + b] -= s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -562,8 +598,7 @@ def _loglik_rhs(theta, d, T, grad, ete, Xte, Zte1, Zte2):
     if not F.ok:
         G1, G2 = np.zeros((k1, k1)), np.zeros((nterms, kmax, kmax))
         return -math.inf, 0.0, G1, G2, np.zeros((l1, k1)), np.zeros(q2)
-    sigma = F.sigma
-    s2 = sigma * sigma
+    s2 = F.sigma * F.sigma
     delta = np.empty(p)
     for j in range(p):
         delta[j] = theta[j] - d.beta_ols[j]
@@ -586,19 +621,30 @@ def _loglik_rhs(theta, d, T, grad, ete, Xte, Zte1, Zte2):
         cv += c2[i] * v2[i]
     pwrss = _pwrss(rtr, cv)
     lp = -0.5 * (d.n * (LOG2PI + 2.0 * theta[d.par.dim - 1]) + F.logdet + pwrss / s2)
-
-    # β: (Xᵀr − XᵀZΛ̃v)/σ²
     b1, b2 = _lam(d, F, v1, v2, False)
-    for j in range(p):
+    _grad_beta(d, Xtr, b1, b2, s2, grad)
+    w1, w2 = _score_residual(d, F, z1, z2, v1, b2, b1)
+    G1, G2 = _grad_lambda(d, F, w1, w2, v1, v2, s2)
+    return lp, pwrss, G1, G2, b1, b2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_beta(d, Xtr, b1, b2, s2, grad):
+    """∂ℓ/∂β = (Xᵀr − XᵀZΛ̃v)/σ², written into ``grad[:p]``."""
+    for j in range(d.par.p):
         s = Xtr[j]
-        for lv in range(l1):
-            for a in range(k1):
+        for lv in range(d.l1):
+            for a in range(d.k1):
                 s -= d.ZtX1[lv, a, j] * b1[lv, a]
-        for i in range(q2):
+        for i in range(d.q2):
             s -= d.ZtX2[i, j] * b2[i]
         grad[j] = s / s2
 
-    # w = Zᵀr − ZᵀZΛ̃v (A₁₁Λ̃₁v₁ = AL v₁)
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _score_residual(d, F, z1, z2, v1, b2, b1):
+    """w = Zᵀr − ZᵀZΛ̃v by blocks (A₁₁Λ̃₁v₁ = AL v₁)."""
+    l1, k1, q2 = d.l1, d.k1, d.q2
     w1 = np.empty((l1, k1))
     for lv in range(l1):
         for a in range(k1):
@@ -614,75 +660,103 @@ def _loglik_rhs(theta, d, T, grad, ete, Xte, Zte1, Zte2):
         w2[i] = s
     _sub12(d, d.a12_val, b2, w1)
     _sub21(d, d.a12_val, b1, w2)
+    return w1, w2
 
-    # G = ∂ℓ/∂Λ̃ on the templates, from the blocks of P = M⁻¹ where ZᵀZ is non-zero
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_lambda(d, F, w1, w2, v1, v2, s2):
+    """G = ∂ℓ/∂Λ̃ on the templates, from the blocks of P = M⁻¹ where ZᵀZ is non-zero:
+    block 1 and the coupling level by level, then the diagonal blocks of block 2."""
+    k1, q2 = d.k1, d.q2
     G1 = np.zeros((k1, k1))
-    G2 = np.zeros((nterms, kmax, kmax))
+    G2 = np.zeros((d.par.term_k.shape[0], d.par.kmax, d.par.kmax))
     P11 = np.empty((k1, k1))
-    nnz = d.a12_off.shape[0]
-    P12 = np.zeros((nnz, k1, kmax))
+    P12 = np.zeros((d.a12_off.shape[0], k1, d.par.kmax))
     P22 = np.empty((q2, q2))
     if q2 > 0:
         _chol_inverse(F.L22, P22)
-    for lv in range(l1):
+    for lv in range(d.l1):
         _chol_inverse(F.L11[lv], P11)
-        lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
-        for e in range(lo, hi):  # P12_e = −Σ_f E_f P22[u_f, u_e] (P22 symmetric: by rows)
-            ou, ku = d.a12_off[e], d.a12_k[e]
-            for a in range(k1):
-                for b in range(ku):
-                    s = 0.0
-                    for f in range(lo, hi):
-                        ow = d.a12_off[f]
-                        for c in range(d.a12_k[f]):
-                            s += F.E[f, a, c] * P22[ou + b, ow + c]
-                    P12[e, a, b] -= s
-        for e in range(lo, hi):  # P11 −= Σ_e P12_e E_eᵀ
-            ku = d.a12_k[e]
-            for a in range(k1):
-                for b in range(k1):
-                    s = 0.0
-                    for c in range(ku):
-                        s += P12[e, a, c] * F.E[e, b, c]
-                    P11[a, b] -= s
-        for a in range(k1):  # G1 += −A₁₁Λ̃₁P₁₁ + w1 v1ᵀ/σ²
+        _level_inverse(d, F, lv, P22, P11, P12)
+        _grad_level(d, F, lv, w1, v1, s2, P11, P12, G1, G2)
+    if q2 > 0:
+        _grad_block2(d, F, w2, v2, s2, P22, G2)
+    return G1, G2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _level_inverse(d, F, lv, P22, P11, P12):
+    """Level ``lv``'s blocks of P = M⁻¹: P12_e = −Σ_f E_f P22[u_f, u_e] (P22 symmetric: by
+    rows), then P11 −= Σ_e P12_e E_eᵀ (P11 holds (L11 L11ᵀ)⁻¹ on entry)."""
+    k1 = d.k1
+    lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+    for e in range(lo, hi):
+        ou, ku = d.a12_off[e], d.a12_k[e]
+        for a in range(k1):
+            for b in range(ku):
+                s = 0.0
+                for f in range(lo, hi):
+                    ow = d.a12_off[f]
+                    for c in range(d.a12_k[f]):
+                        s += F.E[f, a, c] * P22[ou + b, ow + c]
+                P12[e, a, b] -= s
+    for e in range(lo, hi):
+        ku = d.a12_k[e]
+        for a in range(k1):
             for b in range(k1):
-                s = w1[lv, a] * v1[lv, b] / s2
+                s = 0.0
+                for c in range(ku):
+                    s += P12[e, a, c] * F.E[e, b, c]
+                P11[a, b] -= s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_level(d, F, lv, w1, v1, s2, P11, P12, G1, G2):
+    """Level ``lv``'s share of G1 (−A₁₁Λ̃₁P₁₁ + w1 v1ᵀ/σ², −a_e T̃_t P12_eᵀ) and of the
+    block-2 units it meets (−a_eᵀ Λ̃₁ P12_e)."""
+    k1 = d.k1
+    for a in range(k1):
+        for b in range(k1):
+            s = w1[lv, a] * v1[lv, b] / s2
+            for m in range(k1):
+                s -= F.AL[lv, a, m] * P11[m, b]
+            G1[a, b] += s
+    for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+        t, k = d.a12_term[e], d.a12_k[e]
+        for a in range(k1):
+            for b in range(k1):
+                s = 0.0
+                for c in range(k):
+                    for m in range(c, k):
+                        s += d.a12_val[e, a, m] * F.Tr[t, m, c] * P12[e, b, c]
+                G1[a, b] -= s
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
                 for m in range(k1):
-                    s -= F.AL[lv, a, m] * P11[m, b]
-                G1[a, b] += s
-        for e in range(lo, hi):
-            t, k = d.a12_term[e], d.a12_k[e]
-            for a in range(k1):  # block 1: −a_e T̃_t P12_eᵀ
-                for b in range(k1):
-                    s = 0.0
-                    for c in range(k):
-                        for m in range(c, k):
-                            s += d.a12_val[e, a, m] * F.Tr[t, m, c] * P12[e, b, c]
-                    G1[a, b] -= s
-            for a in range(k):  # block-2 unit: −a_eᵀ Λ̃₁ P12_e
-                for b in range(k):
-                    s = 0.0
-                    for m in range(k1):
-                        for c in range(m + 1):
-                            s += d.a12_val[e, m, a] * F.Lam1[m, c] * P12[e, c, b]
-                    G2[t, a, b] -= s
-    if q2 > 0:  # block 2: −diag blocks of A₂₂Λ̃₂P₂₂ + w2 v2ᵀ/σ²
-        B = np.empty((q2, q2))
-        for i in range(q2):
-            for j in range(q2):
-                B[i, j] = d.A22[i, j]
-        _scale_block2(d, F.Tr, B, False)
-        for u in range(d.unit_term.shape[0]):
-            t, o = d.unit_term[u], d.unit_off[u]
-            k = d.par.term_k[t]
-            for a in range(k):
-                for b in range(k):
-                    s = 0.0
-                    for m in range(q2):
-                        s += B[o + a, m] * P22[m, o + b]
-                    G2[t, a, b] += w2[o + a] * v2[o + b] / s2 - s
-    return lp, pwrss, G1, G2, b1, b2
+                    for c in range(m + 1):
+                        s += d.a12_val[e, m, a] * F.Lam1[m, c] * P12[e, c, b]
+                G2[t, a, b] -= s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_block2(d, F, w2, v2, s2, P22, G2):
+    """Block 2's diagonal blocks of G: −(A₂₂Λ̃₂P₂₂)_tt + w2 v2ᵀ/σ²."""
+    q2 = d.q2
+    B = np.empty((q2, q2))
+    for i in range(q2):
+        for j in range(q2):
+            B[i, j] = d.A22[i, j]
+    _scale_block2(d, F.Tr, B, False)
+    for u in range(d.unit_term.shape[0]):
+        t, o = d.unit_term[u], d.unit_off[u]
+        k = d.par.term_k[t]
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for m in range(q2):
+                    s += B[o + a, m] * P22[m, o + b]
+                G2[t, a, b] += w2[o + a] * v2[o + b] / s2 - s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -901,6 +975,28 @@ def _loglik_one_factor_fixef(theta, d, T, ete, Xte, Zte1):
         for j in range(p):
             s -= d.XtX[i, j] * bb[j]
         wb[i] = s
+    g00, g01, g10, g11 = _one_factor_fixef_levels(
+        d, Zte1, (l00, l10, l11), sb, Minv, E, u, vb, Sinv, bb, s2, bh1, wb, gb
+    )
+    G1[0, 0] = g00
+    if two:
+        G1[0, 1], G1[1, 0], G1[1, 1] = g01, g10, g11
+    t_b = nterms - 1
+    for j in range(p):
+        s = 0.0
+        for m in range(p):
+            s += d.XtX[j, m] * sb[m] * Sinv[m, j]
+        G2[t_b, j, j] = gb[j] + wb[j] * vb[j] / s2 - s
+    return lp, pwrss, G1, G2, bh1, bb
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _one_factor_fixef_levels(d, Zte1, lam, sb, Minv, E, u, vb, Sinv, bb, s2, bh1, wb, gb):
+    """The gradient pass of :func:`_loglik_one_factor_fixef` over the levels: each
+    level's conditional mean into ``bh1``, its share of w_β and of ∂ℓ/∂Λ̃_β's diagonal into
+    ``wb`` and ``gb``; returns block 1's ∂ℓ/∂Λ̃₁ entries (g00, g01, g10, g11)."""
+    l00, l10, l11 = lam
+    p, l1, two = d.XtX.shape[0], d.l1, d.k1 == 2
     P0 = np.empty(p)  # P_lβ rows
     P1 = np.empty(p)
     g00 = g01 = g10 = g11 = 0.0
@@ -946,16 +1042,7 @@ def _loglik_one_factor_fixef(theta, d, T, ete, Xte, Zte1):
         g01 += w0 * v1 / s2 - (al00 * p01 + al01 * p11) - c01
         g10 += w1 * v0 / s2 - (al10 * p00 + al11 * p01) - c10
         g11 += w1 * v1 / s2 - (al10 * p01 + al11 * p11) - c11
-    G1[0, 0] = g00
-    if two:
-        G1[0, 1], G1[1, 0], G1[1, 1] = g01, g10, g11
-    t_b = nterms - 1
-    for j in range(p):
-        s = 0.0
-        for m in range(p):
-            s += d.XtX[j, m] * sb[m] * Sinv[m, j]
-        G2[t_b, j, j] = gb[j] + wb[j] * vb[j] / s2 - s
-    return lp, pwrss, G1, G2, bh1, bb
+    return g00, g01, g10, g11
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
