@@ -425,9 +425,8 @@ def _factor_block2(d, Tr, Lam1, L11, M12, E, L22):
     _scale_block2(d, Tr, S, True)
     for i in range(q2):
         S[i, i] += 1.0
-    for lv in range(d.l1):
-        _level_coupling(d, Tr, Lam1, L11, lv, M12, E)
-        _schur_update(d, lv, M12, E, S)
+    _coupling(d, Tr, Lam1, L11, M12, E)
+    _schur_update(d, M12, E, S)
     if not _chol(S, L22, UNIT_PIVOT):
         return 0.0, False
     logdet = 0.0
@@ -437,42 +436,45 @@ def _factor_block2(d, Tr, Lam1, L11, M12, E, L22):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _level_coupling(d, Tr, Lam1, L11, lv, M12, E):
-    """Level ``lv``'s coupling blocks M12_e = Λ̃₁ᵀ a_e T̃_t and E_e = (L₁₁L₁₁ᵀ)⁻¹M12_e."""
+def _coupling(d, Tr, Lam1, L11, M12, E):
+    """The coupling blocks M12_e = Λ̃₁ᵀ a_e T̃_t and E_e = (L₁₁L₁₁ᵀ)⁻¹M12_e, level by level
+    (loops inside: a call per level would pay the data's reference counts each time)."""
     k1 = d.k1
     col = np.empty(k1)
-    for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-        t, k = d.a12_term[e], d.a12_k[e]
-        for a in range(k1):
+    for lv in range(d.l1):
+        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+            t, k = d.a12_term[e], d.a12_k[e]
+            for a in range(k1):
+                for b in range(k):
+                    s = 0.0
+                    for m in range(a, k1):
+                        for c in range(b, k):
+                            s += Lam1[m, a] * d.a12_val[e, m, c] * Tr[t, c, b]
+                    M12[e, a, b] = s
             for b in range(k):
-                s = 0.0
-                for m in range(a, k1):
-                    for c in range(b, k):
-                        s += Lam1[m, a] * d.a12_val[e, m, c] * Tr[t, c, b]
-                M12[e, a, b] = s
-        for b in range(k):
-            for a in range(k1):
-                col[a] = M12[e, a, b]
-            _fsolve(L11[lv], col)
-            _bsolve(L11[lv], col)
-            for a in range(k1):
-                E[e, a, b] = col[a]
+                for a in range(k1):
+                    col[a] = M12[e, a, b]
+                _fsolve(L11[lv], col)
+                _bsolve(L11[lv], col)
+                for a in range(k1):
+                    E[e, a, b] = col[a]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _schur_update(d, lv, M12, E, S):
-    """S −= Σ M12_eᵀ E_f over level ``lv``'s pairs, lower triangle (units sorted)."""
-    lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
-    for e in range(lo, hi):
-        ou, ku = d.a12_off[e], d.a12_k[e]
-        for f in range(lo, e + 1):
-            ow, kw = d.a12_off[f], d.a12_k[f]
-            for a in range(ku):
-                for b in range(kw if f < e else a + 1):
-                    s = 0.0
-                    for m in range(d.k1):
-                        s += M12[e, m, a] * E[f, m, b]
-                    S[ou + a, ow + b] -= s
+def _schur_update(d, M12, E, S):
+    """S −= Σ M12_eᵀ E_f over each level's pairs, lower triangle (units sorted)."""
+    for lv in range(d.l1):
+        lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+        for e in range(lo, hi):
+            ou, ku = d.a12_off[e], d.a12_k[e]
+            for f in range(lo, e + 1):
+                ow, kw = d.a12_off[f], d.a12_k[f]
+                for a in range(ku):
+                    for b in range(kw if f < e else a + 1):
+                        s = 0.0
+                        for m in range(d.k1):
+                            s += M12[e, m, a] * E[f, m, b]
+                        S[ou + a, ow + b] -= s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -670,73 +672,73 @@ def _grad_lambda(d, F, w1, w2, v1, v2, s2):
     k1, q2 = d.k1, d.q2
     G1 = np.zeros((k1, k1))
     G2 = np.zeros((d.par.term_k.shape[0], d.par.kmax, d.par.kmax))
-    P11 = np.empty((k1, k1))
+    P11 = np.empty((d.l1, k1, k1))
     P12 = np.zeros((d.a12_off.shape[0], k1, d.par.kmax))
     P22 = np.empty((q2, q2))
     if q2 > 0:
         _chol_inverse(F.L22, P22)
-    for lv in range(d.l1):
-        _chol_inverse(F.L11[lv], P11)
-        _level_inverse(d, F, lv, P22, P11, P12)
-        _grad_level(d, F, lv, w1, v1, s2, P11, P12, G1, G2)
+    _block1_inverse(d, F, P22, P11, P12)
+    _grad_block1(d, F, w1, v1, s2, P11, P12, G1, G2)
     if q2 > 0:
         _grad_block2(d, F, w2, v2, s2, P22, G2)
     return G1, G2
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _level_inverse(d, F, lv, P22, P11, P12):
-    """Level ``lv``'s blocks of P = M⁻¹: P12_e = −Σ_f E_f P22[u_f, u_e] (P22 symmetric: by
-    rows), then P11 −= Σ_e P12_e E_eᵀ (P11 holds (L11 L11ᵀ)⁻¹ on entry)."""
+def _block1_inverse(d, F, P22, P11, P12):
+    """Each level's blocks of P = M⁻¹: P11_l = (L₁₁L₁₁ᵀ)⁻¹, P12_e = −Σ_f E_f P22[u_f, u_e]
+    (P22 symmetric: by rows), then P11_l −= Σ_e P12_e E_eᵀ (loops inside, one call)."""
     k1 = d.k1
-    lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
-    for e in range(lo, hi):
-        ou, ku = d.a12_off[e], d.a12_k[e]
-        for a in range(k1):
-            for b in range(ku):
-                s = 0.0
-                for f in range(lo, hi):
-                    ow = d.a12_off[f]
-                    for c in range(d.a12_k[f]):
-                        s += F.E[f, a, c] * P22[ou + b, ow + c]
-                P12[e, a, b] -= s
-    for e in range(lo, hi):
-        ku = d.a12_k[e]
-        for a in range(k1):
-            for b in range(k1):
-                s = 0.0
-                for c in range(ku):
-                    s += P12[e, a, c] * F.E[e, b, c]
-                P11[a, b] -= s
+    for lv in range(d.l1):
+        _chol_inverse(F.L11[lv], P11[lv])
+        lo, hi = d.a12_ptr[lv], d.a12_ptr[lv + 1]
+        for e in range(lo, hi):
+            ou, ku = d.a12_off[e], d.a12_k[e]
+            for a in range(k1):
+                for b in range(ku):
+                    s = 0.0
+                    for f in range(lo, hi):
+                        ow = d.a12_off[f]
+                        for c in range(d.a12_k[f]):
+                            s += F.E[f, a, c] * P22[ou + b, ow + c]
+                    P12[e, a, b] -= s
+        for e in range(lo, hi):
+            for a in range(k1):
+                for b in range(k1):
+                    s = 0.0
+                    for c in range(d.a12_k[e]):
+                        s += P12[e, a, c] * F.E[e, b, c]
+                    P11[lv, a, b] -= s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_level(d, F, lv, w1, v1, s2, P11, P12, G1, G2):
-    """Level ``lv``'s share of G1 (−A₁₁Λ̃₁P₁₁ + w1 v1ᵀ/σ², −a_e T̃_t P12_eᵀ) and of the
-    block-2 units it meets (−a_eᵀ Λ̃₁ P12_e)."""
+def _grad_block1(d, F, w1, v1, s2, P11, P12, G1, G2):
+    """Block 1's G1 (−A₁₁Λ̃₁P₁₁ + w1 v1ᵀ/σ², −a_e T̃_t P12_eᵀ) and the block-2 units' share
+    from the coupling (−a_eᵀ Λ̃₁ P12_e), level by level."""
     k1 = d.k1
-    for a in range(k1):
-        for b in range(k1):
-            s = w1[lv, a] * v1[lv, b] / s2
-            for m in range(k1):
-                s -= F.AL[lv, a, m] * P11[m, b]
-            G1[a, b] += s
-    for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
-        t, k = d.a12_term[e], d.a12_k[e]
+    for lv in range(d.l1):
         for a in range(k1):
             for b in range(k1):
-                s = 0.0
-                for c in range(k):
-                    for m in range(c, k):
-                        s += d.a12_val[e, a, m] * F.Tr[t, m, c] * P12[e, b, c]
-                G1[a, b] -= s
-        for a in range(k):
-            for b in range(k):
-                s = 0.0
+                s = w1[lv, a] * v1[lv, b] / s2
                 for m in range(k1):
-                    for c in range(m + 1):
-                        s += d.a12_val[e, m, a] * F.Lam1[m, c] * P12[e, c, b]
-                G2[t, a, b] -= s
+                    s -= F.AL[lv, a, m] * P11[lv, m, b]
+                G1[a, b] += s
+        for e in range(d.a12_ptr[lv], d.a12_ptr[lv + 1]):
+            t, k = d.a12_term[e], d.a12_k[e]
+            for a in range(k1):
+                for b in range(k1):
+                    s = 0.0
+                    for c in range(k):
+                        for m in range(c, k):
+                            s += d.a12_val[e, a, m] * F.Tr[t, m, c] * P12[e, b, c]
+                    G1[a, b] -= s
+            for a in range(k):
+                for b in range(k):
+                    s = 0.0
+                    for m in range(k1):
+                        for c in range(m + 1):
+                            s += d.a12_val[e, m, a] * F.Lam1[m, c] * P12[e, c, b]
+                    G2[t, a, b] -= s
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
