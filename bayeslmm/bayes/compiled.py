@@ -154,16 +154,16 @@ def _pwrss(rtr, cv):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _chol(A, L, floor=0.0):
-    """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD, or if a
-    squared pivot falls to ``floor`` (for I + PSD matrices every one is >= 1 in exact
-    arithmetic: 1/4 marks rounding error)."""
+def chol(A, L, floor=0.0):
+    """Lower Cholesky factor of the SPD matrix A into L; False if A is not SPD with finite
+    entries, or if a squared pivot falls to ``floor`` (for I + PSD matrices every one is
+    >= 1 in exact arithmetic: 1/4 marks rounding error).  The sampler's metric uses it too."""
     k = A.shape[0]
     for j in range(k):
         s = A[j, j]
         for m in range(j):
             s -= L[j, m] * L[j, m]
-        if not s > floor:
+        if not (s > floor and s < math.inf):
             return False
         dj = math.sqrt(s)
         L[j, j] = dj
@@ -405,7 +405,7 @@ def _factor_block1(d, Lam1):
                 M[a, b] = s
                 M[b, a] = s
             M[a, a] += 1.0
-        if not _chol(M, L11[lv], UNIT_PIVOT):
+        if not chol(M, L11[lv], UNIT_PIVOT):
             return L11, AL, logdet, False
         for i in range(k1):
             logdet += 2.0 * math.log(L11[lv, i, i])
@@ -427,7 +427,7 @@ def _factor_block2(d, Tr, Lam1, L11, M12, E, L22):
         S[i, i] += 1.0
     _coupling(d, Tr, Lam1, L11, M12, E)
     _schur_update(d, M12, E, S)
-    if not _chol(S, L22, UNIT_PIVOT):
+    if not chol(S, L22, UNIT_PIVOT):
         return 0.0, False
     logdet = 0.0
     for i in range(q2):
@@ -954,7 +954,7 @@ def _loglik_one_factor_fixef(theta, d, T, ete, Xte, Zte1):
     LS = np.empty((p, p))
     bh1 = np.zeros((l1, k1))
     bb = np.empty(p)  # Λ̃_β v_β
-    if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
+    if not (math.isfinite(logdet) and chol(Sch, LS, UNIT_PIVOT)):
         return -math.inf, 0.0, G1, G2, bh1, bb
     for i in range(p):
         logdet += 2.0 * math.log(LS[i, i])
@@ -1296,7 +1296,7 @@ def _draw_row_fixef(theta, d, T, Xte, Zte1, b1, beta):
     logdet, _, rt = _one_factor_fixef_solve(d, Xte, Zte1, l00, l10, l11, sb, Minv, E, u, Sch)
     for j in range(p):
         xb[j] = np.random.standard_normal()
-    if not (math.isfinite(logdet) and _chol(Sch, LS, UNIT_PIVOT)):
+    if not (math.isfinite(logdet) and chol(Sch, LS, UNIT_PIVOT)):
         for j in range(p):
             beta[j] = math.nan
         for lv in range(l1):

@@ -7,6 +7,8 @@ import math
 
 from numba import njit
 
+from ..compiled import chol as cholesky
+
 #: Stan's shrinkage: the window covariance is pulled towards 10⁻³ (times the parameters'
 #: own squared scales here, so the adaptation does not depend on the units of y) with the
 #: weight 5 / (n + 5)
@@ -39,29 +41,6 @@ def reset(window):
     for i in range(window.m2.shape[0]):
         for j in range(window.m2.shape[1]):
             window.m2[i, j] = 0.0
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def cholesky(A, L):
-    """Lower Cholesky factor of A into L; False (L undefined) unless A is positive
-    definite with finite entries."""
-    k = A.shape[0]
-    for j in range(k):
-        s = A[j, j]
-        for m in range(j):
-            s -= L[j, m] * L[j, m]
-        if not (s > 0.0 and s < math.inf):
-            return False
-        dj = math.sqrt(s)
-        L[j, j] = dj
-        for i in range(j + 1, k):
-            s = A[i, j]
-            for m in range(j):
-                s -= L[i, m] * L[j, m]
-            L[i, j] = s / dj
-        for i in range(j):
-            L[i, j] = 0.0
-    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
