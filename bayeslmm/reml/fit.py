@@ -386,20 +386,13 @@ class LmerFit:
         Posterior's signature (nothing here is random).  ``random_effects`` (True/False)
         is the older spelling of "observed"/"none".
         """
-        from .explore import predict_fit
-
         if random_effects is not None or isinstance(group_effects, bool | np.bool_):
             flag = group_effects if random_effects is None else random_effects
             group_effects = "observed" if flag else "none"
         plain = self.design.is_plain or not summary
-        out = predict_fit(
+        out = self._predict_with(
             self.design if plain else self.working.design,
             newdata if plain or newdata is not None else self.design.frame,
-            beta=self._beta,
-            b=self.b,
-            theta=self._theta,
-            sigma=self.sigma,
-            vcov=self._vcov,
             group_effects=group_effects,
             kind=kind if plain else "mean",
             summary=summary,
@@ -410,6 +403,21 @@ class LmerFit:
             return out
         return self._with_residual(out, newdata, kind, group_effects)
 
+    def _predict_with(self, design: Design, newdata: Any, **options: Any) -> Any:
+        """:func:`~bayeslmm.reml.explore.predict_fit` of ``design`` at this fit's estimates."""
+        from .explore import predict_fit
+
+        return predict_fit(
+            design,
+            newdata,
+            beta=self._beta,
+            b=self.b,
+            theta=self._theta,
+            sigma=self.sigma,
+            vcov=self._vcov,
+            **options,
+        )
+
     def _with_residual(
         self, table: pd.DataFrame, newdata: pd.DataFrame | None, kind: str, group_effects: Any
     ) -> pd.DataFrame:
@@ -417,20 +425,9 @@ class LmerFit:
         SDs (the algebra of Var(β̂, b̂) needs it), the point predictions (with the offset)
         of the model's own design and, for ``kind="response"``, each row's residual
         variance σ̂²·δ_g² / w (weight 1 for new rows; δ from newdata's group column)."""
-        from .explore import predict_fit
-
         lb, ub = table.columns[2], table.columns[3]
         z = (table[ub] - table["mean"]) / table["sd"].where(table["sd"] > 0)
-        point = predict_fit(
-            self.design,
-            newdata,
-            beta=self._beta,
-            b=self.b,
-            theta=self._theta,
-            sigma=self.sigma,
-            vcov=self._vcov,
-            group_effects=group_effects,
-        )
+        point = self._predict_with(self.design, newdata, group_effects=group_effects)
         var = table["sd"].to_numpy() ** 2
         if kind == "response":
             var = var + (self.sigma * self._row_scale(newdata)) ** 2
